@@ -1,0 +1,49 @@
+"""The project's own exception tree.
+
+    LlmAutoscalerError
+    ├── InputError (ValueError)        bad user input: config, flags, trace lines; CLI exit code 2
+    │   ├── TraceFormatError           a malformed trace row; names the file and line
+    │   └── UnknownNameError           an unknown policy, format, model or GPU name
+    └── SharedDataMissing (FileNotFoundError)
+                                       a file under ../shared (or $LLM_AUTOSCALER_DATA) is absent
+
+Library errors are chained as causes (``raise ... from e``) so the CLI can print one line while
+a debugger still sees the origin.
+"""
+
+from __future__ import annotations
+
+
+class LlmAutoscalerError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class InputError(LlmAutoscalerError, ValueError):
+    """Input from a user (flags, config, files) is invalid; the message says what and where."""
+
+
+class TraceFormatError(InputError):
+    """A trace file has a row that cannot be read.
+
+    Carries the path and the 1-based line number so the message can point at the exact row.
+    """
+
+    def __init__(self, path: str, line: int, problem: str) -> None:
+        self.path = path
+        self.line = line
+        self.problem = problem
+        super().__init__(f"{path}:{line}: {problem}")
+
+
+class UnknownNameError(InputError):
+    """A name (policy, format, model, GPU) is not one this project knows; lists the known ones."""
+
+    def __init__(self, kind: str, name: str, known: list[str] | tuple[str, ...]) -> None:
+        self.kind = kind
+        self.name = name
+        self.known = tuple(known)
+        super().__init__(f"unknown {kind} {name!r}; known: {', '.join(self.known)}")
+
+
+class SharedDataMissing(LlmAutoscalerError, FileNotFoundError):
+    """A shared data file (trace, capture, perf CSV) was not found in any data directory."""

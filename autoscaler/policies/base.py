@@ -1,0 +1,51 @@
+"""The policy contract and the context every policy is built with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from autoscaler.hpa.spec import HpaSpec
+from autoscaler.recommendation import Recommendation
+from autoscaler.signals import SignalSnapshot
+from autoscaler.slo import SloSpec
+
+Actuation = Literal["hpa", "native"]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyContext:
+    """What a run gives every policy alike: the SLO, the replica bounds and the tick.
+
+    ``replica_token_capacity`` is the engine profile's seed for one replica's token-work capacity
+    at the SLO (tokens/s of weighted work); policies that learn capacity start from it and must
+    stay good when it is off by +-30%. ``prefill_weight`` and ``decode_weight`` convert token
+    counts into that work unit. ``gpus_per_replica`` is the tensor-parallel degree.
+    """
+
+    slo: SloSpec
+    max_replicas: int
+    min_replicas: int = 1
+    tick_s: float = 15.0
+    replica_token_capacity: float = 10_000.0
+    prefill_weight: float = 1.0
+    decode_weight: float = 1.0
+    gpus_per_replica: int = 4
+    default_lead_time_s: float = 240.0
+    peak_replicas: int | None = None
+    """Only for ``static-peak``: the replica count that covers the trace's peak (from the oracle)."""
+
+
+class Policy(Protocol):
+    """A scaling policy. ``recommend`` is called once per tick with that tick's snapshot."""
+
+    name: str
+    actuation: Actuation
+
+    def hpa_spec(self) -> HpaSpec | None:
+        """The HPA metrics and behaviour for ``actuation == "hpa"``; None for native policies."""
+        ...
+
+    def recommend(self, snapshot: SignalSnapshot) -> Recommendation:
+        """Desired replicas (native) or published metrics (hpa), with reasons; pure, no I/O."""
+        ...

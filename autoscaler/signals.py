@@ -1,0 +1,88 @@
+"""The signal snapshot: everything a policy may know about one workload at one tick.
+
+The live service builds it from PromQL results and the Kubernetes API; the simulator builds it
+from emulated /metrics scrapes (15 s samples, ``rate()`` over 1 m, ``histogram_quantile`` over the
+engine's buckets) and replica states as the API would show them. Policies only ever receive this
+type, so they cannot tell simulation from production.
+
+A field is ``None`` when the engine does not export the signal or the data is missing; policies
+must say which fallback they used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaCounts:
+    """Replica states as the Kubernetes API shows them (pods of the workload's selector)."""
+
+    spec: int
+    """Desired replicas on the scale target (Deployment ``spec.replicas``)."""
+    ready: int
+    """Running and Ready (serving)."""
+    starting: int
+    """Scheduled on a node, not Ready yet (image pull, engine init)."""
+    pending: int
+    """Not scheduled yet (waiting for a node or a free GPU)."""
+    terminating: int
+    """Deleted, still draining in-flight requests."""
+    oldest_unready_age_s: float = 0.0
+    """Age of the oldest pending or starting replica; drives the pending timeout."""
+    starting_ages_s: tuple[float, ...] = ()
+    """Ages of pending and starting replicas, oldest first (so a policy can time them out)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignalSnapshot:
+    """One workload at one tick. Rates are fleet-wide, per second, over the rate window."""
+
+    workload: str
+    timestamp: float
+    replicas: ReplicaCounts
+    data_age_s: float = 0.0
+    """Age of the newest metric sample; stale data must never cause a scale-down."""
+    stale: bool = False
+    """True when the collector judged the data too old or missing: fail static."""
+
+    # demand
+    request_rate: float | None = None
+    prompt_tokens_rate: float | None = None
+    generation_tokens_rate: float | None = None
+    mean_prompt_tokens: float | None = None
+    p90_prompt_tokens: float | None = None
+    mean_output_tokens: float | None = None
+    waiting_growth_rate: float | None = None
+    """d(waiting requests)/dt over the rate window: completions saturate under overload, so
+    demand = completions + queue growth."""
+
+    # latency (seconds)
+    ttft_p90_s: float | None = None
+    tpot_p90_s: float | None = None
+    e2e_p95_s: float | None = None
+    queue_time_p90_s: float | None = None
+
+    # saturation
+    waiting: float | None = None
+    """Waiting (queued) requests summed over replicas."""
+    running: float | None = None
+    """Running (batched) requests summed over replicas."""
+    kv_usage: float | None = None
+    """Mean KV-cache usage over ready replicas, 0..1."""
+    kv_usage_max: float | None = None
+    preemption_rate: float | None = None
+
+    # state
+    time_to_ready_s: float | None = None
+    """Observed time from creation to Ready of recent replicas (the lead time)."""
+    per_replica_waiting: tuple[float, ...] = field(default=())
+    """Waiting requests of each ready replica (as ``sum by (pod)`` would give)."""
+    per_replica_running: tuple[float, ...] = field(default=())
+    per_replica_kv_usage: tuple[float, ...] = field(default=())
+
+    def demand_requests_per_s(self) -> float | None:
+        """Completions plus queue growth, the demand estimate DESIGN.md asks for."""
+        if self.request_rate is None:
+            return None
+        return max(0.0, self.request_rate + max(0.0, self.waiting_growth_rate or 0.0))

@@ -1,0 +1,32 @@
+"""Shared fixtures. Shared data is read through :mod:`autoscaler.shared_data`; a missing file
+skips the test with the reason, unless ``REQUIRE_SHARED=1`` (set by ``.ci/run``), where it fails."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from autoscaler.errors import SharedDataMissing
+from autoscaler.shared_data import shared_path
+
+
+def _require_shared() -> bool:
+    return os.environ.get("REQUIRE_SHARED", "") not in ("", "0")
+
+
+@pytest.fixture
+def shared_file() -> Callable[[str], Path]:
+    """``shared_file("traces/azure2023_conv.csv")`` -> Path, or skip/fail when it is absent."""
+
+    def find(relative: str) -> Path:
+        try:
+            return shared_path(relative)
+        except SharedDataMissing as exc:
+            if _require_shared():
+                pytest.fail(f"REQUIRE_SHARED=1 but {exc}")
+            pytest.skip(str(exc))
+
+    return find
