@@ -49,6 +49,9 @@ class ExternalMetricTarget:
     name: str
     target_type: TargetType
     target_value: float
+    selector: tuple[tuple[str, str], ...] = ()
+    """``metric.selector.matchLabels`` as (label, value) pairs; the HPA sums every series it
+    matches, so it must name exactly one workload when the server serves several."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,309 @@
+"""The ``llm-autoscaler`` command line.
+
+Every subcommand validates its input first; an :class:`~autoscaler.errors.InputError` becomes one
+line on stderr and exit code 2 (argparse uses 2 for usage errors too), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from autoscaler.errors import InputError, LlmAutoscalerError
+
+PROG = "llm-autoscaler"
+
+
+def _positive(kind: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be a number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{kind} must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("replica profile")
+    g.add_argument("--model", default="llama2-70b", help="llama2-70b (default) or bloom-176b")
+    g.add_argument("--gpu", default="h100", help="h100 (default) or a100")
+    g.add_argument("--tp", type=int, default=4, help="tensor parallelism: 2, 4 or 8 (default 4)")
+    s = p.add_argument_group("SLO")
+    s.add_argument("--ttft-slo", type=_positive("--ttft-slo"), default=1.0, metavar="S",
+                   help="TTFT budget base, seconds (default 1.0)")  # fmt: skip
+    s.add_argument("--ttft-slo-per-1k", type=_non_negative, default=0.2, metavar="S",
+                   help="extra TTFT budget per 1,000 prompt tokens (default 0.2)")  # fmt: skip
+    s.add_argument("--tpot-slo", type=_positive("--tpot-slo"), default=0.1, metavar="S",
+                   help="time-per-output-token budget, seconds (default 0.1)")  # fmt: skip
+    s.add_argument("--slo-target", type=_positive("--slo-target"), default=0.99, metavar="F",
+                   help="SLO-attainment target (default 0.99)")  # fmt: skip
+    lc = p.add_argument_group("replica start-up")
+    lc.add_argument("--pull-s", type=_non_negative, default=180.0, help="image pull (default 180)")
+    lc.add_argument("--init-s", type=_non_negative, default=60.0, help="engine init (default 60)")
+    lc.add_argument("--provision-s", type=_non_negative, default=0.0,
+                    help="node provisioning (default 0)")  # fmt: skip
+    p.add_argument("--max-replicas", type=int, default=None,
+                   help="replica cap for every policy (default: 2x the oracle's peak)")  # fmt: skip
+    p.add_argument("--capacity-seed-error", type=float, default=0.0, metavar="F",
+                   help="relative error injected into the policies' capacity seed, e.g. 0.3")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the JSON contract instead of a table")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="SLO-aware, forecasting autoscaler for LLM inference fleets.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sim = sub.add_parser(
+        "simulate",
+        help="replay a request trace against a simulated fleet under one or more policies",
+        description="Replay a request trace against a simulated fleet of model-server replicas "
+        "and compare scaling policies (ours and the baselines) on SLO attainment and GPU-hours.",
+    )
+    sim.add_argument("--trace", required=True, type=Path, help="trace file")
+    sim.add_argument("--format", default="auto",
+                     help="auto (default), azure, mooncake, burstgpt or servegen")  # fmt: skip
+    sim.add_argument("--servegen-model", default=None,
+                     help="model of a ServeGen rate file to expand into requests")  # fmt: skip
+    sim.add_argument("--policy", action="append", default=None, metavar="NAME",
+                     help="policy, repeatable; NAME or NAME@SETTING (default: forecast)")  # fmt: skip
+    sim.add_argument("--sweep", action="store_true",
+                     help="run each baseline's default sweep of its main setting")  # fmt: skip
+    sim.add_argument("--rate-scale", type=_positive("--rate-scale"), default=1.0, metavar="K",
+                     help="overlay K jittered copies of the trace (fractional K thins the last)")  # fmt: skip
+    sim.add_argument("--seeds", type=int, default=3, help="seeds to average over (default 3)")
+    _add_run_flags(sim)
+    sim.set_defaults(func=_cmd_simulate)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run ours and every baseline on the embedded synthetic workload (no cluster)",
+        description="The whole loop on an embedded synthetic workload: no cluster and no data "
+        "files needed. Prints the comparison table and writes a PNG per run.",
+    )
+    demo.add_argument("--out", type=Path, default=Path("demo-output"), help="output directory")
+    demo.add_argument("--seed", type=int, default=0, help="workload seed (default 0)")
+    demo.add_argument("--rate-scale", type=_positive("--rate-scale"), default=1.0, metavar="K")
+    _add_run_flags(demo)
+    demo.set_defaults(func=_cmd_demo)
+
+    prof = sub.add_parser("profiles", help="list the replica performance profiles")
+    prof.set_defaults(func=_cmd_profiles)
+    return parser
+
+
+def _slo(args: argparse.Namespace) -> Any:
+    from autoscaler.slo import SloSpec
+
+    if not 0 < args.slo_target < 1:
+        raise InputError(f"--slo-target must be between 0 and 1, got {args.slo_target}")
+    return SloSpec(
+        ttft_s=args.ttft_slo,
+        ttft_per_1k_s=args.ttft_slo_per_1k,
+        tpot_s=args.tpot_slo,
+        attainment_target=args.slo_target,
+    )
+
+
+def _request(args: argparse.Namespace, policies: list[str], seeds: int, rate_scale: float) -> Any:
+    from autoscaler.perf.profiles import get_profile
+    from autoscaler.simulation.fleet import LifecycleConfig
+    from autoscaler.simulation.runner import RunRequest
+
+    if seeds < 1:
+        raise InputError(f"--seeds must be >= 1, got {seeds}")
+    if args.max_replicas is not None and args.max_replicas < 1:
+        raise InputError(f"--max-replicas must be >= 1, got {args.max_replicas}")
+    if not -0.9 <= args.capacity_seed_error <= 5:
+        raise InputError("--capacity-seed-error must be between -0.9 and 5")
+    return RunRequest(
+        policies=policies,
+        profile=get_profile(args.model, args.gpu, args.tp),
+        slo=_slo(args),
+        lifecycle=LifecycleConfig(
+            pull_s=args.pull_s, init_s=args.init_s, provision_s=args.provision_s
+        ),
+        seeds=seeds,
+        rate_scale=rate_scale,
+        max_replicas=args.max_replicas,
+        capacity_seed_error=args.capacity_seed_error,
+    )
+
+
+class _Progress:
+    """A rich progress bar on a terminal; silent otherwise (pipes, CI, ``--json`` consumers)."""
+
+    def __init__(self, total_runs: int) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.total = total_runs
+        self.done = 0
+        self.current: str | None = None
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task("simulating", total=self.total)
+        return self
+
+    def __call__(self, name: str, frac: float) -> None:
+        if not self.enabled:
+            return
+        if frac >= 1.0 and name == self.current:
+            self.done += 1
+            self.current = None
+        elif frac < 1.0:
+            self.current = name
+        self._bar.update(
+            self._task, completed=self.done + (frac if frac < 1 else 0), description=name
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+def _print_table(result: dict[str, Any], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from autoscaler.tables import COLUMNS, rows
+
+    table = Table(title=title)
+    for _, label in COLUMNS:
+        table.add_column(label, justify="left" if label == "policy" else "right")
+    for cells in rows(result["policies"]):
+        table.add_row(*cells)
+    Console().print(table)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from autoscaler.policies.registry import expand_sweep, make_policy, policy_names
+    from autoscaler.traces.readers import read_trace
+
+    names = args.policy or ["forecast"]
+    if args.sweep:
+        names = expand_sweep(names)
+    # validate names before reading anything large
+    from autoscaler.policies.base import PolicyContext
+    from autoscaler.slo import SloSpec
+
+    probe = PolicyContext(slo=SloSpec(), max_replicas=10, peak_replicas=1)
+    for name in names:
+        make_policy(name, probe)
+    _ = policy_names
+    req = _request(args, names, args.seeds, args.rate_scale)
+    trace = read_trace(args.trace, args.format, servegen_model=args.servegen_model)
+
+    from autoscaler.simulation.runner import run
+
+    with _Progress((len(names) + 1) * args.seeds) as progress:
+        result = run(trace, req, progress)
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        info = result["trace"]
+        _print_table(
+            result,
+            f"{info['path']} ({info['requests']} requests, rate-scale {info['rate_scale']}, "
+            f"{args.seeds} seed(s))",
+        )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from autoscaler.plotting import plot_replicas
+    from autoscaler.policies.registry import policy_names
+    from autoscaler.simulation.runner import ORACLE, run_seed
+    from autoscaler.simulation.results import mean_over_seeds
+    from autoscaler.tables import markdown
+    from autoscaler.traces.synthetic import SyntheticWorkload, generate
+
+    workload = SyntheticWorkload()
+    trace = generate(workload, seed=args.seed)
+    names = ["forecast", *[n for n in policy_names() if n != "forecast"]]
+    req = _request(args, names, 1, args.rate_scale)
+    print(
+        f"demo: synthetic workload, {trace.requests} requests over {trace.duration_s / 60:.0f} "
+        f"min, profile {req.profile.key}; simulating {len(names)} policies + the oracle ...",
+        file=sys.stderr,
+    )
+    with _Progress(len(names) + 1) as progress:
+        seed_run = run_seed(trace, req, seed=args.seed, progress=progress)
+    policies = {n: mean_over_seeds([seed_run.figures[n]]) for n in [ORACLE, *names]}
+    result = {"trace": seed_run.trace.describe(), "policies": policies}
+    args.out.mkdir(parents=True, exist_ok=True)
+    png = plot_replicas(
+        seed_run.outputs, args.out / "replicas.png", "Replicas and demand per policy (demo)"
+    )
+    (args.out / "results.json").write_text(json.dumps(result, indent=2))
+    (args.out / "results.md").write_text(markdown(policies, "demo: synthetic workload") + "\n")
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _print_table(result, "demo: synthetic workload (1 seed)")
+        print(f"wrote {png}, {args.out / 'results.json'} and {args.out / 'results.md'}")
+    return 0
+
+
+def _cmd_profiles(args: argparse.Namespace) -> int:
+    from autoscaler.perf.profiles import available_profiles, get_profile
+
+    for model, gpu, tp in available_profiles():
+        p = get_profile(model, gpu, tp)
+        print(f"{model:12s} {gpu:16s} tp{tp}  kv {p.kv_capacity_tokens:>9,d} tokens")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except (InputError, LlmAutoscalerError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

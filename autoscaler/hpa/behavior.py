@@ -1,0 +1,92 @@
+"""The HPA ``behavior`` this project ships, and its ``autoscaling/v2`` wire form.
+
+:data:`SHIPPED_BEHAVIOR` is the single definition: ``deploy/hpa/`` is rendered from it
+(``python -m autoscaler.hpa.render``) and the simulator runs every HPA-based policy through
+:class:`~autoscaler.hpa.controller.HpaController` with it, so a benchmark measures the manifest
+that users apply. A test compares the committed YAML with a fresh render.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import Any
+
+from autoscaler.hpa.spec import HpaBehavior, HpaScalingPolicy, HpaScalingRules
+
+__all__ = ["SHIPPED_BEHAVIOR", "behavior_to_dict", "quantity", "rules_to_dict"]
+
+SHIPPED_BEHAVIOR = HpaBehavior(
+    scale_up=HpaScalingRules(
+        stabilization_window_s=0,
+        policies=(HpaScalingPolicy("Percent", 100, 15), HpaScalingPolicy("Pods", 4, 15)),
+        select_policy="Max",
+    ),
+    scale_down=HpaScalingRules(
+        stabilization_window_s=300,
+        policies=(HpaScalingPolicy("Percent", 10, 60), HpaScalingPolicy("Pods", 1, 60)),
+        select_policy="Max",
+    ),
+)
+"""Fast up, slow down, because an LLM replica takes minutes to become ready.
+
+Scale-up: no window, and per 15 s sync at most double or +4 pods, whichever is more (the
+Kubernetes default). What the HPA reads is already a replica count that the policy computed from
+a forecast over the cold-start lead time and that counts replicas already starting; a window or
+a tighter rate would only add delay on top of the image pull and engine init (about 4 min:
+DESIGN.md pull 180 s + init 60 s). 1 -> 5 -> 10 -> 20 takes three syncs (30 s).
+
+Scale-down: a 300 s window (the highest recommendation of the last 5 min wins), then at most
+10 % or 1 pod per 60 s, whichever is more. Removing a replica that is needed again costs a
+cold start of SLO misses; keeping it a minute longer costs one replica-minute of GPU. The window
+is longer than a cold start, so a lull shorter than a restart never sheds capacity, and the rate
+spreads a drop over minutes (20 -> 2 takes 12 min once the window has passed). ``Pods 1`` states the
+floor explicitly: Percent truncates, which already removes at least one pod at any size, but the
+manifest should not rely on that rounding.
+
+``tolerance`` is left unset (cluster default 10 %). A per-HPA tolerance needs the
+``HPAConfigurableTolerance`` gate; where it is off the API server silently drops the field, so
+the same manifest would behave differently per cluster and the simulator could not match both.
+The cost: with ``AverageValue`` 1, +1 replica at 10 or more replicas is within 10 % and ignored.
+"""
+
+
+def quantity(value: float) -> str:
+    """A ``resource.Quantity`` string: an integer, else milli (``"1500m"``), micro or nano units.
+
+    Decimal parsing of ``repr(value)`` keeps ``0.1`` exact (``"100m"``). Raises ValueError for a
+    value finer than a nano-unit or not finite, which no Quantity can hold.
+    """
+    if not math.isfinite(value):
+        raise ValueError(f"not a Quantity: {value!r}")
+    exact = Decimal(repr(float(value)))
+    for suffix, exponent in (("", 0), ("m", 3), ("u", 6), ("n", 9)):
+        scaled = exact.scaleb(exponent)
+        if scaled == scaled.to_integral_value():
+            return f"{int(scaled)}{suffix}"
+    raise ValueError(f"{value!r} is finer than a nano-unit; no Quantity holds it exactly")
+
+
+def rules_to_dict(rules: HpaScalingRules) -> dict[str, Any]:
+    """``behavior.scaleUp`` / ``scaleDown`` as ``autoscaling/v2`` JSON.
+
+    Empty ``policies`` are omitted (the API server fills in the defaults, which only matters
+    with ``selectPolicy: Disabled``); ``tolerance`` appears only when set.
+    """
+    out: dict[str, Any] = {"stabilizationWindowSeconds": rules.stabilization_window_s}
+    if rules.policies:
+        out["policies"] = [
+            {"type": p.type, "value": p.value, "periodSeconds": p.period_s} for p in rules.policies
+        ]
+    out["selectPolicy"] = rules.select_policy
+    if rules.tolerance is not None:
+        out["tolerance"] = quantity(rules.tolerance)
+    return out
+
+
+def behavior_to_dict(behavior: HpaBehavior) -> dict[str, Any]:
+    """``spec.behavior`` as ``autoscaling/v2`` JSON, field names exactly as the API spells them."""
+    return {
+        "scaleUp": rules_to_dict(behavior.scale_up),
+        "scaleDown": rules_to_dict(behavior.scale_down),
+    }

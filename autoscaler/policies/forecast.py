@@ -1,0 +1,159 @@
+"""``forecast``: our policy. Token-work demand, forecast over the lead time, learned capacity.
+
+Desired replicas = max of these candidates (each keeps its reason; the winner is reported):
+
+* ``forecast``: the upper quantile (the SLO-attainment target, default 0.99) of token-work demand
+  over the lead time (observed time-to-ready, else the context's default), divided by the learned
+  per-replica capacity, plus the replicas needed to drain the current queue within a minute;
+* ``latency``: when observed TTFT p90, queue time p90 or TPOT p90 exceed their budgets, the ready
+  count scaled by the worst ratio (capped at 1.5x per tick);
+* ``saturation``: KV-cache usage above 90% or more than ``max_num_seqs`` waiting per replica
+  adds one step of 10% (at least one replica);
+* ``current``: never below the ready count while latency is over budget.
+
+Demand is counted in token work (prefill tokens + weighted decode tokens) and estimated as
+completions plus queue growth, because completions saturate under overload. Replicas that are
+pending or starting count as capacity on the way, until the pending timeout (10 min), after which
+they are added back as missing. Stale or missing data -> hold (fail static).
+
+Capacity is learned online from (load per replica, latency) observations: it drops to the load at
+which latency was observed over budget, and rises only to loads actually observed with latency
+comfortably within budget, so it is never trusted beyond what was seen. The seed comes from the
+engine profile (``PolicyContext.replica_token_capacity``); ``setting`` scales the head-room
+(capacity multiplier, default 1.0).
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR
+from autoscaler.hpa.spec import ExternalMetricTarget, HpaSpec
+from autoscaler.policies.base import Actuation, PolicyContext
+from autoscaler.recommendation import Candidate, PublishedMetric, Recommendation, hold
+from autoscaler.signals import SignalSnapshot
+from forecasting.holt import DampedHolt
+
+DESIRED_METRIC = "llm_desired_replicas"
+LOAD_METRIC = "llm_load_replicas"
+FORECAST_METRIC = "llm_forecast_load_replicas"
+
+
+class CapacityLearner:
+    """Per-replica token-work capacity at the SLO, learned from what was observed."""
+
+    def __init__(self, seed: float) -> None:
+        self.seed = seed
+        self.capacity_ = seed
+        self.max_ok_load_ = 0.0
+
+    def observe(self, load_per_replica: float, latency_ratio: float | None) -> float:
+        """``latency_ratio`` is the worst observed/budget ratio (None when unknown)."""
+        if latency_ratio is None or load_per_replica <= 0:
+            return self.capacity_
+        if latency_ratio > 1.0 and load_per_replica >= 0.5 * self.capacity_:
+            self.capacity_ = max(0.3 * self.seed, min(self.capacity_, load_per_replica) * 0.95)
+        elif latency_ratio < 0.7:
+            self.max_ok_load_ = max(self.max_ok_load_, load_per_replica)
+            if load_per_replica >= 0.85 * self.capacity_:
+                target = max(self.capacity_ * 1.03, load_per_replica)
+                self.capacity_ = min(target, 3.0 * self.seed)
+        return self.capacity_
+
+
+class ForecastPolicy:
+    """Our policy; publishes replica-unit metrics to an HPA (``AverageValue`` target 1)."""
+
+    name = "forecast"
+    actuation: Actuation = "hpa"
+
+    def __init__(self, ctx: PolicyContext, setting: float | None = None) -> None:
+        self.ctx = ctx
+        self.headroom = 1.0 if setting is None else setting
+        self.forecaster = DampedHolt()
+        self.capacity = CapacityLearner(ctx.replica_token_capacity)
+        self.z = NormalDist().inv_cdf(min(0.999, max(0.5, ctx.slo.attainment_target)))
+
+    def hpa_spec(self) -> HpaSpec:
+        return HpaSpec(
+            metrics=(ExternalMetricTarget(DESIRED_METRIC, "AverageValue", 1.0),),
+            behavior=SHIPPED_BEHAVIOR,
+            min_replicas=self.ctx.min_replicas,
+            max_replicas=self.ctx.max_replicas,
+        )
+
+    def _latency_ratio(self, snap: SignalSnapshot) -> float | None:
+        slo = self.ctx.slo
+        ratios: list[float] = []
+        if snap.ttft_p90_s is not None:
+            ratios.append(snap.ttft_p90_s / slo.ttft_budget(snap.p90_prompt_tokens or 0.0))
+        if snap.queue_time_p90_s is not None:
+            ratios.append(snap.queue_time_p90_s / (0.5 * slo.ttft_s))
+        if snap.tpot_p90_s is not None:
+            ratios.append(snap.tpot_p90_s / slo.tpot_s)
+        return max(ratios) if ratios else None
+
+    def recommend(self, snapshot: SignalSnapshot) -> Recommendation:
+        snap = snapshot
+        if snap.stale:
+            return hold(snap.workload, snap.timestamp, "stale data: holding (fail static)")
+        if snap.prompt_tokens_rate is None or snap.generation_tokens_rate is None:
+            return hold(snap.workload, snap.timestamp, "no demand data yet: holding")
+        ctx = self.ctx
+        wp, wd = ctx.prefill_weight, ctx.decode_weight
+        mean_work = (snap.mean_prompt_tokens or 0.0) * wp + (snap.mean_output_tokens or 0.0) * wd
+        growth = max(0.0, snap.waiting_growth_rate or 0.0)
+        demand = snap.prompt_tokens_rate * wp + snap.generation_tokens_rate * wd + growth * mean_work
+        self.forecaster.update([demand])
+
+        ready = snap.replicas.ready
+        ratio = self._latency_ratio(snap)
+        if ready > 0:
+            capacity = self.capacity.observe(
+                (snap.prompt_tokens_rate * wp + snap.generation_tokens_rate * wd) / ready, ratio
+            )
+        else:
+            capacity = self.capacity.capacity_
+        capacity *= self.headroom
+
+        lead = snap.time_to_ready_s or ctx.default_lead_time_s
+        horizon = max(1, int(math.ceil(lead / ctx.tick_s)))
+        q = min(0.999, max(0.5, ctx.slo.attainment_target))
+        upper = float(self.forecaster.predict(horizon, [q])[:, 0].max())
+        upper = max(upper, demand)
+        backlog = (snap.waiting or 0.0) * mean_work / 60.0
+        need_forecast = (upper + backlog) / capacity
+        candidates = [
+            Candidate(
+                "forecast",
+                need_forecast,
+                f"q{q:g} demand {upper:.0f} work/s over {lead:.0f}s, capacity {capacity:.0f}",
+            )
+        ]
+        if ratio is not None and ratio > 1.0 and ready > 0:
+            candidates.append(
+                Candidate("latency", ready * min(1.5, ratio), f"latency at {ratio:.2f}x budget")
+            )
+        waiting_per_replica = (snap.waiting or 0.0) / max(ready, 1)
+        if (snap.kv_usage is not None and snap.kv_usage > 0.9) or waiting_per_replica > 32:
+            candidates.append(
+                Candidate("saturation", ready + max(1.0, 0.1 * ready), "KV or queue saturated")
+            )
+        timed_out = sum(1 for age in snap.replicas.starting_ages_s if age > 600.0)
+        best = max(candidates, key=lambda c: c.replicas)
+        desired = int(math.ceil(best.replicas - 1e-9)) + timed_out
+        desired = max(ctx.min_replicas, min(ctx.max_replicas, desired))
+        load_replicas = demand / capacity
+        return Recommendation(
+            workload=snap.workload,
+            timestamp=snap.timestamp,
+            desired_replicas=desired,
+            winner=best.reason,
+            candidates=tuple(candidates),
+            metrics=(
+                PublishedMetric(DESIRED_METRIC, float(desired)),
+                PublishedMetric(LOAD_METRIC, load_replicas),
+                PublishedMetric(FORECAST_METRIC, upper / capacity),
+            ),
+        )

@@ -1,0 +1,257 @@
+"""The event loop of one simulated run: trace arrivals, replica steps, lifecycle timers, ticks.
+
+Each tick (15 s) the fleet is scraped, a :class:`~autoscaler.signals.SignalSnapshot` is built from
+the scrapes alone, the policy recommends, and the recommendation reaches the fleet the way it
+would in a cluster: through the HPA emulation for policies that publish external metrics, or
+directly for policies with their own controller (``kpa``, ``apa``, ``dynamo``, ``static-peak``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from heapq import heappop, heappush
+
+from autoscaler.hpa.controller import HpaController
+from autoscaler.perf.model import PerfProfile
+from autoscaler.policies.base import Policy
+from autoscaler.recommendation import Recommendation
+from autoscaler.simulation.fleet import Fleet, LifecycleConfig
+from autoscaler.simulation.observation import PrometheusView
+from autoscaler.simulation.requests import RequestTable
+from autoscaler.traces.records import Trace
+
+STEP = 0
+LIFECYCLE = 1
+TICK = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """Everything about a run that is not the trace, the policy or the replica profile."""
+
+    max_replicas: int
+    min_replicas: int = 1
+    start_replicas: int = 1
+    tick_s: float = 15.0
+    rate_window_s: float = 60.0
+    pending_timeout_s: float = 600.0
+    num_nodes: int | None = None
+    """Size of the fixed node pool; default: enough GPUs for ``max_replicas`` replicas."""
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    drain_grace_s: float = 1800.0
+    """How long after the trace ends in-flight requests may still finish."""
+    work_weights: tuple[float, float] = (1.0, 1.0)
+    """(prefill, decode) weights of one token of work, for the router and the timeline."""
+    workload: str = "default/llm"
+
+
+@dataclass(frozen=True, slots=True)
+class TickRecord:
+    """One tick of the run, for plots and reports."""
+
+    t: float
+    spec: int
+    ready: int
+    starting: int
+    pending: int
+    winner: str
+    observed_request_rate: float | None
+    observed_work_rate: float | None
+
+
+@dataclass
+class RunOutput:
+    """Raw outcome of one run; :mod:`autoscaler.simulation.results` turns it into figures."""
+
+    reqs: RequestTable
+    fleet: Fleet
+    duration_s: float
+    timeline: list[TickRecord]
+    replica_changes: int
+    max_replicas: int
+
+
+def simulate(
+    trace: Trace,
+    policy: Policy,
+    *,
+    profile: PerfProfile,
+    config: SimConfig,
+    progress: Callable[[float], None] | None = None,
+) -> RunOutput:
+    """Replay ``trace`` against a fleet scaled by ``policy``; deterministic for given inputs."""
+    reqs = RequestTable(trace, config.work_weights)
+    tp = profile.tp
+    nodes = config.num_nodes or -(-config.max_replicas * tp // config.lifecycle.node_gpus)
+    fleet = Fleet(profile=profile, lifecycle=config.lifecycle, num_nodes=nodes, reqs=reqs)
+    view = PrometheusView(
+        reqs,
+        fleet,
+        workload=config.workload,
+        rate_window_s=config.rate_window_s,
+        scrape_s=config.tick_s,
+        pending_timeout_s=config.pending_timeout_s,
+    )
+    spec_hpa = policy.hpa_spec() if policy.actuation == "hpa" else None
+    hpa = HpaController(spec_hpa, sync_period_s=config.tick_s) if spec_hpa is not None else None
+
+    for _ in range(config.start_replicas):
+        fleet.create_ready(0.0)
+    spec = config.start_replicas
+
+    heap: list[tuple[float, int, int, int, int]] = []
+    seq = 0
+    heappush(heap, (0.0, seq, TICK, -1, 0))
+    duration = trace.duration_s
+    limit = min(profile.max_context, profile.kv_capacity_tokens)
+    arrivals = reqs.arrival
+    prompts = reqs.prompt
+    outputs = reqs.output
+    work = reqs.work
+    load = fleet.load
+    records = fleet.records
+    n = len(arrivals)
+    i = 0
+    timeline: list[TickRecord] = []
+    changes = 0
+    max_live = spec
+    end_limit = duration + config.drain_grace_s
+    next_progress = 0.0
+    inf = float("inf")
+
+    def assign(rid: int, now: float) -> None:
+        nonlocal seq
+        server = fleet.route()
+        if server is None:
+            fleet.backlog.append(rid)
+            return
+        load[server.slot] += work[rid]
+        end = server.enqueue(rid, now)
+        if end is not None:
+            seq += 1
+            heappush(heap, (end, seq, STEP, server.slot, server.version))
+
+    def settle(now: float) -> None:
+        """Schedule lifecycle timers the fleet queued and route held requests."""
+        nonlocal seq
+        for when, slot in fleet.pending_events:
+            seq += 1
+            heappush(heap, (when, seq, LIFECYCLE, slot, 0))
+        fleet.pending_events.clear()
+        if fleet.backlog and fleet.routable:
+            held = list(fleet.backlog)
+            fleet.backlog.clear()
+            for rid in held:
+                assign(rid, now)
+
+    while True:
+        t_arr = arrivals[i] if i < n else inf
+        t_ev = heap[0][0] if heap else inf
+        if t_arr == inf and t_ev == inf:
+            break
+        if t_arr <= t_ev:
+            now = t_arr
+            rid = i
+            i += 1
+            if prompts[rid] + outputs[rid] > limit:
+                reqs.rejected[rid] = True
+                continue
+            server = fleet.route()
+            if server is None:
+                fleet.backlog.append(rid)
+                continue
+            load[server.slot] += work[rid]
+            end = server.enqueue(rid, now)
+            if end is not None:
+                seq += 1
+                heappush(heap, (end, seq, STEP, server.slot, server.version))
+            continue
+        now, _, kind, slot, version = heappop(heap)
+        if now > end_limit:
+            break
+        if kind == STEP:
+            rec = records[slot]
+            srv = rec.server
+            if srv is None or srv.version != version:
+                continue
+            end = srv.step_end(now)
+            if end is not None:
+                seq += 1
+                heappush(heap, (end, seq, STEP, slot, srv.version))
+            elif rec.phase == "draining":
+                fleet.maybe_finish_drain(slot, now)
+                settle(now)
+        elif kind == LIFECYCLE:
+            fleet.advance(slot, now)
+            settle(now)
+        else:
+            view.scrape(now)
+            snapshot = view.snapshot(now)
+            rec_ = policy.recommend(snapshot)
+            desired = _decide(rec_, hpa, now, spec, snapshot.replicas.spec, snapshot.replicas.ready)
+            desired = max(config.min_replicas, min(config.max_replicas, desired))
+            if desired != spec:
+                changes += 1
+                spec = desired
+            fleet.scale_to(spec, now)
+            settle(now)
+            max_live = max(max_live, spec)
+            timeline.append(
+                TickRecord(
+                    t=now,
+                    spec=spec,
+                    ready=snapshot.replicas.ready,
+                    starting=snapshot.replicas.starting,
+                    pending=snapshot.replicas.pending,
+                    winner=rec_.winner,
+                    observed_request_rate=snapshot.request_rate,
+                    observed_work_rate=(
+                        snapshot.prompt_tokens_rate * config.work_weights[0]
+                        + snapshot.generation_tokens_rate * config.work_weights[1]
+                        if snapshot.prompt_tokens_rate is not None
+                        and snapshot.generation_tokens_rate is not None
+                        else None
+                    ),
+                )
+            )
+            if now + config.tick_s <= duration:
+                seq += 1
+                heappush(heap, (now + config.tick_s, seq, TICK, -1, 0))
+            if progress is not None and now >= next_progress:
+                progress(min(1.0, now / duration) if duration > 0 else 1.0)
+                next_progress = now + 300.0
+    if progress is not None:
+        progress(1.0)
+    return RunOutput(
+        reqs=reqs,
+        fleet=fleet,
+        duration_s=duration,
+        timeline=timeline,
+        replica_changes=changes,
+        max_replicas=max_live,
+    )
+
+
+def _decide(
+    rec: Recommendation,
+    hpa: HpaController | None,
+    now: float,
+    spec: int,
+    status_replicas: int,
+    ready: int,
+) -> int:
+    """Turn a recommendation into the workload's next ``spec.replicas``."""
+    if hpa is None:
+        return spec if rec.desired_replicas is None else rec.desired_replicas
+    values: dict[str, float | None] = {m.name: None for m in hpa.spec.metrics}
+    for metric in rec.metrics:
+        values[metric.name] = metric.value
+    decision = hpa.sync(
+        now=now,
+        spec_replicas=spec,
+        status_replicas=status_replicas,
+        ready_pods=ready,
+        metric_values=values,
+    )
+    return decision.desired_replicas

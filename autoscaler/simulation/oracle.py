@@ -1,0 +1,205 @@
+"""The clairvoyant plan, the per-replica capacity C* at the SLO, and the physical work bound.
+
+Both are fixed procedures from DESIGN.md ("Oracle", "Work bound"), so every policy is compared
+with the same yardsticks:
+
+* **C\\*** is the largest token-work rate at which one replica, fed Poisson arrivals with the
+  trace's own request mix, meets the SLO-attainment target; found by bisection in the simulator.
+* **Oracle plan**: every minute, ``ceil(that minute's token work / C*)`` replicas, started with
+  perfect foresight and zero start time. Its GPU-hours are ``oracle_gpu_hours``; the plan is also
+  simulated and its SLO attainment reported.
+* **Work bound**: the GPU time the trace's tokens need at the most efficient batching that still
+  meets the TPOT SLO: prefill at its cheapest cost per token, decode at the largest batch within
+  the TPOT SLO and the KV capacity. No policy can go below it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from autoscaler.hpa.spec import HpaSpec
+from autoscaler.perf.model import PerfProfile
+from autoscaler.recommendation import Candidate, Recommendation
+from autoscaler.signals import SignalSnapshot
+from autoscaler.simulation.engine import SimConfig, simulate
+from autoscaler.simulation.fleet import LifecycleConfig
+from autoscaler.slo import SloSpec
+from autoscaler.traces.records import Trace
+
+INSTANT = LifecycleConfig(pull_s=0.0, init_s=0.0, provision_s=0.0)
+
+
+def decode_batch_at_slo(profile: PerfProfile, slo: SloSpec, mean_context: float) -> int:
+    """Largest decode batch whose step time meets the TPOT SLO and whose contexts fit in KV."""
+    kv_cap = max(1, int(profile.kv_capacity_tokens // max(mean_context, 1.0)))
+    best = 1
+    for b in range(1, profile.max_num_seqs + 1):
+        if b > kv_cap:
+            break
+        if profile.decode_step_s(b, b * mean_context) <= slo.tpot_s:
+            best = b
+    return best
+
+
+def work_weights(profile: PerfProfile, slo: SloSpec, mean_context: float = 1500.0) -> tuple[float, float]:
+    """(prefill, decode) weights of one token of work, in prefill-token equivalents.
+
+    One decode token costs ``step(B*) / B*`` at the SLO-limited batch ``B*``; one prefill token
+    costs ``prefill_per_token_s`` plus the attention term of a typical prompt. Counting demand in
+    this unit makes a shift to long prompts raise the load at the same request rate.
+    """
+    b = decode_batch_at_slo(profile, slo, mean_context)
+    decode_cost = profile.decode_step_s(b, b * mean_context) / b
+    prefill_cost = profile.prefill_per_token_s + profile.prefill_attn_s * 1024.0
+    return 1.0, decode_cost / prefill_cost
+
+
+def seed_capacity(profile: PerfProfile, slo: SloSpec, utilisation: float = 0.7) -> float:
+    """Token-work rate one replica sustains at the SLO, from the profile alone (no trace).
+
+    Used to seed policies that learn capacity online; it assumes the replica is busy
+    ``utilisation`` of the time, the usual queueing head-room at a p99 latency target.
+    """
+    wp, _ = work_weights(profile, slo)
+    prefill_cost = profile.prefill_per_token_s + profile.prefill_attn_s * 1024.0
+    return utilisation * wp / prefill_cost
+
+
+def work_bound_gpu_hours(trace: Trace, profile: PerfProfile, slo: SloSpec) -> float:
+    """GPU-hours the trace's tokens need at the most efficient batching within the TPOT SLO."""
+    if trace.requests == 0:
+        return 0.0
+    prompts = trace.prompt_tokens.astype(np.float64)
+    outputs = np.maximum(trace.output_tokens, 1).astype(np.float64)
+    ok = prompts + outputs <= min(profile.max_context, profile.kv_capacity_tokens)
+    prompts, outputs = prompts[ok], outputs[ok]
+    base_per_token = profile.prefill_base_s / profile.max_batched_tokens
+    prefill = float(
+        np.sum(prompts * (profile.prefill_per_token_s + base_per_token))
+        + np.sum(profile.prefill_attn_s * prompts * prompts)
+    )
+    mean_ctx = float(np.mean(prompts + outputs / 2.0)) if prompts.size else 1.0
+    b = decode_batch_at_slo(profile, slo, mean_ctx)
+    decode = float(np.sum(outputs - 1.0)) * profile.decode_step_s(b, b * mean_ctx) / b
+    return (prefill + decode) * profile.tp / 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class OraclePlan:
+    capacity: float
+    """C*, token work per second one replica carries at the SLO."""
+    replicas_per_minute: tuple[int, ...]
+    gpu_hours: float
+
+
+class PlanPolicy:
+    """A native policy that follows a fixed per-minute plan (the oracle, or a constant fleet)."""
+
+    actuation = "native"
+
+    def __init__(self, name: str, per_minute: tuple[int, ...]) -> None:
+        self.name = name
+        self.per_minute = per_minute
+
+    def hpa_spec(self) -> HpaSpec | None:
+        return None
+
+    def recommend(self, snapshot: SignalSnapshot) -> Recommendation:
+        minute = min(int(snapshot.timestamp // 60), len(self.per_minute) - 1)
+        want = self.per_minute[minute]
+        return Recommendation(
+            workload=snapshot.workload,
+            timestamp=snapshot.timestamp,
+            desired_replicas=want,
+            winner="plan",
+            candidates=(Candidate("plan", float(want), f"minute {minute}"),),
+        )
+
+
+def poisson_mix(trace: Trace, rate: float, duration_s: float, seed: int) -> Trace:
+    """Poisson arrivals at ``rate`` with (prompt, output) pairs drawn from ``trace``."""
+    rng = np.random.default_rng(seed)
+    n = max(1, int(rng.poisson(rate * duration_s)))
+    arrivals = np.sort(rng.uniform(0.0, duration_s, n))
+    pick = rng.integers(0, trace.requests, n)
+    return Trace(
+        path=f"poisson({trace.path})",
+        format="synthetic",
+        arrival_s=arrivals,
+        prompt_tokens=trace.prompt_tokens[pick],
+        output_tokens=trace.output_tokens[pick],
+        duration_s=duration_s,
+    )
+
+
+def replica_capacity(
+    trace: Trace,
+    profile: PerfProfile,
+    slo: SloSpec,
+    weights: tuple[float, float],
+    *,
+    duration_s: float = 900.0,
+    seed: int = 0,
+    iterations: int = 14,
+) -> float:
+    """C*: bisection on the Poisson rate at which one replica still meets the attainment target.
+
+    Requests that cannot fit a replica at all (longer than the context) are excluded from the mix:
+    no replica count serves them, so they do not define capacity.
+    """
+    limit = min(profile.max_context, profile.kv_capacity_tokens)
+    fits = trace.prompt_tokens + np.maximum(trace.output_tokens, 1) <= limit
+    mix = replace(
+        trace,
+        arrival_s=trace.arrival_s[fits],
+        prompt_tokens=trace.prompt_tokens[fits],
+        output_tokens=trace.output_tokens[fits],
+    )
+    if mix.requests == 0:
+        raise ValueError("no request of the trace fits in one replica")
+    wp, wd = weights
+    mean_work = float(np.mean(mix.prompt_tokens * wp + np.maximum(mix.output_tokens, 1) * wd))
+    config = SimConfig(max_replicas=1, start_replicas=1, lifecycle=INSTANT, work_weights=weights)
+    policy = PlanPolicy("one", (1,))
+
+    def attains(rate: float) -> bool:
+        sample = poisson_mix(mix, rate, duration_s, seed)
+        out = simulate(sample, policy, profile=profile, config=config)
+        reqs = out.reqs
+        met = slo.met(
+            reqs.prompt_arr,
+            reqs.output_arr,
+            reqs.column("first_token") - reqs.arrival_arr,
+            reqs.column("finished") - reqs.arrival_arr,
+        )
+        return bool(met.mean() >= slo.attainment_target)
+
+    lo, hi = 0.0, 1.0
+    while attains(hi):
+        lo, hi = hi, hi * 2.0
+        if hi > 1e4:
+            break
+    for _ in range(iterations):
+        mid = (lo + hi) / 2.0
+        if attains(mid):
+            lo = mid
+        else:
+            hi = mid
+    return max(lo, 1e-6) * mean_work
+
+
+def oracle_plan(trace: Trace, capacity: float, weights: tuple[float, float], tp: int) -> OraclePlan:
+    """Per-minute replica counts ``ceil(work / C*)`` and their GPU-hours."""
+    minutes = max(1, int(math.ceil(trace.duration_s / 60.0)))
+    wp, wd = weights
+    work = trace.prompt_tokens * wp + np.maximum(trace.output_tokens, 1) * wd
+    idx = np.minimum((trace.arrival_s // 60.0).astype(np.int64), minutes - 1)
+    per_minute_work = np.bincount(idx, weights=work, minlength=minutes)
+    lengths = np.full(minutes, 60.0)
+    lengths[-1] = max(1e-9, trace.duration_s - 60.0 * (minutes - 1)) if trace.duration_s else 60.0
+    replicas = np.maximum(1, np.ceil(per_minute_work / lengths / capacity)).astype(np.int64)
+    gpu_hours = float(np.sum(replicas * lengths)) * tp / 3600.0
+    return OraclePlan(capacity, tuple(int(r) for r in replicas), gpu_hours)

@@ -1,0 +1,83 @@
+"""The figures of one run (DESIGN.md, "Figures per run") and their mean over seeds."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from autoscaler.simulation.engine import RunOutput
+from autoscaler.slo import SloSpec
+
+FIGURES = (
+    "slo_attainment",
+    "gpu_hours",
+    "oracle_gpu_hours",
+    "work_bound_gpu_hours",
+    "cold_starts",
+    "warm_starts",
+    "requests",
+    "ttft_p50_s",
+    "ttft_p90_s",
+    "ttft_p99_s",
+    "tpot_p90_s",
+    "max_replicas",
+    "replica_changes",
+)
+
+
+def _pct(values: np.ndarray, q: float) -> float | None:  # type: ignore[type-arg]
+    values = values[np.isfinite(values)]
+    return float(np.percentile(values, q)) if values.size else None
+
+
+def run_figures(
+    out: RunOutput, slo: SloSpec, *, oracle_gpu_hours: float, work_bound_gpu_hours: float
+) -> dict[str, float | int | None]:
+    """Score one run. Rejected, dropped and unfinished requests count as SLO misses."""
+    reqs = out.reqs
+    first = reqs.column("first_token")
+    fin = reqs.column("finished")
+    ttft = first - reqs.arrival_arr
+    e2e = fin - reqs.arrival_arr
+    met = slo.met(reqs.prompt_arr, reqs.output_arr, ttft, e2e)
+    multi = reqs.output_arr > 1
+    tpot = (e2e[multi] - ttft[multi]) / (reqs.output_arr[multi] - 1)
+    n = len(reqs)
+    return {
+        "slo_attainment": float(met.mean()) if n else 1.0,
+        "gpu_hours": out.fleet.gpu_seconds(out.duration_s) / 3600.0,
+        "oracle_gpu_hours": oracle_gpu_hours,
+        "work_bound_gpu_hours": work_bound_gpu_hours,
+        "cold_starts": out.fleet.cold_starts,
+        "warm_starts": out.fleet.warm_starts,
+        "requests": n,
+        "ttft_p50_s": _pct(ttft, 50),
+        "ttft_p90_s": _pct(ttft, 90),
+        "ttft_p99_s": _pct(ttft, 99),
+        "tpot_p90_s": _pct(tpot, 90),
+        "max_replicas": out.max_replicas,
+        "replica_changes": out.replica_changes,
+    }
+
+
+def mean_over_seeds(
+    runs: Sequence[dict[str, float | int | None]],
+) -> dict[str, object]:
+    """Mean of each figure over seeds, plus ``spread`` (max - min) of each figure."""
+    merged: dict[str, object] = {}
+    spread: dict[str, float | None] = {}
+    for key in FIGURES:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        nums = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+        if not nums:
+            merged[key] = None
+            spread[key] = None
+            continue
+        mean = sum(nums) / len(nums)
+        merged[key] = round(mean, 6)
+        spread[key] = round(max(nums) - min(nums), 6)
+    merged["seeds"] = len(runs)
+    merged["spread"] = spread
+    return merged

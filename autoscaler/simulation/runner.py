@@ -1,0 +1,143 @@
+"""Runs several policies over seeds on one trace and assembles the ``simulate --json`` contract.
+
+Per seed: the trace is rate-scaled with that seed, the yardsticks are computed once (token-work
+weights, C*, the oracle plan, the work bound), every policy starts from the oracle's first-minute
+replica count (ready) with the same SLO and replica cap, and the oracle plan itself is simulated
+and reported as ``oracle``. Figures are then averaged over seeds with their spread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from autoscaler.perf.model import PerfProfile
+from autoscaler.policies.base import PolicyContext
+from autoscaler.policies.registry import make_policy
+from autoscaler.simulation.engine import RunOutput, SimConfig, simulate
+from autoscaler.simulation.fleet import LifecycleConfig
+from autoscaler.simulation.oracle import (
+    INSTANT,
+    PlanPolicy,
+    oracle_plan,
+    replica_capacity,
+    seed_capacity,
+    work_bound_gpu_hours,
+    work_weights,
+)
+from autoscaler.simulation.results import mean_over_seeds, run_figures
+from autoscaler.slo import SloSpec
+from autoscaler.traces.records import Trace
+from autoscaler.traces.scaling import scale_rate
+
+ORACLE = "oracle"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything ``simulate`` needs besides the trace."""
+
+    policies: Sequence[str]
+    profile: PerfProfile
+    slo: SloSpec = field(default_factory=SloSpec)
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    seeds: int = 3
+    rate_scale: float = 1.0
+    max_replicas: int | None = None
+    """Replica cap for every policy; default ``2 x`` the oracle's peak (at least peak + 4)."""
+    capacity_seed_error: float = 0.0
+    """Relative error injected into the policies' capacity seed (e.g. +0.3, -0.3)."""
+    tick_s: float = 15.0
+
+
+@dataclass
+class SeedRun:
+    seed: int
+    trace: Trace
+    outputs: dict[str, RunOutput]
+    figures: dict[str, dict[str, float | int | None]]
+
+
+Progress = Callable[[str, float], None]
+
+
+def run_seed(base: Trace, req: RunRequest, seed: int, progress: Progress | None = None) -> SeedRun:
+    """All policies (and the oracle) on one seed of the rate-scaled trace."""
+    trace = scale_rate(base, req.rate_scale, seed=seed) if req.rate_scale != 1.0 else base
+    profile, slo = req.profile, req.slo
+    weights = work_weights(profile, slo)
+    capacity = replica_capacity(trace, profile, slo, weights, seed=seed)
+    plan = oracle_plan(trace, capacity, weights, profile.tp)
+    bound = work_bound_gpu_hours(trace, profile, slo)
+    peak = max(plan.replicas_per_minute)
+    cap = req.max_replicas or max(2 * peak, peak + 4)
+    start = plan.replicas_per_minute[0]
+    ctx = PolicyContext(
+        slo=slo,
+        max_replicas=cap,
+        min_replicas=1,
+        tick_s=req.tick_s,
+        replica_token_capacity=seed_capacity(profile, slo) * (1.0 + req.capacity_seed_error),
+        prefill_weight=weights[0],
+        decode_weight=weights[1],
+        gpus_per_replica=profile.tp,
+        default_lead_time_s=req.lifecycle.provision_s + req.lifecycle.pull_s + req.lifecycle.init_s,
+        peak_replicas=peak,
+    )
+    outputs: dict[str, RunOutput] = {}
+    figures: dict[str, dict[str, float | int | None]] = {}
+    names = [ORACLE, *req.policies]
+    for name in names:
+        if name == ORACLE:
+            policy: object = PlanPolicy(ORACLE, plan.replicas_per_minute)
+            lifecycle = INSTANT
+        else:
+            policy = make_policy(name, ctx)
+            lifecycle = req.lifecycle
+        config = SimConfig(
+            max_replicas=cap,
+            min_replicas=1,
+            start_replicas=start,
+            tick_s=req.tick_s,
+            lifecycle=lifecycle,
+            work_weights=weights,
+        )
+
+        def report(frac: float, _name: str = name) -> None:
+            if progress is not None:
+                progress(_name, frac)
+
+        out = simulate(trace, policy, profile=profile, config=config, progress=report)  # type: ignore[arg-type]
+        outputs[name] = out
+        figures[name] = run_figures(
+            out, slo, oracle_gpu_hours=plan.gpu_hours, work_bound_gpu_hours=bound
+        )
+    return SeedRun(seed=seed, trace=trace, outputs=outputs, figures=figures)
+
+
+def run(base: Trace, req: RunRequest, progress: Progress | None = None) -> dict[str, object]:
+    """Every policy over ``req.seeds`` seeds: the ``simulate --json`` object."""
+    per_seed = [run_seed(base, req, seed, progress) for seed in range(req.seeds)]
+    names = [ORACLE, *req.policies]
+    policies = {name: mean_over_seeds([s.figures[name] for s in per_seed]) for name in names}
+    first = per_seed[0].trace
+    trace_info = dict(first.describe())
+    trace_info["path"] = base.path
+    trace_info["format"] = base.format
+    return {
+        "trace": trace_info,
+        "profile": req.profile.describe(),
+        "slo": {
+            "ttft_s": req.slo.ttft_s,
+            "ttft_per_1k_s": req.slo.ttft_per_1k_s,
+            "tpot_s": req.slo.tpot_s,
+            "attainment_target": req.slo.attainment_target,
+        },
+        "lifecycle": {
+            "pull_s": req.lifecycle.pull_s,
+            "init_s": req.lifecycle.init_s,
+            "provision_s": req.lifecycle.provision_s,
+        },
+        "seeds": req.seeds,
+        "policies": policies,
+    }

@@ -1,0 +1,64 @@
+"""Readable tables of run figures (terminal and Markdown), shared by the CLI and benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+COLUMNS = (
+    ("policy", "policy"),
+    ("slo_attainment", "SLO att."),
+    ("gpu_hours", "GPU-h"),
+    ("gpu_vs_oracle", "GPU-h/oracle"),
+    ("cold_starts", "cold"),
+    ("warm_starts", "warm"),
+    ("max_replicas", "max repl."),
+    ("ttft_p90_s", "TTFT p90 s"),
+    ("tpot_p90_s", "TPOT p90 s"),
+    ("replica_changes", "changes"),
+)
+
+
+def _fmt(key: str, value: object) -> str:
+    if value is None:
+        return "-"
+    if key == "slo_attainment" and isinstance(value, float):
+        return f"{100 * value:.2f}%"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
+    return str(value)
+
+
+def rows(policies: Mapping[str, Mapping[str, object]]) -> list[list[str]]:
+    """One row of formatted cells per policy, in the order of :data:`COLUMNS`."""
+    out = []
+    for name, figs in policies.items():
+        oracle = figs.get("oracle_gpu_hours")
+        gpu = figs.get("gpu_hours")
+        ratio = (
+            float(gpu) / float(oracle)
+            if isinstance(gpu, int | float) and isinstance(oracle, int | float) and oracle
+            else None
+        )
+        cells = []
+        for key, _ in COLUMNS:
+            if key == "policy":
+                cells.append(name)
+            elif key == "gpu_vs_oracle":
+                cells.append(_fmt(key, ratio))
+            else:
+                cells.append(_fmt(key, figs.get(key)))
+        out.append(cells)
+    return out
+
+
+def markdown(policies: Mapping[str, Mapping[str, object]], title: str | None = None) -> str:
+    """A Markdown table of the figures."""
+    head = [label for _, label in COLUMNS]
+    lines = []
+    if title:
+        lines.append(f"### {title}\n")
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "|".join("---" for _ in head) + "|")
+    for cells in rows(policies):
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
