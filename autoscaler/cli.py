@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from autoscaler.errors import InputError, LlmAutoscalerError
 
@@ -47,32 +47,71 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gpu", default="h100", help="h100 (default) or a100")
     g.add_argument("--tp", type=int, default=4, help="tensor parallelism: 2, 4 or 8 (default 4)")
     s = p.add_argument_group("SLO")
-    s.add_argument("--ttft-slo", type=_positive("--ttft-slo"), default=1.0, metavar="S",
-                   help="TTFT budget base, seconds (default 1.0)")  # fmt: skip
-    s.add_argument("--ttft-slo-per-1k", type=_non_negative, default=0.2, metavar="S",
-                   help="extra TTFT budget per 1,000 prompt tokens (default 0.2)")  # fmt: skip
-    s.add_argument("--tpot-slo", type=_positive("--tpot-slo"), default=0.1, metavar="S",
-                   help="time-per-output-token budget, seconds (default 0.1)")  # fmt: skip
-    s.add_argument("--slo-target", type=_positive("--slo-target"), default=0.99, metavar="F",
-                   help="SLO-attainment target (default 0.99)")  # fmt: skip
+    s.add_argument(
+        "--ttft-slo",
+        type=_positive("--ttft-slo"),
+        default=1.0,
+        metavar="S",
+        help="TTFT budget base, seconds (default 1.0)",
+    )
+    s.add_argument(
+        "--ttft-slo-per-1k",
+        type=_non_negative,
+        default=0.2,
+        metavar="S",
+        help="extra TTFT budget per 1,000 prompt tokens (default 0.2)",
+    )
+    s.add_argument(
+        "--tpot-slo",
+        type=_positive("--tpot-slo"),
+        default=0.1,
+        metavar="S",
+        help="time-per-output-token budget, seconds (default 0.1)",
+    )
+    s.add_argument(
+        "--slo-target",
+        type=_positive("--slo-target"),
+        default=0.99,
+        metavar="F",
+        help="SLO-attainment target (default 0.99)",
+    )
     lc = p.add_argument_group("replica start-up")
     lc.add_argument("--pull-s", type=_non_negative, default=180.0, help="image pull (default 180)")
     lc.add_argument("--init-s", type=_non_negative, default=60.0, help="engine init (default 60)")
-    lc.add_argument("--provision-s", type=_non_negative, default=0.0,
-                    help="node provisioning (default 0)")  # fmt: skip
-    p.add_argument("--max-replicas", type=int, default=None,
-                   help="replica cap for every policy (default: 2x the oracle's peak)")  # fmt: skip
-    p.add_argument("--capacity-seed-error", type=float, default=0.0, metavar="F",
-                   help="relative error injected into the policies' capacity seed, e.g. 0.3")  # fmt: skip
+    lc.add_argument(
+        "--provision-s", type=_non_negative, default=0.0, help="node provisioning (default 0)"
+    )
+    p.add_argument(
+        "--max-replicas",
+        type=int,
+        default=None,
+        help="replica cap for every policy (default: 2x the oracle's peak)",
+    )
+    p.add_argument(
+        "--capacity-seed-error",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="relative error injected into the policies' capacity seed, e.g. 0.3",
+    )
     p.add_argument("--json", action="store_true", help="print the JSON contract instead of a table")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (what is wrong, and where to look), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="SLO-aware, forecasting autoscaler for LLM inference fleets.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
 
     sim = sub.add_parser(
         "simulate",
@@ -81,16 +120,31 @@ def build_parser() -> argparse.ArgumentParser:
         "and compare scaling policies (ours and the baselines) on SLO attainment and GPU-hours.",
     )
     sim.add_argument("--trace", required=True, type=Path, help="trace file")
-    sim.add_argument("--format", default="auto",
-                     help="auto (default), azure, mooncake, burstgpt or servegen")  # fmt: skip
-    sim.add_argument("--servegen-model", default=None,
-                     help="model of a ServeGen rate file to expand into requests")  # fmt: skip
-    sim.add_argument("--policy", action="append", default=None, metavar="NAME",
-                     help="policy, repeatable; NAME or NAME@SETTING (default: forecast)")  # fmt: skip
-    sim.add_argument("--sweep", action="store_true",
-                     help="run each baseline's default sweep of its main setting")  # fmt: skip
-    sim.add_argument("--rate-scale", type=_positive("--rate-scale"), default=1.0, metavar="K",
-                     help="overlay K jittered copies of the trace (fractional K thins the last)")  # fmt: skip
+    sim.add_argument(
+        "--format", default="auto", help="auto (default), azure, mooncake, burstgpt or servegen"
+    )
+    sim.add_argument(
+        "--servegen-model",
+        default=None,
+        help="model of a ServeGen rate file to expand into requests",
+    )
+    sim.add_argument(
+        "--policy",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="policy, repeatable; NAME or NAME@SETTING (default: forecast)",
+    )
+    sim.add_argument(
+        "--sweep", action="store_true", help="run each baseline's default sweep of its main setting"
+    )
+    sim.add_argument(
+        "--rate-scale",
+        type=_positive("--rate-scale"),
+        default=1.0,
+        metavar="K",
+        help="overlay K jittered copies of the trace (fractional K thins the last)",
+    )
     sim.add_argument("--seeds", type=int, default=3, help="seeds to average over (default 3)")
     _add_run_flags(sim)
     sim.set_defaults(func=_cmd_simulate)
@@ -210,7 +264,7 @@ def _print_table(result: dict[str, Any], title: str) -> None:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from autoscaler.policies.registry import expand_sweep, make_policy, policy_names
+    from autoscaler.policies.registry import expand_sweep, make_policy
     from autoscaler.traces.readers import read_trace
 
     names = args.policy or ["forecast"]
@@ -223,7 +277,6 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     probe = PolicyContext(slo=SloSpec(), max_replicas=10, peak_replicas=1)
     for name in names:
         make_policy(name, probe)
-    _ = policy_names
     req = _request(args, names, args.seeds, args.rate_scale)
     trace = read_trace(args.trace, args.format, servegen_model=args.servegen_model)
 
@@ -235,7 +288,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        info = result["trace"]
+        info: dict[str, Any] = result["trace"]  # type: ignore[assignment]
         _print_table(
             result,
             f"{info['path']} ({info['requests']} requests, rate-scale {info['rate_scale']}, "
@@ -247,8 +300,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from autoscaler.plotting import plot_replicas
     from autoscaler.policies.registry import policy_names
-    from autoscaler.simulation.runner import ORACLE, run_seed
     from autoscaler.simulation.results import mean_over_seeds
+    from autoscaler.simulation.runner import ORACLE, run_seed
     from autoscaler.tables import markdown
     from autoscaler.traces.synthetic import SyntheticWorkload, generate
 

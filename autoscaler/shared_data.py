@@ -35,4 +35,6 @@ def shared_path(relative: str, environ: dict[str, str] | None = None) -> Path:
         if candidate.is_file():
             return candidate
         tried.append(str(candidate))
-    raise SharedDataMissing(f"shared data file {relative!r} not found; looked in: {', '.join(tried)}")
+    raise SharedDataMissing(
+        f"shared data file {relative!r} not found; looked in: {', '.join(tried)}"
+    )

@@ -112,6 +112,7 @@ class Calc:
     down_tolerance: float | None = None
 
 
+# fmt: off
 CALCS = [
     # AverageValue: ratio = usage / (target * status); outside tolerance -> ceil(usage / target).
     Calc("avg inside tolerance above", "AverageValue", 1, 10.9, 10, 10, 10, 10, "WithinTolerance"),
@@ -139,19 +140,20 @@ CALCS = [
     # Tolerance per direction (behavior.*.tolerance) and the controller-wide flag.
     Calc("up tolerance 0", "AverageValue", 1, 10.5, 10, 10, 10, 11, "ScaleUp", up_tolerance=0),
     Calc("down tolerance 0.5", "AverageValue", 1, 6, 10, 10, 10, 10, "WithinTolerance",
-         down_tolerance=0.5),  # fmt: skip
+         down_tolerance=0.5),
     Calc("down tolerance 0.5 edge", "AverageValue", 1, 4.9, 10, 10, 10, 5, "ScaleDown",
-         down_tolerance=0.5),  # fmt: skip
+         down_tolerance=0.5),
     Calc("global tolerance 0.2", "AverageValue", 1, 11.5, 10, 10, 10, 10, "WithinTolerance",
-         tolerance=0.2),  # fmt: skip
+         tolerance=0.2),
     # Milli-units: 1.1 / (0.1 * 10) is 1.1000000000000003 in floats but exactly 1.1 in milli.
     Calc("milli-units, not float noise", "AverageValue", 0.1, 1.1, 10, 10, 10, 10,
-         "WithinTolerance"),  # fmt: skip
+         "WithinTolerance"),
     # Bounds.
     Calc("clamped to max", "AverageValue", 1, 500, 10, 10, 10, 20, "TooManyReplicas",
-         max_replicas=20),  # fmt: skip
+         max_replicas=20),
     Calc("clamped to min", "AverageValue", 1, 0, 5, 5, 5, 2, "TooFewReplicas", 2),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize("case", CALCS, ids=lambda c: c.name)
@@ -243,19 +245,21 @@ class Multi:
     per_metric: Mapping[str, int | None]
 
 
+# fmt: off
 MULTIS = [
     Multi("max over metrics", {"a": 3, "b": 7}, 7, "ScaleUp", True, {"a": 3, "b": 7}),
     Multi("all fail holds", {"a": None, "b": None}, 5, "FailedGetExternalMetric", False,
-          {"a": None, "b": None}),  # fmt: skip
+          {"a": None, "b": None}),
     Multi("missing and NaN are failures", {"a": math.nan}, 5, "FailedGetExternalMetric", False,
-          {"a": None, "b": None}),  # fmt: skip
+          {"a": None, "b": None}),
     Multi("partial failure blocks scale-down", {"a": None, "b": 2}, 5,
-          "FailedGetExternalMetric", False, {"a": None, "b": 2}),  # fmt: skip
+          "FailedGetExternalMetric", False, {"a": None, "b": 2}),
     Multi("partial failure allows scale-up", {"a": None, "b": 9}, 9, "ScaleUp", True,
-          {"a": None, "b": 9}),  # fmt: skip
+          {"a": None, "b": 9}),
     Multi("partial failure allows holding", {"a": None, "b": 5}, 5, "WithinTolerance", True,
-          {"a": None, "b": 5}),  # fmt: skip
+          {"a": None, "b": 5}),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize("case", MULTIS, ids=lambda c: c.name)
@@ -467,7 +471,8 @@ def test_shipped_and_default_behaviors_are_valid() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "milli"), [(1.1, 1100), (0.3, 300), (0.0001, 1), (2.0, 2000), (-0.5, -500)]
+    ("value", "milli"),
+    [(1.1, 1100), (0.3, 300), (0.0001, 1), (2.0, 2000), (-0.5, -500), (1e300, 2**63 - 1)],
 )
 def test_milli_value_rounds_up_like_quantity(value: float, milli: int) -> None:
     assert milli_value(value) == milli

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from autoscaler.errors import InputError
 from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR
+from autoscaler.hpa.controller import HpaController
 from autoscaler.hpa.spec import ExternalMetricTarget
 from autoscaler.policies import apa, dynamo, hpa_kv, hpa_queue, kpa
 from autoscaler.policies.apa import ApaPolicy
@@ -28,10 +30,10 @@ from autoscaler.slo import SloSpec
 TICK = 15.0
 
 
-def ctx(**kw: object) -> PolicyContext:
-    base: dict[str, object] = {"slo": SloSpec(), "max_replicas": 20, "min_replicas": 1}
+def ctx(**kw: Any) -> PolicyContext:
+    base: dict[str, Any] = {"slo": SloSpec(), "max_replicas": 20, "min_replicas": 1}
     base.update(kw)
-    return PolicyContext(**base)  # type: ignore[arg-type]
+    return PolicyContext(**base)
 
 
 def snap(
@@ -41,7 +43,7 @@ def snap(
     starting: int = 0,
     pending: int = 0,
     stale: bool = False,
-    **signals: object,
+    **signals: Any,
 ) -> SignalSnapshot:
     counts = ReplicaCounts(
         spec=ready + starting + pending if spec is None else spec,
@@ -50,9 +52,7 @@ def snap(
         pending=pending,
         terminating=0,
     )
-    return SignalSnapshot(
-        workload="w", timestamp=t, replicas=counts, stale=stale, **signals
-    )  # type: ignore[arg-type]
+    return SignalSnapshot(workload="w", timestamp=t, replicas=counts, stale=stale, **signals)
 
 
 def drive(
@@ -132,7 +132,8 @@ def test_hpa_queue_holds_on_stale_or_missing_gauge() -> None:
         ((0.20, 0.20), (3.0, 3.0), True, False),  # spare queue 2 < 3
         ((0.90, 0.85), (0.0, 0.0), True, False),  # every replica saturated
         ((0.10, 0.10, 0.10), (0.0, 0.0, 0.0), False, True),  # idle: one fewer is fine
-        ((0.40, 0.40, 0.40), (0.0, 0.0, 0.0), False, False),  # 1.2 / 2 = 0.6: spare 0.2... ok
+        ((0.40, 0.40, 0.40), (0.0, 0.0, 0.0), False, True),  # 1.2 / 2 = 0.6: spare 0.2 >= 0.1
+        ((0.60, 0.60), (0.0, 0.0), False, False),  # 1.2 on one replica: saturated, unsafe
         ((0.05,), (0.0,), False, False),  # a single replica is never removed
         ((0.95, 0.10, 0.10), (0.0, 0.0, 0.0), False, True),  # saturated one ignored
     ],
@@ -142,14 +143,10 @@ def test_wva_saturation_analysis(
 ) -> None:
     analysis = analyze_saturation(kv, queue, kv_threshold=0.80)
     assert analysis.scale_up is up
-    if kv == (0.40, 0.40, 0.40):
-        # 1.2 / 2 = 0.6 per replica -> spare 0.2 >= 0.1 and queue spare 5 >= 3: safe
-        assert analysis.scale_down_safe is True
-    else:
-        assert analysis.scale_down_safe is down_safe
+    assert analysis.scale_down_safe is down_safe
 
 
-def kv_snap(t: float, kv: tuple[float, ...], queue: float = 0.0, **kw: object) -> SignalSnapshot:
+def kv_snap(t: float, kv: tuple[float, ...], queue: float = 0.0, **kw: Any) -> SignalSnapshot:
     return snap(
         t,
         ready=len(kv),
@@ -170,7 +167,56 @@ def test_hpa_kv_scales_up_one_replica_and_passes_through() -> None:
     assert rec.winner == "saturation-up"
     spec = policy.hpa_spec()
     assert spec.metrics == (ExternalMetricTarget("wva_desired_replicas", "AverageValue", 1.0),)
-    assert spec.behavior is SHIPPED_BEHAVIOR
+    # the shipped behaviour, whose tolerance is 0: a pass-through of WVA's count
+    assert spec.behavior is hpa_kv.PASS_THROUGH_BEHAVIOR
+    for mine, shipped in (
+        (spec.behavior.scale_up, SHIPPED_BEHAVIOR.scale_up),
+        (spec.behavior.scale_down, SHIPPED_BEHAVIOR.scale_down),
+    ):
+        assert mine == shipped
+        assert mine.tolerance == 0.0
+
+
+def test_hpa_kv_growing_queue_scales_a_large_fleet_through_the_hpa() -> None:
+    """Regression: at 21 replicas, ready + 1 = 22 is 4.8 % above the count, inside the HPA's
+    default 10 % tolerance, so the Deployment never grew while the queue exploded."""
+    policy = HpaKvPolicy(ctx(max_replicas=40))
+    hpa = HpaController(policy.hpa_spec(), sync_period_s=TICK)
+    spec, ready, born = 21, 21, []
+    published: list[float] = []
+    for i in range(80):  # 20 minutes; new replicas become ready after 120 s
+        t = i * TICK
+        ready += sum(1 for b in born if t - b == 120.0)
+        queue = 10.0 + 5.0 * i  # every replica saturated, queue growing
+        counts = ReplicaCounts(
+            spec=spec, ready=ready, starting=spec - ready, pending=0, terminating=0
+        )
+        rec = policy.recommend(
+            SignalSnapshot(
+                workload="w",
+                timestamp=t,
+                replicas=counts,
+                kv_usage=0.6,
+                waiting=queue * ready,
+                per_replica_kv_usage=(0.6,) * ready,
+                per_replica_waiting=(queue,) * ready,
+            )
+        )
+        value = rec.metrics[0].value
+        published.append(value)
+        decision = hpa.sync(
+            now=t,
+            spec_replicas=spec,
+            status_replicas=spec,
+            ready_pods=ready,
+            metric_values={hpa_kv.METRIC_NAME: value},
+        )
+        born += [t] * (decision.desired_replicas - spec)
+        spec = decision.desired_replicas
+    assert published[0] == 22.0
+    assert max(published) >= 25.0  # keeps raising as replicas become ready
+    assert spec >= 25  # and the HPA applies every +1 (never WithinTolerance)
+    assert published == sorted(published)
 
 
 def test_hpa_kv_skips_scale_up_while_replicas_start() -> None:
@@ -297,7 +343,7 @@ def test_apa_scale_down_waits_for_the_cooldown() -> None:
     assert {r.desired_replicas for r in busy} == {4}
     t0 = 20 * TICK
     idle = drive(policy, lambda t, n: snap(t, ready=n, kv_usage=0.02), 4, 60, t0=t0)
-    counts = [r.desired_replicas for r in idle]
+    counts = [r.desired_replicas or 0 for r in idle]
     first_down = next(i for i, c in enumerate(counts) if c != 4)
     assert first_down * TICK >= apa.SCALE_DOWN_COOLDOWN_S
     assert idle[first_down - 1].winner == "scale-down-cooldown"
@@ -322,8 +368,8 @@ def test_apa_bounds_and_hold() -> None:
 # dynamo (SLA planner)
 
 
-def dyn_snap(t: float, n: int = 2, **kw: object) -> SignalSnapshot:
-    base: dict[str, object] = {
+def dyn_snap(t: float, n: int = 2, **kw: Any) -> SignalSnapshot:
+    base: dict[str, Any] = {
         "request_rate": 50.0,
         "mean_prompt_tokens": 1000.0,
         "mean_output_tokens": 200.0,
@@ -349,7 +395,7 @@ def test_dynamo_acts_every_180_s_only() -> None:
     assert dynamo.ADJUSTMENT_INTERVAL_S == 12 * TICK
 
 
-def plan(policy: DynamoPolicy, **kw: object) -> Recommendation:
+def plan(policy: DynamoPolicy, **kw: Any) -> Recommendation:
     rec = None
     for i in range(13):
         rec = policy.recommend(dyn_snap(i * TICK, **kw))
@@ -418,50 +464,64 @@ BASELINES: list[Callable[[PolicyContext], Policy]] = [
     StaticPeakPolicy,
 ]
 
-tick_signals = st.fixed_dictionaries(
-    {
-        "ready": st.integers(0, 30),
-        "starting": st.integers(0, 5),
-        "running": st.floats(0, 2000),
-        "waiting": st.floats(0, 2000),
-        "kv": st.floats(0, 1),
-        "rate": st.floats(0, 200),
-        "ttft": st.floats(0.01, 30),
-        "tpot": st.floats(0.005, 1),
-        "stale": st.booleans(),
-    }
+
+@dataclass(frozen=True)
+class Tick:
+    ready: int
+    starting: int
+    running: float
+    waiting: float
+    kv: float
+    rate: float
+    ttft: float
+    tpot: float
+    stale: bool
+
+    def snapshot(self, t: float) -> SignalSnapshot:
+        base = snap(
+            t,
+            ready=self.ready,
+            starting=self.starting,
+            stale=self.stale,
+            running=self.running,
+            waiting=self.waiting,
+            kv_usage=self.kv,
+            request_rate=self.rate,
+            mean_prompt_tokens=800.0,
+            mean_output_tokens=150.0,
+            ttft_p90_s=self.ttft,
+            tpot_p90_s=self.tpot,
+        )
+        return replace(
+            base,
+            per_replica_kv_usage=(self.kv,) * self.ready,
+            per_replica_waiting=(self.waiting / max(self.ready, 1),) * self.ready,
+        )
+
+
+ticks_strategy = st.builds(
+    Tick,
+    ready=st.integers(0, 30),
+    starting=st.integers(0, 5),
+    running=st.floats(0, 2000),
+    waiting=st.floats(0, 2000),
+    kv=st.floats(0, 1),
+    rate=st.floats(0, 200),
+    ttft=st.floats(0.01, 30),
+    tpot=st.floats(0.005, 1),
+    stale=st.booleans(),
 )
 
 
 @pytest.mark.parametrize("factory", BASELINES, ids=lambda f: f.__name__)
 @settings(max_examples=30, deadline=None)
-@given(ticks=st.lists(tick_signals, min_size=1, max_size=30))
+@given(ticks=st.lists(ticks_strategy, min_size=1, max_size=30))
 def test_every_baseline_stays_in_bounds_and_explains(
-    factory: Callable[[PolicyContext], Policy], ticks: list[dict[str, object]]
+    factory: Callable[[PolicyContext], Policy], ticks: list[Tick]
 ) -> None:
-    c = ctx(min_replicas=2, max_replicas=12, peak_replicas=9)
-    policy = factory(c)
-    for i, s in enumerate(ticks):
-        ready = int(s["ready"])  # type: ignore[call-overload]
-        kv = float(s["kv"])  # type: ignore[arg-type]
-        snapshot = replace(
-            snap(
-                i * TICK,
-                ready=ready,
-                starting=int(s["starting"]),  # type: ignore[call-overload]
-                stale=bool(s["stale"]),
-                running=s["running"],
-                waiting=s["waiting"],
-                kv_usage=kv,
-                request_rate=s["rate"],
-                mean_prompt_tokens=800.0,
-                mean_output_tokens=150.0,
-                ttft_p90_s=s["ttft"],
-                tpot_p90_s=s["tpot"],
-            ),
-            per_replica_kv_usage=(kv,) * ready,
-            per_replica_waiting=(float(s["waiting"]) / max(ready, 1),) * ready,  # type: ignore[arg-type]
-        )
+    policy = factory(ctx(min_replicas=2, max_replicas=12, peak_replicas=9))
+    for i, tick in enumerate(ticks):
+        snapshot = tick.snapshot(i * TICK)
         rec = policy.recommend(snapshot)
         assert rec.winner and rec.candidates
         if snapshot.stale:

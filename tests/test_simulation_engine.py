@@ -75,7 +75,7 @@ def test_new_replica_is_ready_after_pull_and_init_and_warm_nodes_skip_the_pull()
         fleet.advance(slot, when)
     assert fleet.records[1].ready_at == 20.0
     assert fleet.records[2].phase == "initializing"
-    (when, slot), = fleet.pending_events
+    ((when, slot),) = fleet.pending_events
     fleet.advance(slot, when)
     assert fleet.records[2].ready_at == 120.0
     assert (fleet.cold_starts, fleet.warm_starts) == (1, 1)

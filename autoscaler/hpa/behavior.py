@@ -21,11 +21,13 @@ SHIPPED_BEHAVIOR = HpaBehavior(
         stabilization_window_s=0,
         policies=(HpaScalingPolicy("Percent", 100, 15), HpaScalingPolicy("Pods", 4, 15)),
         select_policy="Max",
+        tolerance=0.0,
     ),
     scale_down=HpaScalingRules(
         stabilization_window_s=300,
         policies=(HpaScalingPolicy("Percent", 10, 60), HpaScalingPolicy("Pods", 1, 60)),
         select_policy="Max",
+        tolerance=0.0,
     ),
 )
 """Fast up, slow down, because an LLM replica takes minutes to become ready.
@@ -44,10 +46,13 @@ spreads a drop over minutes (20 -> 2 takes 12 min once the window has passed). `
 floor explicitly: Percent truncates, which already removes at least one pod at any size, but the
 manifest should not rely on that rounding.
 
-``tolerance`` is left unset (cluster default 10 %). A per-HPA tolerance needs the
-``HPAConfigurableTolerance`` gate; where it is off the API server silently drops the field, so
-the same manifest would behave differently per cluster and the simulator could not match both.
-The cost: with ``AverageValue`` 1, +1 replica at 10 or more replicas is within 10 % and ignored.
+``tolerance`` is 0 in both directions. What the HPA reads is already a replica count (or a load
+in replica units) with an ``AverageValue`` target of 1, so the default 10 % tolerance would swallow
+every +1 or -1 step at 10 or more replicas (measured in the simulator: ``hpa-kv``'s one-replica
+steps never reached the Deployment, and ours could not add fewer than 10 % at a time). Stability
+comes from the windows and rate limits above, not from a dead band. A per-HPA tolerance needs
+Kubernetes v1.33+ with the ``HPAConfigurableTolerance`` feature gate; where the gate is off the
+API server drops the field and the cluster-wide 10 % applies (see ``docs/baselines.md``).
 """
 
 

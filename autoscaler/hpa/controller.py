@@ -66,6 +66,7 @@ __all__ = [
 ]
 
 INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
 
 DEFAULT_K8S_BEHAVIOR = HpaBehavior(
     scale_up=HpaScalingRules(
@@ -166,9 +167,15 @@ def milli_value(value: float) -> int:
     """``Quantity.MilliValue()``: milli-units, rounded up.
 
     Float noise below a millionth of a milli-unit is dropped first, so ``1.1`` reads as 1100 and
-    not 1101 (a server emitting milli-Quantities would have printed "1100m").
+    not 1101 (a server emitting milli-Quantities would have printed "1100m"). Capped at the
+    int64 range, as a Quantity is.
     """
-    return math.ceil(round(value * 1000.0, 6))
+    milli = value * 1000.0
+    if milli >= INT64_MAX:
+        return INT64_MAX  # upstream caps the summed usage at MaxInt64
+    if milli <= -INT64_MAX:
+        return -INT64_MAX
+    return math.ceil(round(milli, 6))
 
 
 def _ceil_int32(x: float) -> int:

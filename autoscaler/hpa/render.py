@@ -144,6 +144,8 @@ def _flow(value: Any) -> str:
 
 def to_yaml(document: dict[str, Any]) -> str:
     """Block-style YAML for a mapping of mappings, lists and scalars (no nested lists)."""
+    if not document:
+        return "{}\n"
     return "\n".join(_lines(document, 0)) + "\n"
 
 

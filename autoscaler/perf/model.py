@@ -45,7 +45,8 @@ class PerfProfile:
     def prefill_chunk_s(self, offset: int, tokens: int) -> float:
         """Marginal cost of prefilling ``tokens`` tokens at ``offset`` (no step base)."""
         end = offset + tokens
-        return self.prefill_per_token_s * tokens + self.prefill_attn_s * (end * end - offset * offset)
+        attention = self.prefill_attn_s * (end * end - offset * offset)
+        return self.prefill_per_token_s * tokens + attention
 
     def prefill_s(self, prompt_tokens: int, batch: int = 1) -> float:
         """Time of one prefill step over ``batch`` prompts of ``prompt_tokens`` each."""

@@ -33,7 +33,7 @@ class PolicyContext:
     gpus_per_replica: int = 4
     default_lead_time_s: float = 240.0
     peak_replicas: int | None = None
-    """Only for ``static-peak``: the replica count that covers the trace's peak (from the oracle)."""
+    """Only for ``static-peak``: the replica count covering the trace's peak (from the oracle)."""
 
 
 class Policy(Protocol):

@@ -68,7 +68,8 @@ class DynamoPolicy:
     ``components/src/dynamo/planner/defaults.py`` (adjustment interval 180 s, ``--ttft`` 500 ms,
     ``--itl`` 50 ms, ``--max-gpu-budget`` 8, ``--min-endpoint`` 1). As DESIGN.md asks, the TTFT and
     ITL targets are the run's SLO (``ctx.slo.ttft_s``, ``ctx.slo.tpot_s``) and the budget is the
-    run's ``max_replicas``, not 8 GPUs.
+    run's ``max_replicas``, not 8 GPUs. The predictor is ``constant`` (Dynamo's current default is
+    ``arima``): the baseline plans from what it last saw, without a forecasting model of its own.
 
     Setting: a throughput scale applied to the profile's per-replica throughputs (default 1.0;
     swept 0.7, 0.85, 1.0, 1.2); below 1 plans headroom, above 1 trusts the replica for more.

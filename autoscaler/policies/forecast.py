@@ -26,7 +26,7 @@ engine profile (``PolicyContext.replica_token_capacity``); ``setting`` scales th
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
+from collections import deque
 
 from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR
 from autoscaler.hpa.spec import ExternalMetricTarget, HpaSpec
@@ -53,7 +53,8 @@ class CapacityLearner:
         if latency_ratio is None or load_per_replica <= 0:
             return self.capacity_
         if latency_ratio > 1.0 and load_per_replica >= 0.5 * self.capacity_:
-            self.capacity_ = max(0.3 * self.seed, min(self.capacity_, load_per_replica) * 0.95)
+            # the load at which latency broke, not a compounding cut per tick of an overload
+            self.capacity_ = max(0.3 * self.seed, min(self.capacity_, 0.95 * load_per_replica))
         elif latency_ratio < 0.7:
             self.max_ok_load_ = max(self.max_ok_load_, load_per_replica)
             if load_per_replica >= 0.85 * self.capacity_:
@@ -73,7 +74,10 @@ class ForecastPolicy:
         self.headroom = 1.0 if setting is None else setting
         self.forecaster = DampedHolt()
         self.capacity = CapacityLearner(ctx.replica_token_capacity)
-        self.z = NormalDist().inv_cdf(min(0.999, max(0.5, ctx.slo.attainment_target)))
+        self._ready_history: deque[int] = deque(maxlen=5)
+        self._demand: deque[float] = deque(maxlen=4)
+        """The forecaster sees demand averaged over 4 samples (1 min of 15 s ticks): short
+        bursts are absorbed by queues within the TTFT budget, and the band stays meaningful."""
 
     def hpa_spec(self) -> HpaSpec:
         return HpaSpec(
@@ -90,8 +94,8 @@ class ForecastPolicy:
             ratios.append(snap.ttft_p90_s / slo.ttft_budget(snap.p90_prompt_tokens or 0.0))
         if snap.queue_time_p90_s is not None:
             ratios.append(snap.queue_time_p90_s / (0.5 * slo.ttft_s))
-        if snap.tpot_p90_s is not None:
-            ratios.append(snap.tpot_p90_s / slo.tpot_s)
+        # TPOT is observed when a request finishes, minutes after the load that shaped it, so
+        # it would blame the current fleet for a past overload; TTFT and queue time are not.
         return max(ratios) if ratios else None
 
     def recommend(self, snapshot: SignalSnapshot) -> Recommendation:
@@ -104,12 +108,19 @@ class ForecastPolicy:
         wp, wd = ctx.prefill_weight, ctx.decode_weight
         mean_work = (snap.mean_prompt_tokens or 0.0) * wp + (snap.mean_output_tokens or 0.0) * wd
         growth = max(0.0, snap.waiting_growth_rate or 0.0)
-        demand = snap.prompt_tokens_rate * wp + snap.generation_tokens_rate * wd + growth * mean_work
-        self.forecaster.update([demand])
+        demand = (
+            snap.prompt_tokens_rate * wp + snap.generation_tokens_rate * wd + growth * mean_work
+        )
+        self._demand.append(demand)
+        self.forecaster.update([sum(self._demand) / len(self._demand)])
 
         ready = snap.replicas.ready
         ratio = self._latency_ratio(snap)
-        if ready > 0:
+        self._ready_history.append(ready)
+        # Latency histograms and rates cover the last rate window; while the ready count moved
+        # in that window, load per replica and latency do not describe the same fleet.
+        stable = len(set(self._ready_history)) == 1 and len(self._ready_history) >= 5
+        if ready > 0 and stable:
             capacity = self.capacity.observe(
                 (snap.prompt_tokens_rate * wp + snap.generation_tokens_rate * wd) / ready, ratio
             )

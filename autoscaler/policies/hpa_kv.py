@@ -10,6 +10,12 @@ own behaviour still applies on top. We emulate exactly that chain.
 Only one replica is added or removed per WVA cycle (60 s), and never while replicas are still
 starting: WVA's "cascade scaling prevention", because a new 70B replica takes minutes to report
 metrics and the saturation it was added for would otherwise trigger another scale-up.
+
+The HPA (or KEDA) is meant as a pass-through of WVA's count, so its tolerance is 0
+in both directions (``behavior.scale{Up,Down}.tolerance``, gate ``HPAConfigurableTolerance``).
+With the cluster default of 10 % an ``AverageValue`` 1 target ignores ``n + 1`` against ``n``
+whenever ``n >= 10`` (22 / 21 = 1.048): WVA's one-replica steps would never reach the
+Deployment, and a fleet of ten or more replicas would never scale up however long its queue.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ KV_SPARE_TRIGGER = 0.10
 QUEUE_SPARE_TRIGGER = 3.0
 RECONCILE_INTERVAL_S = 60.0
 """WVA's optimisation loop interval (``GLOBAL_OPT_INTERVAL``, "typically every 60s")."""
+
+PASS_THROUGH_BEHAVIOR = SHIPPED_BEHAVIOR
+"""WVA's count passes straight through: the shipped behaviour has tolerance 0 both ways."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +138,14 @@ class HpaKvPolicy:
         self._last: Recommendation | None = None
 
     def hpa_spec(self) -> HpaSpec:
-        """``wva_desired_replicas`` with ``AverageValue`` 1: the HPA wants exactly that count."""
+        """``wva_desired_replicas`` with ``AverageValue`` 1: the HPA wants exactly that count.
+
+        Tolerance 0 (see :data:`PASS_THROUGH_BEHAVIOR`): with the default 0.1 the HPA reads
+        ``(ready + 1) / ready`` as within tolerance from ten replicas on and never scales.
+        """
         return HpaSpec(
             metrics=(ExternalMetricTarget(METRIC_NAME, "AverageValue", 1.0),),
-            behavior=SHIPPED_BEHAVIOR,
+            behavior=PASS_THROUGH_BEHAVIOR,
             min_replicas=self.ctx.min_replicas,
             max_replicas=self.ctx.max_replicas,
         )

@@ -38,10 +38,11 @@ class HpaQueuePolicy:
     value is the *total* over the workload, which is what an External metric with ``AverageValue``
     expects (the HPA divides by the replica count itself).
 
-    ``GKE`` uses a ``Pods`` metric; we publish the same sum as an ``External`` metric because our
-    HPA emulation serves every policy through the External Metrics API. For ``AverageValue`` the
-    two compute the same replica count, except that a ``Pods`` metric ignores not-yet-ready pods'
-    missing samples differently; we note this in ``docs/baselines.md``.
+    GKE's example uses a ``Pods`` metric; we publish the same sum as an ``External`` metric,
+    because our HPA emulation serves every policy through the External Metrics API. Both give
+    ``ceil(total / T)``; the one difference is that for a ``Pods`` metric the HPA counts pods
+    without a sample (still starting) as carrying 0 when it scales up, which damps scale-up
+    while new replicas start (see ``docs/baselines.md``).
     """
 
     name: str = "hpa-queue"

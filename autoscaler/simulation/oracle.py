@@ -19,9 +19,12 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
+import numpy.typing as npt
 
+from autoscaler.errors import InputError
 from autoscaler.hpa.spec import HpaSpec
 from autoscaler.perf.model import PerfProfile
+from autoscaler.policies.base import Actuation
 from autoscaler.recommendation import Candidate, Recommendation
 from autoscaler.signals import SignalSnapshot
 from autoscaler.simulation.engine import SimConfig, simulate
@@ -44,7 +47,9 @@ def decode_batch_at_slo(profile: PerfProfile, slo: SloSpec, mean_context: float)
     return best
 
 
-def work_weights(profile: PerfProfile, slo: SloSpec, mean_context: float = 1500.0) -> tuple[float, float]:
+def work_weights(
+    profile: PerfProfile, slo: SloSpec, mean_context: float = 1500.0
+) -> tuple[float, float]:
     """(prefill, decode) weights of one token of work, in prefill-token equivalents.
 
     One decode token costs ``step(B*) / B*`` at the SLO-limited batch ``B*``; one prefill token
@@ -98,7 +103,7 @@ class OraclePlan:
 class PlanPolicy:
     """A native policy that follows a fixed per-minute plan (the oracle, or a constant fleet)."""
 
-    actuation = "native"
+    actuation: Actuation = "native"
 
     def __init__(self, name: str, per_minute: tuple[int, ...]) -> None:
         self.name = name
@@ -117,6 +122,33 @@ class PlanPolicy:
             winner="plan",
             candidates=(Candidate("plan", float(want), f"minute {minute}"),),
         )
+
+
+def feasible_on_idle_replica(
+    trace: Trace, profile: PerfProfile, slo: SloSpec
+) -> npt.NDArray[np.bool_]:
+    """Which requests can meet the SLO at all: they fit the context and KV capacity, and on an
+    idle replica their chunked prefill meets the TTFT budget and a batch-of-one decode step
+    meets the TPOT budget."""
+    prompts = trace.prompt_tokens.astype(np.float64)
+    outputs = np.maximum(trace.output_tokens, 1).astype(np.float64)
+    fits = prompts + outputs <= min(profile.max_context, profile.kv_capacity_tokens)
+    chunks = np.ceil(prompts / profile.max_batched_tokens)
+    step_base = max(profile.prefill_base_s, profile.decode_base_s)
+    idle_ttft = (
+        chunks * step_base
+        + profile.prefill_per_token_s * prompts
+        + profile.prefill_attn_s * prompts * prompts
+    )
+    budget = slo.ttft_s + slo.ttft_per_1k_s * prompts / 1000.0
+    decode_one = (
+        profile.decode_base_s
+        + profile.decode_per_seq_s
+        + profile.decode_per_seq2_s
+        + profile.decode_per_ctx_token_s * (prompts + outputs)
+    )
+    tpot_ok = (outputs <= 1) | (decode_one <= slo.tpot_s)
+    return np.asarray(fits & (idle_ttft <= budget) & tpot_ok, dtype=np.bool_)
 
 
 def poisson_mix(trace: Trace, rate: float, duration_s: float, seed: int) -> Trace:
@@ -147,11 +179,12 @@ def replica_capacity(
 ) -> float:
     """C*: bisection on the Poisson rate at which one replica still meets the attainment target.
 
-    Requests that cannot fit a replica at all (longer than the context) are excluded from the mix:
-    no replica count serves them, so they do not define capacity.
+    Requests that no replica count can serve within the SLO are excluded from the mix: those
+    longer than the context or the KV capacity, and those that miss their TTFT or TPOT budget even
+    on an idle replica (very long prompts: see :func:`feasible_on_idle_replica`). They still count
+    as misses when runs are scored, for every policy alike; they just do not define capacity.
     """
-    limit = min(profile.max_context, profile.kv_capacity_tokens)
-    fits = trace.prompt_tokens + np.maximum(trace.output_tokens, 1) <= limit
+    fits = feasible_on_idle_replica(trace, profile, slo)
     mix = replace(
         trace,
         arrival_s=trace.arrival_s[fits],
@@ -159,7 +192,10 @@ def replica_capacity(
         output_tokens=trace.output_tokens[fits],
     )
     if mix.requests == 0:
-        raise ValueError("no request of the trace fits in one replica")
+        raise InputError(
+            "no request of the trace can meet the SLO even on an idle replica; "
+            "check --ttft-slo, --tpot-slo and the profile"
+        )
     wp, wd = weights
     mean_work = float(np.mean(mix.prompt_tokens * wp + np.maximum(mix.output_tokens, 1) * wd))
     config = SimConfig(max_replicas=1, start_replicas=1, lifecycle=INSTANT, work_weights=weights)

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from autoscaler.simulation.engine import RunOutput
 from autoscaler.slo import SloSpec
@@ -27,7 +28,7 @@ FIGURES = (
 )
 
 
-def _pct(values: np.ndarray, q: float) -> float | None:  # type: ignore[type-arg]
+def _pct(values: npt.NDArray[np.float64], q: float) -> float | None:
     values = values[np.isfinite(values)]
     return float(np.percentile(values, q)) if values.size else None
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from autoscaler.perf.model import PerfProfile
-from autoscaler.policies.base import PolicyContext
+from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.policies.registry import make_policy
 from autoscaler.simulation.engine import RunOutput, SimConfig, simulate
 from autoscaler.simulation.fleet import LifecycleConfig
@@ -89,7 +89,7 @@ def run_seed(base: Trace, req: RunRequest, seed: int, progress: Progress | None 
     names = [ORACLE, *req.policies]
     for name in names:
         if name == ORACLE:
-            policy: object = PlanPolicy(ORACLE, plan.replicas_per_minute)
+            policy: Policy = PlanPolicy(ORACLE, plan.replicas_per_minute)
             lifecycle = INSTANT
         else:
             policy = make_policy(name, ctx)
@@ -107,7 +107,7 @@ def run_seed(base: Trace, req: RunRequest, seed: int, progress: Progress | None 
             if progress is not None:
                 progress(_name, frac)
 
-        out = simulate(trace, policy, profile=profile, config=config, progress=report)  # type: ignore[arg-type]
+        out = simulate(trace, policy, profile=profile, config=config, progress=report)
         outputs[name] = out
         figures[name] = run_figures(
             out, slo, oracle_gpu_hours=plan.gpu_hours, work_bound_gpu_hours=bound

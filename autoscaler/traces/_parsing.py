@@ -53,15 +53,16 @@ def open_text(path: PathLike) -> Iterator[TextIO]:
 
 def parse_count(text: str, column: str, path: str, line: int) -> int:
     """A non-negative token count. ``"374.0"`` is accepted (tools such as pandas write integer
-    columns that way once a column had a missing value); ``"abc"``, ``"3.5"`` and ``"-1"`` are not."""
+    columns that way once a column had a missing value); ``"abc"``, ``"3.5"``, ``"-1"`` are not."""
     try:
         value = int(text)
     except ValueError:
-        value = _integral_float(text)
-        if value is None:
+        integral = _integral_float(text)
+        if integral is None:
             raise TraceFormatError(
                 path, line, f"column {column}: {text!r} is not an integer"
             ) from None
+        value = integral
     if value < 0:
         raise TraceFormatError(path, line, f"column {column}: {value} is negative")
     return value

@@ -1,0 +1,87 @@
+"""The command line: help, the JSON contract, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from autoscaler.cli import main
+from autoscaler.simulation.results import FIGURES
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "autoscaler.cli", *argv], capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["simulate", "demo", "profiles"])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+def _assert_one_line_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_malformed_trace_line_is_one_line_error_naming_file_and_line(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                   "2023-11-16 18:15:46.6805900,374,44\n"
+                   "2023-11-16 18:15:50.9951690,abc,109\n")  # fmt: skip
+    proc = _run("simulate", "--trace", str(bad))
+    _assert_one_line_error(proc, str(bad), ":3:")
+
+
+def test_unknown_format_is_one_line_error(tmp_path):
+    f = tmp_path / "t.csv"
+    f.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,374,44\n")
+    _assert_one_line_error(_run("simulate", "--trace", str(f), "--format", "parquet"), "parquet")
+
+
+def test_unknown_policy_is_one_line_error(tmp_path):
+    f = tmp_path / "t.csv"
+    f.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,374,44\n")
+    _assert_one_line_error(_run("simulate", "--trace", str(f), "--policy", "magic"), "magic")
+
+
+def test_negative_rate_scale_is_one_line_error(tmp_path):
+    f = tmp_path / "t.csv"
+    f.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,374,44\n")
+    _assert_one_line_error(_run("simulate", "--trace", str(f), "--rate-scale", "-2"),
+                           "--rate-scale")  # fmt: skip
+
+
+def test_missing_trace_file_is_one_line_error(tmp_path):
+    _assert_one_line_error(_run("simulate", "--trace", str(tmp_path / "nope.csv")), "nope.csv")
+
+
+def test_simulate_json_contract_on_the_azure_trace(shared_file, capsys):
+    path = shared_file("traces/azure2023_conv.csv")
+    code = main(["simulate", "--trace", str(path), "--policy", "forecast",
+                 "--policy", "hpa-queue@3", "--seeds", "1", "--json"])  # fmt: skip
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["trace"]["format"] == "azure"
+    assert out["trace"]["requests"] == 19_366
+    assert out["trace"]["rate_scale"] == 1.0
+    assert out["trace"]["duration_s"] == pytest.approx(3501.7, abs=0.1)
+    assert set(out["policies"]) == {"oracle", "forecast", "hpa-queue@3"}
+    for figs in out["policies"].values():
+        assert set(FIGURES) <= set(figs)
+        assert 0.0 <= figs["slo_attainment"] <= 1.0
+        assert figs["gpu_hours"] >= figs["work_bound_gpu_hours"] > 0
+    assert out["profile"]["model"] == "llama2-70b" and out["profile"]["tp"] == 4
+    assert out["slo"]["tpot_s"] == 0.1
