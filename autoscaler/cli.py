@@ -257,7 +257,10 @@ def _print_table(result: dict[str, Any], title: str) -> None:
 
     table = Table(title=title)
     for _, label in COLUMNS:
-        table.add_column(label, justify="left" if label == "policy" else "right")
+        if label == "policy":
+            table.add_column(label, justify="left", no_wrap=True)
+        else:
+            table.add_column(label, justify="right")
     for cells in rows(result["policies"]):
         table.add_row(*cells)
     Console().print(table)

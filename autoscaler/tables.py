@@ -6,16 +6,19 @@ from collections.abc import Mapping
 
 COLUMNS = (
     ("policy", "policy"),
-    ("slo_attainment", "SLO att."),
+    ("slo_attainment", "SLO"),
     ("gpu_hours", "GPU-h"),
-    ("gpu_vs_oracle", "GPU-h/oracle"),
+    ("gpu_vs_oracle", "/oracle"),
     ("cold_starts", "cold"),
     ("warm_starts", "warm"),
-    ("max_replicas", "max repl."),
-    ("ttft_p90_s", "TTFT p90 s"),
-    ("tpot_p90_s", "TPOT p90 s"),
-    ("replica_changes", "changes"),
+    ("max_replicas", "max"),
+    ("ttft_p90_s", "TTFT90"),
+    ("tpot_p90_s", "TPOT90"),
+    ("replica_changes", "chg"),
 )
+
+
+_COUNTS = frozenset({"cold_starts", "warm_starts", "max_replicas", "replica_changes", "requests"})
 
 
 def _fmt(key: str, value: object) -> str:
@@ -23,8 +26,10 @@ def _fmt(key: str, value: object) -> str:
         return "-"
     if key == "slo_attainment" and isinstance(value, float):
         return f"{100 * value:.2f}%"
+    if key in _COUNTS and isinstance(value, int | float):
+        return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
     if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)
 
 
