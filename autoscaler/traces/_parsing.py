@@ -107,3 +107,23 @@ def _integral_float(text: str) -> int | None:
     if not math.isfinite(value) or not value.is_integer():
         return None
     return int(value)
+
+
+def csv_rows(
+    reader: Iterator[list[str]], header: list[str], name: str
+) -> Iterator[tuple[int, list[str]]]:
+    """Data rows of a ``csv.reader`` after its header, as (1-based line, row).
+
+    Blank lines are skipped; a row whose column count differs from the header's raises
+    :class:`TraceFormatError` naming the file and line, so every CSV format reports it alike.
+    """
+    width = len(header)
+    for row in reader:
+        if not row:
+            continue
+        line = int(getattr(reader, "line_num", 0))
+        if len(row) != width:
+            raise TraceFormatError(
+                name, line, f"expected {width} columns ({','.join(header)}), got {len(row)}"
+            )
+        yield line, row

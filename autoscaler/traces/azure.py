@@ -28,6 +28,7 @@ from autoscaler.traces._parsing import (
     PathLike,
     RequestRow,
     column_indices,
+    csv_rows,
     open_text,
     parse_count,
 )
@@ -61,17 +62,9 @@ def iter_requests(path: PathLike) -> Iterator[RequestRow]:
             return
         index = column_indices(header, COLUMNS, name, "Azure trace")
         i_time, i_prompt, i_output = index[TIMESTAMP], index[PROMPT], index[OUTPUT]
-        width = len(header)
         first: datetime | None = None
         parse_time = datetime.fromisoformat
-        for row in reader:
-            if not row:
-                continue
-            line = reader.line_num
-            if len(row) != width:
-                raise TraceFormatError(
-                    name, line, f"expected {width} columns ({','.join(header)}), got {len(row)}"
-                )
+        for line, row in csv_rows(reader, header, name):
             text = row[i_time]
             try:
                 stamp = parse_time(text)

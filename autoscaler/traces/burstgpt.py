@@ -25,11 +25,11 @@ import csv
 import os
 from collections.abc import Iterator
 
-from autoscaler.errors import TraceFormatError
 from autoscaler.traces._parsing import (
     PathLike,
     RequestRow,
     column_indices,
+    csv_rows,
     open_text,
     parse_count,
     parse_real,
@@ -64,15 +64,7 @@ def iter_requests(path: PathLike) -> Iterator[RequestRow]:
             return
         index = column_indices(header, COLUMNS, name, "BurstGPT trace")
         i_time, i_prompt, i_output = index[TIMESTAMP], index[PROMPT], index[OUTPUT]
-        width = len(header)
-        for row in reader:
-            if not row:
-                continue
-            line = reader.line_num
-            if len(row) != width:
-                raise TraceFormatError(
-                    name, line, f"expected {width} columns ({','.join(header)}), got {len(row)}"
-                )
+        for line, row in csv_rows(reader, header, name):
             output = parse_count(row[i_output], OUTPUT, name, line)
             yield RequestRow(
                 parse_real(row[i_time], TIMESTAMP, name, line),

@@ -38,6 +38,7 @@ from autoscaler.errors import InputError, TraceFormatError, UnknownNameError
 from autoscaler.traces._parsing import (
     PathLike,
     column_indices,
+    csv_rows,
     open_text,
     parse_count,
     parse_real,
@@ -154,15 +155,7 @@ def iter_rows(path: PathLike) -> Iterator[ServeGenRow]:
         optional = {
             c: lowered.index(c) for c in (CATEGORY, CLIENTS, TOP_CLIENT, CLIENT_CV) if c in lowered
         }
-        width = len(header)
-        for row in reader:
-            if not row:
-                continue
-            line = reader.line_num
-            if len(row) != width:
-                raise TraceFormatError(
-                    name, line, f"expected {width} columns ({','.join(header)}), got {len(row)}"
-                )
+        for line, row in csv_rows(reader, header, name):
             rate = parse_real(row[required[RATE]], RATE, name, line)
             if rate < 0:
                 raise TraceFormatError(name, line, f"column {RATE}: {rate} is negative")
