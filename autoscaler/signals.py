@@ -85,4 +85,4 @@ class SignalSnapshot:
         """Completions plus queue growth, the demand estimate DESIGN.md asks for."""
         if self.request_rate is None:
             return None
-        return max(0.0, self.request_rate + max(0.0, self.waiting_growth_rate or 0.0))
+        return max(0.0, self.request_rate + (self.waiting_growth_rate or 0.0))

@@ -92,14 +92,20 @@ def test_replicas_pending_past_the_timeout_are_replaced():
     assert base is not None and late == base + 1
 
 
-def test_capacity_learner_drops_on_violation_and_rises_only_to_observed_loads():
+def test_capacity_learner_drops_on_violation_and_probes_up_only_when_comfortable():
     learner = CapacityLearner(seed=1000.0)
-    assert learner.observe(800.0, 1.5) == 800.0 * 0.95
+    assert learner.observe(800.0, 1.5) == 800.0 * 0.9
+    assert learner.observe(800.0, 1.5) == 800.0 * 0.9  # the same overload does not compound
     before = learner.capacity_
-    learner.observe(700.0, 0.5)  # comfortable at a load near capacity: small step up
-    assert before < learner.capacity_ <= 800.0
-    learner.observe(100.0, 0.2)  # far below capacity: no evidence about the limit
-    assert learner.capacity_ <= 800.0
+    learner.observe(600.0, 0.8)  # inside budget but not far inside: hold
+    assert learner.capacity_ == before
+    learner.observe(600.0, 0.2)  # far inside budget at a real load: probe up a little
+    assert before < learner.capacity_ <= before * 1.01
+    learner.observe(100.0, 0.1)  # far below capacity: no evidence about the limit
+    assert learner.capacity_ <= before * 1.01
+    for _ in range(500):
+        learner.observe(2000.0, 0.1)
+    assert learner.capacity_ == 1500.0  # bounded at 1.5x the seed
 
 
 @settings(max_examples=50, deadline=None)

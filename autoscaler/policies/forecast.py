@@ -41,25 +41,41 @@ FORECAST_METRIC = "llm_forecast_load_replicas"
 
 
 class CapacityLearner:
-    """Per-replica token-work capacity at the SLO, learned from what was observed."""
+    """Per-replica token-work capacity at the SLO, learned from what was observed.
 
-    def __init__(self, seed: float) -> None:
+    * latency over budget (ratio > 1) at a load near capacity: capacity drops to 95% of the load
+      at which it broke (never compounding tick after tick of the same overload);
+    * latency far inside its budget (ratio < ``explore_below``) at a load of at least half the
+      capacity: capacity rises by ``explore_step`` per tick. Provisioning at an upper demand
+      quantile keeps the load per replica well below capacity, so waiting to *observe* a load at
+      capacity would never happen; a slow, bounded probe does, and the first latency breach
+      pulls it back. Latency stays flat until a replica saturates, so the probe must be slow
+      (0.5% per tick) to leave the breach time to show before the fleet is far past capacity;
+    * bounded to [0.3, ``ceiling``] x the seed, so a broken signal cannot run away.
+    """
+
+    def __init__(
+        self,
+        seed: float,
+        explore_below: float = 0.35,
+        explore_step: float = 0.005,
+        ceiling: float = 1.5,
+    ) -> None:
         self.seed = seed
+        self.explore_below = explore_below
+        self.explore_step = explore_step
+        self.ceiling = ceiling
         self.capacity_ = seed
-        self.max_ok_load_ = 0.0
 
     def observe(self, load_per_replica: float, latency_ratio: float | None) -> float:
         """``latency_ratio`` is the worst observed/budget ratio (None when unknown)."""
         if latency_ratio is None or load_per_replica <= 0:
             return self.capacity_
         if latency_ratio > 1.0 and load_per_replica >= 0.5 * self.capacity_:
-            # the load at which latency broke, not a compounding cut per tick of an overload
-            self.capacity_ = max(0.3 * self.seed, min(self.capacity_, 0.95 * load_per_replica))
-        elif latency_ratio < 0.7:
-            self.max_ok_load_ = max(self.max_ok_load_, load_per_replica)
-            if load_per_replica >= 0.85 * self.capacity_:
-                target = max(self.capacity_ * 1.03, load_per_replica)
-                self.capacity_ = min(target, 3.0 * self.seed)
+            self.capacity_ = min(self.capacity_, 0.9 * load_per_replica)
+        elif latency_ratio < self.explore_below and load_per_replica >= 0.5 * self.capacity_:
+            self.capacity_ = max(self.capacity_ * (1.0 + self.explore_step), load_per_replica)
+        self.capacity_ = min(self.ceiling * self.seed, max(0.3 * self.seed, self.capacity_))
         return self.capacity_
 
 
@@ -93,7 +109,9 @@ class ForecastPolicy:
         if snap.ttft_p90_s is not None:
             ratios.append(snap.ttft_p90_s / slo.ttft_budget(snap.p90_prompt_tokens or 0.0))
         if snap.queue_time_p90_s is not None:
-            ratios.append(snap.queue_time_p90_s / (0.5 * slo.ttft_s))
+            # queue time is part of TTFT; vLLM's first queue bucket is 0.3 s, so an idle queue
+            # already reads ~0.27 s at p90 and a tighter budget would look half-used forever
+            ratios.append(snap.queue_time_p90_s / slo.ttft_s)
         # TPOT is observed when a request finishes, minutes after the load that shaped it, so
         # it would blame the current fleet for a past overload; TTFT and queue time are not.
         return max(ratios) if ratios else None
@@ -107,10 +125,11 @@ class ForecastPolicy:
         ctx = self.ctx
         wp, wd = ctx.prefill_weight, ctx.decode_weight
         mean_work = (snap.mean_prompt_tokens or 0.0) * wp + (snap.mean_output_tokens or 0.0) * wd
-        growth = max(0.0, snap.waiting_growth_rate or 0.0)
-        demand = (
-            snap.prompt_tokens_rate * wp + snap.generation_tokens_rate * wd + growth * mean_work
-        )
+        # arrivals = completions + queue growth; the growth is signed, because while a queue
+        # drains, completions exceed arrivals and would otherwise look like new demand
+        growth = snap.waiting_growth_rate or 0.0
+        served = snap.prompt_tokens_rate * wp + snap.generation_tokens_rate * wd
+        demand = max(0.0, served + growth * mean_work)
         self._demand.append(demand)
         self.forecaster.update([sum(self._demand) / len(self._demand)])
 
@@ -119,11 +138,12 @@ class ForecastPolicy:
         self._ready_history.append(ready)
         # Latency histograms and rates cover the last rate window; while the ready count moved
         # in that window, load per replica and latency do not describe the same fleet.
-        stable = len(set(self._ready_history)) == 1 and len(self._ready_history) >= 5
+        stable = (
+            len(self._ready_history) >= 5
+            and max(self._ready_history) <= 1.05 * min(self._ready_history) + 1e-9
+        )
         if ready > 0 and stable:
-            capacity = self.capacity.observe(
-                (snap.prompt_tokens_rate * wp + snap.generation_tokens_rate * wd) / ready, ratio
-            )
+            capacity = self.capacity.observe(served / ready, ratio)
         else:
             capacity = self.capacity.capacity_
         capacity *= self.headroom
@@ -133,7 +153,8 @@ class ForecastPolicy:
         q = min(0.999, max(0.5, ctx.slo.attainment_target))
         upper = float(self.forecaster.predict(horizon, [q])[:, 0].max())
         upper = max(upper, demand)
-        backlog = (snap.waiting or 0.0) * mean_work / 60.0
+        # the queue must be drained by the replicas that exist when new ones could arrive
+        backlog = (snap.waiting or 0.0) * mean_work / max(60.0, lead)
         need_forecast = (upper + backlog) / capacity
         candidates = [
             Candidate(
