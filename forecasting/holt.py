@@ -1,38 +1,52 @@
 """Damped-trend exponential smoothing (Holt) with an empirical error band.
 
-The first forecaster behind the estimator API of STYLE.md §4: hyper-parameters only in
-``__init__``, ``fit(y) -> self``, ``update(y_new) -> self`` in O(max_horizon) per point (no refit
-of the history per tick), ``predict(horizon, quantiles)`` returning non-decreasing quantiles per
-step, learned state in attributes ending in ``_``.
+The first forecaster behind the estimator API of STYLE.md §4 (``forecasting.base``), and the one
+the ``forecast`` policy runs by default.
 
 The band is empirical per horizon: every point forecast made is kept for ``max_horizon`` steps
-and its error at each step ``h`` feeds an exponentially weighted variance for that ``h`` (errors
-clipped at 3 sigma, so one transient does not widen the band for an hour). A ``sqrt(h)`` rule
-would assume a random walk; demand sampled as 1-minute rates is mostly mean-reverting noise
-around a level, for which that rule doubles the band at a 4-minute lead. Steps beyond what has
-been observed use the widest observed spread.
+and its absolute error at each step ``h`` feeds an exponentially weighted mean absolute error,
+turned into a Gaussian sigma (x 1.2533): absolute rather than squared errors, so one transient
+(a start-up overload, an outage) weighs in linearly and does not widen the band for an hour.
+A ``sqrt(h)`` rule would assume a random walk; demand sampled as 1-minute rates is mostly
+mean-reverting noise around a level, for which that rule doubles the band at a 4-minute lead.
+Steps beyond what has been observed use the widest observed spread. Quantiles are normal around
+the point forecast.
+
+* ``update``: O(max_horizon) per point, vectorised (no refit of the history per tick). Gaps are
+  dropped: a step means "one observed point".
+* ``fit(y[:k]).update(y[k:])`` predicts exactly what ``fit(y)`` predicts.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Sequence
 from statistics import NormalDist
 
 import numpy as np
-import numpy.typing as npt
+
+from forecasting.base import FloatArray, Forecaster
+
+_NORMAL = NormalDist()
 
 
-class DampedHolt:
-    """Level + damped trend; one-step error variance tracked by exponential smoothing."""
+def normal_z(quantiles: FloatArray) -> FloatArray:
+    """Standard normal quantiles of ``quantiles`` (clamped away from 0 and 1)."""
+    return np.array([_NORMAL.inv_cdf(min(max(float(q), 1e-6), 1 - 1e-6)) for q in quantiles])
+
+
+_MAE_TO_SIGMA = math.sqrt(math.pi / 2.0)
+"""sigma / mean absolute deviation of a normal distribution."""
+
+
+class DampedHolt(Forecaster):
+    """Level + damped trend; per-horizon error variance tracked by exponential smoothing."""
 
     def __init__(
         self,
         alpha: float = 0.5,
         beta: float = 0.1,
         phi: float = 0.9,
-        error_alpha: float = 0.05,
+        error_alpha: float = 0.1,
         max_horizon: int = 40,
     ) -> None:
         self.alpha = alpha
@@ -41,83 +55,73 @@ class DampedHolt:
         self.error_alpha = error_alpha
         self.max_horizon = max_horizon
 
-    def get_params(self) -> dict[str, float]:
-        return {
-            "alpha": self.alpha,
-            "beta": self.beta,
-            "phi": self.phi,
-            "error_alpha": self.error_alpha,
-            "max_horizon": self.max_horizon,
-        }
-
     def _reset(self) -> None:
+        h = max(1, int(self.max_horizon))
         self.level_: float | None = None
         self.trend_ = 0.0
-        self.n_ = 0
-        self.err_var_ = np.zeros(self.max_horizon)
-        self.err_n_ = np.zeros(self.max_horizon, dtype=np.int64)
-        self.pending_: deque[npt.NDArray[np.float64]] = deque(maxlen=self.max_horizon)
+        self.err_mae_ = np.zeros(h)
+        self.err_n_ = np.zeros(h, dtype=np.int64)
+        self.damp_ = np.cumsum(self.phi ** np.arange(1, h + 1))
+        self.paths_ = np.zeros((h, h))  # ring of point-forecast paths; row head_ is the newest
+        self.head_ = -1
+        self.n_paths_ = 0
+        self.steps_ = np.arange(h)
 
-    def fit(self, y: Sequence[float] | npt.NDArray[np.float64]) -> DampedHolt:
-        """Reset and absorb ``y``; NaN points (gaps) are skipped."""
-        self._reset()
-        return self.update(y)
-
-    def _paths(self) -> npt.NDArray[np.float64]:
-        """Point forecasts for steps 1..max_horizon from the current state."""
+    def _push_path(self) -> None:
         assert self.level_ is not None
-        damp = np.cumsum(self.phi ** np.arange(1, self.max_horizon + 1))
-        return np.asarray(self.level_ + damp * self.trend_, dtype=np.float64)
+        h = self.steps_.size
+        self.head_ = (self.head_ + 1) % h
+        self.paths_[self.head_] = self.level_ + self.damp_ * self.trend_
+        self.n_paths_ += 1
 
-    def update(self, y_new: Sequence[float] | npt.NDArray[np.float64]) -> DampedHolt:
-        """Absorb new points; O(max_horizon) each, independent of the history's length."""
-        if not hasattr(self, "n_"):
-            self._reset()
-        for raw in np.asarray(y_new, dtype=np.float64).ravel():
-            y = float(raw)
-            if not math.isfinite(y):
-                continue
+    def _score(self, y: float) -> None:
+        """Errors of the forecasts made 1, 2, ... steps ago at their step for now."""
+        h = self.steps_.size
+        ages = self.steps_[: min(self.n_paths_, h)]
+        err = np.abs(y - self.paths_[(self.head_ - ages) % h, ages])
+        # robust: absolute, not squared, errors, so one transient (an outage, a start-up
+        # overload) weighs in linearly and is forgotten within minutes instead of widening the
+        # band for an hour
+        n = self.err_n_[ages] + 1
+        self.err_n_[ages] = n
+        w = np.maximum(self.error_alpha, 1.0 / n)
+        self.err_mae_[ages] = (1 - w) * self.err_mae_[ages] + w * err
+
+    def _update(self, y: FloatArray) -> None:
+        alpha, beta, phi = self.alpha, self.beta, self.phi
+        for value in y[~np.isnan(y)].tolist():
             if self.level_ is None:
-                self.level_ = y
-                self.n_ = 1
-                self.pending_.appendleft(self._paths())
+                self.level_ = value
+                self._push_path()
                 continue
-            # errors of the forecasts made 1, 2, ... steps ago at their step for now
-            for age, path in enumerate(self.pending_):
-                err = y - float(path[age])
-                if self.err_n_[age] >= 3:
-                    # robust: one transient (an outage, a start-up overload) must not widen
-                    # the band for the next hour; clip at 3 sigma of what was seen so far
-                    bound = 3.0 * math.sqrt(self.err_var_[age])
-                    err = min(max(err, -bound), bound)
-                self.err_n_[age] += 1
-                w = max(self.error_alpha, 1.0 / float(self.err_n_[age]))
-                self.err_var_[age] = (1 - w) * self.err_var_[age] + w * err * err
-            forecast = self.level_ + self.phi * self.trend_
-            level = self.alpha * y + (1 - self.alpha) * forecast
-            self.trend_ = (
-                self.beta * (level - self.level_) + (1 - self.beta) * self.phi * self.trend_
-            )
+            self._score(value)
+            forecast = self.level_ + phi * self.trend_
+            level = alpha * value + (1 - alpha) * forecast
+            self.trend_ = beta * (level - self.level_) + (1 - beta) * phi * self.trend_
             self.level_ = level
-            self.n_ += 1
-            self.pending_.appendleft(self._paths())
-        return self
+            self._push_path()
 
-    def predict(self, horizon: int, quantiles: Sequence[float]) -> npt.NDArray[np.float64]:
-        """Array of shape (horizon, len(quantiles)); rows are steps 1..horizon, columns are
-        non-decreasing in the quantile; values are floored at 0 (demand is never negative)."""
-        qs = sorted(quantiles)
-        out = np.zeros((horizon, len(qs)))
-        if self.level_ is None or horizon <= 0:
-            return out
-        z = [NormalDist().inv_cdf(min(max(q, 1e-6), 1 - 1e-6)) for q in qs]
+    def _spreads(self, horizon: int) -> FloatArray:
         seen = self.err_n_ > 0
-        widest = float(np.sqrt(self.err_var_[seen].max())) if seen.any() else 0.0
-        damp = 0.0
-        for h in range(1, horizon + 1):
-            damp += self.phi**h
-            mean = self.level_ + damp * self.trend_
-            k = h - 1
-            spread = math.sqrt(self.err_var_[k]) if k < self.max_horizon and seen[k] else widest
-            out[h - 1] = [max(0.0, mean + zq * spread) for zq in z]
+        sigma = _MAE_TO_SIGMA * self.err_mae_
+        widest = float(sigma[seen].max()) if seen.any() else 0.0
+        out = np.full(horizon, widest)
+        top = min(horizon, self.steps_.size)
+        out[:top] = np.where(seen[:top], sigma[:top], widest)
         return out
+
+    def _means(self, horizon: int) -> FloatArray:
+        assert self.level_ is not None
+        damp = np.cumsum(self.phi ** np.arange(1, horizon + 1))
+        return self.level_ + damp * self.trend_
+
+    def _predict(self, horizon: int, quantiles: FloatArray) -> FloatArray:
+        z = normal_z(quantiles)
+        return self._means(horizon)[:, None] + self._spreads(horizon)[:, None] * z[None, :]
+
+    def _predict_step(self, step: int, quantiles: FloatArray) -> FloatArray:
+        assert self.level_ is not None
+        damp = self.phi * (1 - self.phi**step) / (1 - self.phi) if self.phi != 1 else step
+        mean = self.level_ + damp * self.trend_
+        spread = float(self._spreads(step)[-1])
+        return mean + spread * normal_z(quantiles)

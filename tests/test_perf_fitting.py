@@ -148,6 +148,43 @@ def test_nonnegative_lstsq_matches_scipy():
         assert np.all(ours >= 0)
 
 
+@pytest.mark.parametrize("combo", COMBOS, ids=["/".join(map(str, c)) for c in COMBOS])
+def test_attention_sits_at_the_flops_bound_exactly_when_the_free_fit_exceeds_it(shared_file, combo):
+    fit = _fits(shared_file(CSV))[combo]
+    attn = fit.coefficients.prefill_attn_s
+    assert attn <= fit.prefill_attn_max
+    if fit.prefill_attn_bounded:
+        assert attn == fit.prefill_attn_max
+    else:
+        assert attn == fit.prefill_attn_free
+
+
+def test_the_bound_binds_on_the_default_profile(shared_file):
+    fit = _fits(shared_file(CSV))[("llama2-70b", "h100-80gb", 4)]
+    assert fit.prefill_attn_bounded
+    assert fit.prefill_attn_free > 2 * fit.prefill_attn_max  # the free fit was ~2.7x the bound
+
+
+def test_nonnegative_lad_matches_linprog():
+    optimize = pytest.importorskip("scipy.optimize")
+    rng = np.random.default_rng(11)
+    for _ in range(30):
+        a = np.abs(rng.normal(size=(12, 2))) * np.array([1.0, 1e3])
+        y = rng.normal(size=12) + 1.0
+        ours = fitting.nonnegative_lad(a, y)
+        # min sum(u + v) s.t. a x + u - v = y, x, u, v >= 0
+        m, n = a.shape
+        res = optimize.linprog(
+            np.concatenate([np.zeros(n), np.ones(2 * m)]),
+            A_eq=np.hstack([a, np.eye(m), -np.eye(m)]),
+            b_eq=y,
+            bounds=[(0, None)] * (n + 2 * m),
+        )
+        assert res.success
+        assert np.all(ours >= 0)
+        assert np.abs(a @ ours - y).sum() == pytest.approx(res.fun, rel=1e-7, abs=1e-9)
+
+
 def test_read_experiments_names_the_missing_column(tmp_path):
     bad = tmp_path / "perf.csv"
     bad.write_text("model,hardware,prompt_size\nllama2-70b,h100-80gb,512\n")

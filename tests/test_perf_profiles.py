@@ -123,3 +123,32 @@ def test_table_has_no_negative_coefficients():
         values = [getattr(c, f.name) for f in dataclasses.fields(c) if f.name.endswith("_s")]
         assert len(values) == 7
         assert all(v >= 0 for v in values), c
+
+
+def test_attention_flops_bound_of_the_default_by_hand():
+    # 2 x 80 layers x 8192 hidden / (4 GPUs x 989 TFLOP/s x 0.30 MFU)
+    bound = shapes.prefill_attn_max_s(shapes.LLAMA2_70B, shapes.H100_80GB, 4)
+    assert bound == pytest.approx(2 * 80 * 8192 / (4 * 989e12 * 0.30))
+    assert bound == pytest.approx(1.104e-9, rel=1e-3)
+    assert shapes.gpu_spec("h100-80gb-pcap").peak_flops == shapes.H100_80GB.peak_flops
+    with pytest.raises(InputError):
+        shapes.prefill_attn_max_s(shapes.LLAMA2_70B, shapes.H100_80GB, 0)
+    with pytest.raises(InputError):
+        shapes.prefill_attn_max_s(shapes.LLAMA2_70B, shapes.H100_80GB, 4, min_mfu=0.0)
+
+
+def test_every_attention_coefficient_respects_the_flops_bound():
+    for c in fitted_coefficients():
+        bound = shapes.prefill_attn_max_s(shapes.model_shape(c.model), shapes.gpu_spec(c.gpu), c.tp)
+        assert c.prefill_attn_s <= bound * (1 + 1e-9), c
+
+
+def test_128k_prefill_on_the_default_profile_is_below_35_seconds():
+    p = get_profile()
+    prompt, chunk = 131_072, p.max_batched_tokens
+    steps = -(-prompt // chunk)
+    # chunked prefill on an idle replica: the chunk costs add up to one piece plus a base per step
+    total = sum(p.prefill_s(0) + p.prefill_chunk_s(o, chunk) for o in range(0, prompt, chunk))
+    assert steps == 16
+    assert total == pytest.approx(p.prefill_s(prompt) + (steps - 1) * p.prefill_base_s)
+    assert total < 35.0

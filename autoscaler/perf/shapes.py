@@ -7,7 +7,9 @@ across the tensor-parallel ranks, and vLLM gives the KV cache what is left of
 ``gpu_memory_utilization`` x GPU memory after the weights and the activation peak.
 
 The same facts give the physics value of the decode cost per context token (each decode step
-streams the whole KV cache of the batch through HBM once), used where the CSV cannot identify it
+streams the whole KV cache of the batch through HBM once), used where the CSV cannot identify it,
+and the upper bound on the prefill attention coefficient (the attention FLOPs of a causal prompt
+at a minimum MFU), which keeps the fit physical beyond the CSV's 8,192-token prompts
 (:mod:`autoscaler.perf.fitting`).
 """
 
@@ -28,6 +30,9 @@ DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 DEFAULT_ACTIVATION_RESERVE_GIB = 3.0
 #: vLLM allocates the KV cache in blocks of 16 tokens, so capacity is a multiple of 16.
 DEFAULT_BLOCK_SIZE = 16
+#: Lowest model-FLOPs utilisation assumed for prefill attention. FlashAttention-2 reaches 50-70%
+#: of peak on long causal sequences; 0.30 leaves room for the TP split and short-chunk overheads.
+MIN_ATTENTION_MFU = 0.30
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +44,8 @@ class ModelShape:
     kv_heads: int
     head_dim: int
     params: int
+    hidden: int
+    """Model (residual stream) width: query heads x head dim."""
     dtype_bytes: int = 2  # fp16/bf16, as the Splitwise measurements ran
 
     @property
@@ -58,33 +65,38 @@ class ModelShape:
 
 @dataclass(frozen=True, slots=True)
 class GpuSpec:
-    """Memory and HBM bandwidth of one GPU."""
+    """Memory, HBM bandwidth and peak dense fp16/bf16 tensor throughput of one GPU."""
 
     name: str
     memory_bytes: int
     hbm_bandwidth_bytes_per_s: float
+    peak_flops: float
+    """Dense (no sparsity) fp16/bf16 tensor-core FLOP/s, the datasheet peak."""
     note: str = ""
 
 
 # Shapes from the models' Hugging Face configs; parameter counts as the model cards state them.
 LLAMA2_70B = ModelShape(
-    name="llama2-70b", layers=80, kv_heads=8, head_dim=128, params=68_976_648_192
+    name="llama2-70b", layers=80, kv_heads=8, head_dim=128, params=68_976_648_192, hidden=8192
 )
 BLOOM_176B = ModelShape(
-    name="bloom-176b", layers=70, kv_heads=112, head_dim=128, params=176_247_271_424
+    name="bloom-176b", layers=70, kv_heads=112, head_dim=128, params=176_247_271_424, hidden=14336
 )
 
-# "80 GB" cards show 79.19 GiB to CUDA (the vLLM log in traces/README.md §4c); bandwidths are
-# NVIDIA's datasheet peaks for the SXM parts (A100 80GB 2.0 TB/s, H100 SXM 3.35 TB/s).
+# "80 GB" cards show 79.19 GiB to CUDA (the vLLM log in traces/README.md §4c); bandwidths and
+# dense fp16/bf16 tensor peaks are NVIDIA's datasheet figures for the SXM parts (A100 80GB
+# 2.0 TB/s and 312 TFLOP/s, H100 SXM 3.35 TB/s and 989 TFLOP/s).
 _MEMORY_80GB = int(79.19 * GIB)
-A100_80GB = GpuSpec("a100-80gb", _MEMORY_80GB, 2.0e12)
-H100_80GB = GpuSpec("h100-80gb", _MEMORY_80GB, 3.35e12)
-# Splitwise's power-capped H100: the same part, so the same memory and bandwidth. Its CSV rows
-# repeat the H100 decode times and scale prefill by ~1.3, i.e. they look derived, not measured.
+A100_80GB = GpuSpec("a100-80gb", _MEMORY_80GB, 2.0e12, 312e12)
+H100_80GB = GpuSpec("h100-80gb", _MEMORY_80GB, 3.35e12, 989e12)
+# Splitwise's power-capped H100: the same part, so the same memory, bandwidth and peak. Its CSV
+# rows repeat the H100 decode times and scale prefill by ~1.3, i.e. they look derived, not
+# measured.
 H100_80GB_PCAP = GpuSpec(
     "h100-80gb-pcap",
     _MEMORY_80GB,
     3.35e12,
+    989e12,
     note="power-capped H100; CSV rows look derived from h100-80gb",
 )
 
@@ -159,3 +171,20 @@ def decode_seconds_per_ctx_token(shape: ModelShape, gpu: GpuSpec, tp: int) -> fl
     """
     per_rank = 2 * shape.layers * shape.kv_heads_per_rank(tp) * shape.head_dim * shape.dtype_bytes
     return per_rank / gpu.hbm_bandwidth_bytes_per_s
+
+
+def prefill_attn_max_s(
+    shape: ModelShape, gpu: GpuSpec, tp: int, min_mfu: float = MIN_ATTENTION_MFU
+) -> float:
+    """Upper bound on the prefill attention coefficient (s per token²), from FLOPs.
+
+    The attention of a causal prompt of ``n`` tokens (``Q Kᵀ`` and ``P V``, half the square
+    masked) takes about ``2 x layers x hidden x n²`` FLOPs, split over the ``tp`` ranks. At an
+    MFU of at least ``min_mfu`` of the GPU's dense peak it takes at most
+    ``2 layers hidden n² / (tp x peak x min_mfu)`` seconds.
+    """
+    if tp < 1:
+        raise InputError(f"tensor parallelism must be >= 1, got {tp}")
+    if not 0 < min_mfu <= 1:
+        raise InputError(f"min_mfu must be in (0, 1], got {min_mfu}")
+    return 2.0 * shape.layers * shape.hidden / (tp * gpu.peak_flops * min_mfu)

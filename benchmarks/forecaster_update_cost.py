@@ -1,0 +1,134 @@
+"""Per-tick forecaster cost: one ``update`` per workload, for 10,000 independent workloads.
+
+For every registered forecaster, ``--templates`` models are fitted on different synthetic
+workloads (3 days of 10-minute windows, a daily season of 144 steps, level, amplitude and noise
+drawn per workload), then copied (``copy.deepcopy``: independent objects) up to ``--workloads``.
+Each workload then absorbs one new point through the public ``update``, timed one by one; the
+policy's ``predict`` at the default lead time (16 steps, 3 quantiles) is timed the same way.
+
+The quantile regression refits every ``refit_every`` steps; a timed tick never lands on a refit
+here (the copies were just fitted), so the refit is timed on its own and reported amortised over
+``refit_every`` (the selector contains one, so the same applies to it).
+
+Run: ``.venv/bin/python benchmarks/forecaster_update_cost.py [--workloads N]``. Prints JSON and
+a Markdown table (microseconds per workload), and keeps both under ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import time
+
+import numpy as np
+from _common import emit
+
+from forecasting.quantile_regression import QuantileRegression
+from forecasting.registry import forecaster_names, make_forecaster
+from forecasting.selector import OnlineSelector
+
+SEASON = 144
+HISTORY = 3 * SEASON
+HORIZON = 16
+QUANTILES = (0.5, 0.9, 0.99)
+
+
+def workload(rng: np.random.Generator, n: int) -> np.ndarray:
+    t = np.arange(n)
+    level = rng.uniform(10, 1e5)
+    amp = rng.uniform(0.1, 0.6) * level
+    y = level + amp * np.sin(2 * np.pi * (t + rng.integers(SEASON)) / SEASON)
+    y = y + rng.normal(0, rng.uniform(0.02, 0.2) * level, n)
+    y[rng.random(n) < 0.01] = np.nan  # the odd missing window
+    return np.maximum(y, 0.0)
+
+
+def _qr_of(model: object) -> QuantileRegression | None:
+    if isinstance(model, QuantileRegression):
+        return model
+    if isinstance(model, OnlineSelector):
+        for _, candidate in model.candidates:
+            if isinstance(candidate, QuantileRegression):
+                return candidate
+    return None
+
+
+def measure(name: str, workloads: int, templates: int, seed: int) -> dict[str, float]:
+    rng = np.random.default_rng(seed)
+    series = [workload(rng, HISTORY + 1) for _ in range(templates)]
+    t0 = time.perf_counter()
+    fitted = [
+        make_forecaster(name, season_length=SEASON, horizon=HORIZON).fit(s[:-1]) for s in series
+    ]
+    fit_s = (time.perf_counter() - t0) / templates
+    models = [copy.deepcopy(fitted[i % templates]) for i in range(workloads)]
+    points = [series[i % templates][-1:] * rng.uniform(0.9, 1.1) for i in range(workloads)]
+    update_ns = np.empty(workloads)
+    predict_ns = np.empty(workloads)
+    clock = time.perf_counter_ns
+    for i, (model, point) in enumerate(zip(models, points, strict=True)):
+        start = clock()
+        model.update(point)
+        update_ns[i] = clock() - start
+    for i, model in enumerate(models):
+        start = clock()
+        model.predict(HORIZON, QUANTILES)
+        predict_ns[i] = clock() - start
+    refit_us = 0.0
+    qr = _qr_of(fitted[0])
+    if qr is not None:
+        start = clock()
+        qr._refit()
+        refit_us = (clock() - start) / 1e3 / qr.refit_every
+    return {
+        "update_mean_us": float(update_ns.mean() / 1e3),
+        "update_p50_us": float(np.median(update_ns) / 1e3),
+        "update_p99_us": float(np.quantile(update_ns, 0.99) / 1e3),
+        "refit_amortised_us": refit_us,
+        "predict_mean_us": float(predict_ns.mean() / 1e3),
+        "tick_all_workloads_s": float((update_ns.sum() + predict_ns.sum()) / 1e9),
+        "fit_s": fit_s,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", type=int, default=10_000)
+    parser.add_argument("--templates", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    results = {
+        name: measure(name, args.workloads, args.templates, args.seed)
+        for name in forecaster_names()
+    }
+    payload = {
+        "workloads": args.workloads,
+        "season_length": SEASON,
+        "history_steps": HISTORY,
+        "horizon_steps": HORIZON,
+        "quantiles": list(QUANTILES),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "models": results,
+    }
+    rows = [
+        "| model | update mean µs | update p50 µs | update p99 µs | + refit amortised µs "
+        "| predict mean µs | update+predict, all workloads, s | fit s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        rows.append(
+            f"| {name} | {r['update_mean_us']:.1f} | {r['update_p50_us']:.1f} "
+            f"| {r['update_p99_us']:.1f} | {r['refit_amortised_us']:.1f} "
+            f"| {r['predict_mean_us']:.1f} | {r['tick_all_workloads_s']:.2f} | {r['fit_s']:.3f} |"
+        )
+    title = (
+        f"Per-tick forecaster cost, {args.workloads} workloads "
+        f"(season {SEASON}, horizon {HORIZON}, quantiles {list(QUANTILES)})"
+    )
+    emit("forecaster_update_cost", payload, "\n".join([f"**{title}**", "", *rows]))
+
+
+if __name__ == "__main__":
+    main()
