@@ -22,7 +22,9 @@ from autoscaler.traces.readers import read_trace
 
 CASES = (
     ("traces/azure2023_conv.csv", 20.0),
-    ("traces/mooncake_synthetic_trace.jsonl", 12.0),
+    # Any rate-scale gives Mooncake a peak far above 20 replicas: its 40k+-token prompts leave
+    # one replica almost no room at the default SLO (C* is tiny; see the closing note).
+    ("traces/mooncake_synthetic_trace.jsonl", 1.0),
 )
 
 
