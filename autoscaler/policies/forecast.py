@@ -163,7 +163,10 @@ class ForecastPolicy:
                 f"q{q:g} demand {upper:.0f} work/s over {lead:.0f}s, capacity {capacity:.0f}",
             )
         ]
-        if ratio is not None and ratio > 1.0 and ready > 0:
+        # Latency is observed at first token: while a backlog drains, the requests served now
+        # waited minutes, and the ready count that is already draining it would be blamed.
+        draining = growth < 0 and (snap.waiting or 0.0) > 0
+        if ratio is not None and ratio > 1.0 and ready > 0 and not draining:
             candidates.append(
                 Candidate("latency", ready * min(1.5, ratio), f"latency at {ratio:.2f}x budget")
             )
