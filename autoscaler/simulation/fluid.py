@@ -9,24 +9,28 @@ The replica model, all from the same :class:`~autoscaler.perf.model.PerfProfile`
 
 * Continuous batching at a mean running batch ``B``: each step decodes ``B`` tokens and, in the
   mean, carries the prefill of ``lambda * s`` prompts, so (Little's law, ``B = lambda * E[O] * s``)
-  the mean step time is ``s(B) = D(B) + B * E[prefill cost] / E[O]`` with ``D`` the profile's
-  decode step (context length-biased to the running sequences). The throughput
-  ``lambda(B) = B / (E[O] * s(B))`` peaks at ``B_peak`` (the profile's quadratic batch term) or at
-  ``B_cap`` (``max_num_seqs`` or the KV capacity at the reserved final context).
-* Stable load (``lambda <= n * lambda(B_peak)``, no backlog): ``B`` solves ``lambda(B) = lambda /
-  n``. The number running is Poisson (M/G/inf), so a request's TPOT misses when the batch it sees,
-  averaged over its own lifetime, exceeds ``B_tpot`` (``s(B_tpot) = tpot SLO``): normal
-  approximation with variance ``B * E[O] / (E[O] + O_i)``.
-* Overload or backlog: the batch fills to ``B_cap`` and the fleet serves ``n * lambda(B_cap)``;
-  the backlog ``Q`` carries between ticks, ``Q' = max(0, Q + (lambda - mu) dt)``, and a request
-  arriving behind it waits ``Q / mu`` (FIFO).
-* Near the slot limit (``B`` close to ``B_cap``) the waiting time is M/G/c (c = ``n * B_cap``):
-  Halfin-Whitt for the probability of waiting, Allen-Cunneen (``(1 + Cs^2) / 2``) for its mean.
-* TTFT of request ``i`` = wait + half a step + ``chunks_i`` steps + its prefill cost.
+  the mean step time is ``s(B) = D(B) + 1.12 * B * E[prefill cost] / E[O]`` with ``D`` the
+  profile's decode step (context length-biased to the running sequences; 1.12 calibrated against
+  the request-level replica). The throughput ``lambda(B) = B / (E[O] * s(B))`` peaks at
+  ``B_peak`` (the profile's quadratic batch term) or at ``B_cap`` (``max_num_seqs`` or the KV
+  capacity at the reserved final context).
+* Dynamics: per ready replica without a queue ``dB/dt = lambda / n - lambda(B)``, so below the
+  peak ``B`` settles on the stable batch and above it climbs until, at ``B_cap``, a backlog forms:
+  ``Q' = max(0, Q + (lambda - n * lambda(B_cap)) dt)``, carried between ticks. As under the
+  least-outstanding-work router, replicas holding a backlog drain it while arrivals go to the
+  others, up to their peak rate.
+* TPOT of request ``i``: ``D(B)`` (Poisson batch variance, amplified by the step-time feedback)
+  plus the prefill work of the arrivals during its decode spread over its tokens (compound
+  Poisson, shifted-gamma approximation); a busy replica only receives arrivals when no replica is
+  idle (router).
+* TTFT of request ``i`` = prefill-queue wait (M/G/1, Pollaczek-Khinchine) + half a step +
+  ``chunks_i`` decode steps + its prefill cost, plus ``Q / mu`` behind a backlog or the M/G/c wait
+  (Halfin-Whitt, Allen-Cunneen) near the slot limit.
 
 SLO attainment is the expected fraction of requests meeting the per-request SLO, integrated over
 the length distribution (a sample of (prompt, output) pairs) and the waiting time; requests that
-cannot meet it on an idle replica count as misses, as in the request-level simulator.
+cannot meet it on an idle replica count as misses, as in the request-level simulator. Missing
+windows (NaN) hold the last known rate (:func:`fill_gaps`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from heapq import heappop, heappush
 
 import numpy as np
 import numpy.typing as npt
@@ -46,7 +51,6 @@ from autoscaler.policies.base import Policy
 from autoscaler.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.simulation.engine import SimConfig, TickRecord, _decide
 from autoscaler.simulation.fleet import (
-    DRAINING,
     INITIALIZING,
     PENDING,
     PROVISIONING,
@@ -82,7 +86,9 @@ def _norm_cdf(x: FloatArray) -> FloatArray:
     # Abramowitz-Stegun 7.1.26 on |x|/sqrt(2); error < 1.5e-7
     z = np.abs(x) / math.sqrt(2.0)
     t = 1.0 / (1.0 + 0.3275911 * z)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    poly = t * (
+        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
+    )
     erf = 1.0 - poly * np.exp(-z * z)
     return np.asarray(0.5 * (1.0 + np.sign(x) * erf), dtype=np.float64)
 
@@ -139,6 +145,7 @@ class ReplicaModel:
     p90_prompt: float
     kv_per_seq: float
     """Reserved KV tokens per running sequence (length-biased final context)."""
+    kv_capacity: float
     b_cap: float
     b_peak: float
     b_tpot: float
@@ -287,7 +294,9 @@ def build_replica_model(
     for g in _ROUTING_LEVELS:
         p_g, t_g, _, _ = shares(float(g))
         ok_levels.append(np.mean(t_g * p_g, axis=1))
-    ok_grid = np.asarray(ok_levels, dtype=np.float64)
+    # less interference can only help: the normal (idle) and gamma (busy) approximations
+    # disagree near the throughput peak, so take the better of each level and the ones above it
+    ok_grid = np.maximum.accumulate(np.asarray(ok_levels, dtype=np.float64)[::-1], axis=0)[::-1]
     p_tpot, _, rho_p, tail = shares(1.0)
     ref = _GRID // 2
     weight_ok = fits & (p_tpot[ref] > 0.5)
@@ -301,13 +310,14 @@ def build_replica_model(
     sd_t = np.sqrt(var_y + var_d * TPOT_BATCH_VARIANCE)
     tpot_p90 = np.quantile(mean_t + 1.2816 * sd_t, 0.9, axis=1)
     service = o * float(step(np.asarray([b_peak]))[0])
-    cs2 = float(np.var(service) / max(np.mean(service) ** 2, 1e-12))
+    cs2 = float(np.var(service)) / max(float(np.mean(service)) ** 2, 1e-12)
     q_levels = np.linspace(0.0, 1.0, 201)
     return ReplicaModel(
         mean_prompt=float(p.mean()),
         mean_output=mo,
         p90_prompt=float(np.quantile(p, 0.9)),
         kv_per_seq=kv_seq,
+        kv_capacity=float(profile.kv_capacity_tokens),
         b_cap=b_cap,
         b_peak=b_peak,
         b_tpot=b_tpot,
@@ -368,17 +378,29 @@ class _Lifecycle:
     def __post_init__(self) -> None:
         self.used = [0] * self.num_nodes
         self.image = [False] * self.num_nodes
+        # nodes by (holds the image, free GPUs), lowest index first (lazy deletion)
+        self._heaps: dict[tuple[bool, int], list[int]] = {}
+        for i in range(self.num_nodes):
+            self._touch(i)
+
+    def _touch(self, node: int) -> None:
+        key = (self.image[node], self.lc.node_gpus - self.used[node])
+        heappush(self._heaps.setdefault(key, []), node)
 
     def _pick(self) -> int:
-        best, best_score = -1, -1.0
+        """kube-scheduler's choice (fleet.py): LeastAllocated + ImageLocality, lowest index."""
         gpus = self.lc.node_gpus
-        for i in range(self.num_nodes):
-            free = gpus - self.used[i]
+        best, best_score = -1, -1.0
+        for (warm, free), heap in self._heaps.items():
             if free < self.tp:
                 continue
-            score = 100.0 * (free - self.tp) / gpus + (100.0 if self.image[i] else 0.0)
-            if score > best_score:
-                best, best_score = i, score
+            while heap and (self.image[heap[0]], gpus - self.used[heap[0]]) != (warm, free):
+                heappop(heap)
+            if not heap:
+                continue
+            score = 100.0 * (free - self.tp) / gpus + (100.0 if warm else 0.0)
+            if score > best_score or (score == best_score and heap[0] < best):
+                best, best_score = heap[0], score
         return best
 
     def _schedule(self, pod: _Pod, now: float, instant: bool = False) -> bool:
@@ -390,8 +412,10 @@ class _Lifecycle:
         pod.warm = self.image[node]
         if instant:
             self.image[node] = True
+            self._touch(node)
             pod.phase, pod.ready_at = READY, now
             return True
+        self._touch(node)
         if pod.warm:
             self.warm += 1
         else:
@@ -442,15 +466,14 @@ class _Lifecycle:
         for pod in self.unready:
             while pod.phase in _STARTING and pod.until <= now:
                 t = pod.until
+                if pod.phase == PULLING:
+                    self.image[pod.node] = True
+                    self._touch(pod.node)
                 if pod.phase == PROVISIONING and not pod.warm and lc.pull_s > 0:
                     pod.phase, pod.until = PULLING, t + lc.pull_s
                 elif pod.phase in (PROVISIONING, PULLING) and lc.init_s > 0:
-                    if pod.phase == PULLING:
-                        self.image[pod.node] = True
                     pod.phase, pod.until = INITIALIZING, t + lc.init_s
                 else:
-                    if pod.phase == PULLING:
-                        self.image[pod.node] = True
                     pod.phase, pod.ready_at = READY, t
                     self.ttr.append(t - pod.created)
                     became.append(pod)
@@ -461,6 +484,7 @@ class _Lifecycle:
 
     def _free(self, node: int, now: float) -> None:
         self.used[node] -= self.tp
+        self._touch(node)
         for pod in self.unready:
             if pod.phase == PENDING and not self._schedule(pod, now):
                 break
@@ -478,9 +502,7 @@ class _Lifecycle:
         if excess <= 0:
             return
         # unscheduled first, then not ready (newest first), then the most recently ready
-        order = sorted(
-            self.unready, key=lambda p: (_UNREADY_ORDER[p.phase], -p.created, -p.slot)
-        )
+        order = sorted(self.unready, key=lambda p: (_UNREADY_ORDER[p.phase], -p.created, -p.slot))
         victims = order[:excess]
         if victims:
             gone = {id(v) for v in victims}
@@ -664,10 +686,10 @@ def simulate_fluid(
             return 1.0
         return 1.0 - float(np.searchsorted(slack, wait, side="left")) / n_slack
 
-    n_ticks = int(math.floor(duration / tick + 1e-9))
-    if n_ticks * tick + 1e-9 >= duration and n_ticks > 0:
-        n_ticks -= 0  # the engine ticks at 0, tick, ... while now + tick <= duration
-    t = 0.0
+    # ticks at 0, tick, 2 tick, ... while now + tick <= duration, as the engine; the last tick
+    # integrates up to the end of the run. Each tick scrapes (the sample at ``now`` closes the
+    # interval before it), builds the snapshot, asks the policy and scales.
+    samples.append(_Sample(0.0, 0.0, 0.0, 0.0, 0.0))
     k = 0
     while True:
         now = k * tick
@@ -680,7 +702,8 @@ def simulate_fluid(
         if desired != spec:
             changes += 1
             spec = desired
-        fleet.scale_to(spec, now, _drain_s(m, batch), duration)
+        live = len(fleet.ready) + len(fleet.unready)
+        fleet.scale_to(spec, now, _drain_s(m, batch) if spec < live else 0.0, duration)
         max_live = max(max_live, spec)
         obs_work = (
             snapshot.prompt_tokens_rate * config.work_weights[0]
@@ -758,11 +781,9 @@ def simulate_fluid(
         mean_wait = wait_acc / arr_tick if arr_tick > 0 else 0.0
         mean_tpot = tpot_acc / arr_tick if arr_tick > 0 else float(m.tpot_p90_grid[0])
         lat.append((arr_tick, mean_wait, idx_acc, mean_tpot, mean_wait))
-        end_t = stop
-        samples_t = end_t if not last_tick else end_t
         if last_tick:
             break
-        samples.append(_Sample(samples_t, done, prompt_tok, gen_tok, backlog))
+        samples.append(_Sample(stop, done, prompt_tok, gen_tok, backlog))
         k += 1
     fleet.close(duration)
     # pods still draining at the end were charged up to their drain's end, capped at duration
@@ -923,8 +944,8 @@ def _snapshot(
     ready = counts.ready
     per_b = batch if ready else 0.0
     waiting_per = backlog / ready if ready else 0.0
-    kv = min(1.0, per_b * m.kv_per_seq / max(1.0, m.kv_per_seq * m.b_cap / min(1.0, 1.0)))
-    kv = min(1.0, per_b * m.kv_per_seq / (m.kv_per_seq * m.b_cap)) if m.b_cap > 0 else 0.0
+    # KV reserved by the running batch (each sequence reserves its final context)
+    kv = min(1.0, per_b * m.kv_per_seq / m.kv_capacity) if m.kv_capacity > 0 else 0.0
     ttr = fleet.ttr
     base: dict[str, object] = dict(
         workload=config.workload,
@@ -973,13 +994,24 @@ def _snapshot(
     )
 
 
-def _weighted_quantile(values: FloatArray, weights: FloatArray, q: float) -> float | None:
+_HIST_EDGES = np.logspace(-4.0, 5.0, 3601)
+
+
+def _weighted_quantiles(
+    values: FloatArray, weights: FloatArray, qs: tuple[float, ...]
+) -> list[float | None]:
+    """Quantiles of a weighted sample through a log-spaced histogram (0.6% bins)."""
     if values.size == 0 or float(weights.sum()) <= 0:
-        return None
-    order = np.argsort(values)
-    cum = np.cumsum(weights[order])
-    i = int(np.searchsorted(cum, q * cum[-1], side="left"))
-    return float(values[order][min(i, values.size - 1)])
+        return [None] * len(qs)
+    idx = np.clip(np.searchsorted(_HIST_EDGES, values), 1, _HIST_EDGES.size - 1)
+    hist = np.bincount(idx, weights=weights, minlength=_HIST_EDGES.size)
+    cum = np.cumsum(hist)
+    out: list[float | None] = []
+    for q in qs:
+        i = int(np.searchsorted(cum, q * cum[-1], side="left"))
+        i = min(max(i, 1), _HIST_EDGES.size - 1)
+        out.append(float(math.sqrt(_HIST_EDGES[i - 1] * _HIST_EDGES[i])))
+    return out
 
 
 def fluid_figures(
@@ -993,6 +1025,7 @@ def fluid_figures(
     nq = _TTFT_QUANTILES.size
     ttft = (m.ttft_q[gi] + wait[:, None]).ravel()
     tw = np.repeat(w / nq, nq)
+    p50, p90, p99 = _weighted_quantiles(ttft, tw, (0.5, 0.9, 0.99))
     figs: Mapping[str, float | int | None] = {
         "slo_attainment": out.slo_attainment,
         "gpu_hours": out.gpu_hours,
@@ -1001,10 +1034,10 @@ def fluid_figures(
         "cold_starts": out.cold_starts,
         "warm_starts": out.warm_starts,
         "requests": int(round(out.requests)),
-        "ttft_p50_s": _weighted_quantile(ttft, tw, 0.5),
-        "ttft_p90_s": _weighted_quantile(ttft, tw, 0.9),
-        "ttft_p99_s": _weighted_quantile(ttft, tw, 0.99),
-        "tpot_p90_s": _weighted_quantile(out.tick_tpot_p90[keep], w, 0.9),
+        "ttft_p50_s": p50,
+        "ttft_p90_s": p90,
+        "ttft_p99_s": p99,
+        "tpot_p90_s": _weighted_quantiles(out.tick_tpot_p90[keep], w, (0.9,))[0],
         "max_replicas": out.max_replicas,
         "replica_changes": out.replica_changes,
     }
