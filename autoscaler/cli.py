@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--servegen-model",
         default=None,
-        help="model of a ServeGen rate file to expand into requests",
+        help="model of a ServeGen rate file (simulated in fluid mode)",
     )
     sim.add_argument(
         "--policy",
@@ -303,7 +303,7 @@ def _print_table(result: dict[str, Any], title: str) -> None:
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from autoscaler.policies.registry import expand_sweep, make_policy
-    from autoscaler.traces.readers import read_trace
+    from autoscaler.traces.readers import detect_format, read_trace
 
     names = args.policy or ["forecast"]
     if args.sweep:
@@ -316,12 +316,26 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     for name in names:
         make_policy(name, probe)
     req = _request(args, names, args.seeds, args.rate_scale)
-    trace = read_trace(args.trace, args.format, servegen_model=args.servegen_model)
+    fmt = args.format if args.format != "auto" else detect_format(args.trace)
+    if fmt == "servegen":
+        # multi-day rate-only traces run in fluid mode (DESIGN.md, "Traces")
+        from autoscaler.simulation.fluid_runner import run_fluid
+        from autoscaler.traces.servegen import list_models, read_rate_windows
 
-    from autoscaler.simulation.runner import run
+        if args.servegen_model is None:
+            raise InputError(
+                f"{args.trace} is a ServeGen rate file: pick a model with --servegen-model "
+                f"({', '.join(list_models(args.trace))})"
+            )
+        windows = read_rate_windows(args.trace, args.servegen_model)
+        with _Progress(len(names) + 1) as progress:
+            result = run_fluid(windows, req, progress)
+    else:
+        from autoscaler.simulation.runner import run
 
-    with _Progress((len(names) + 1) * args.seeds) as progress:
-        result = run(trace, req, progress)
+        trace = read_trace(args.trace, fmt, servegen_model=args.servegen_model)
+        with _Progress((len(names) + 1) * args.seeds) as progress:
+            result = run(trace, req, progress)
     if args.json:
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -330,7 +344,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         _print_table(
             result,
             f"{info['path']} ({info['requests']} requests, rate-scale {info['rate_scale']}, "
-            f"{args.seeds} seed(s))",
+            f"{result['seeds']} seed(s))",
         )
     return 0
 

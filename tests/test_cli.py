@@ -85,3 +85,24 @@ def test_simulate_json_contract_on_the_azure_trace(shared_file, capsys):
         assert figs["gpu_hours"] >= figs["work_bound_gpu_hours"] > 0
     assert out["profile"]["model"] == "llama2-70b" and out["profile"]["tp"] == 4
     assert out["slo"]["tpot_s"] == 0.1
+
+
+def test_servegen_needs_a_model_and_names_the_choices(shared_file):
+    path = shared_file("traces/servegen_aggregate_rate_10min.csv")
+    _assert_one_line_error(_run("simulate", "--trace", str(path)), "--servegen-model", "m-large")
+
+
+def test_servegen_runs_in_fluid_mode_with_the_same_contract(shared_file, capsys):
+    path = shared_file("traces/servegen_aggregate_rate_10min.csv")
+    code = main(["simulate", "--trace", str(path), "--servegen-model", "mm-image",
+                 "--policy", "static-peak", "--json"])  # fmt: skip
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["trace"]["mode"] == "fluid" and out["trace"]["model"] == "mm-image"
+    assert out["trace"]["duration_s"] == 144 * 600.0  # one day of 10-minute windows
+    assert set(out["policies"]) == {"oracle", "static-peak"}
+    oracle, static = out["policies"]["oracle"], out["policies"]["static-peak"]
+    assert set(FIGURES) <= set(oracle)
+    assert oracle["slo_attainment"] >= 0.95
+    assert static["gpu_hours"] >= oracle["gpu_hours"]  # the peak all day costs at least the plan
+    assert static["max_replicas"] == out["oracle_peak_replicas"]

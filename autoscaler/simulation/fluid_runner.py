@@ -1,0 +1,131 @@
+"""Runs policies over a rate-only trace (ServeGen windows) in fluid mode: the ``simulate`` contract
+for multi-day traces whose request count rules out the request-level simulator.
+
+The yardsticks follow DESIGN.md as closely as a rate trace allows: token lengths come from the
+fitted length mixture (``autoscaler.traces.synthetic``), C* is found by the same bisection on
+Poisson arrivals with that mix, the oracle runs ``ceil(minute's token work / C*)`` replicas each
+minute with zero start time (the rate is constant inside a window, so every minute of a window
+has the same plan), and the work bound is the per-request bound of the mix times the expected
+request count. The fluid model is deterministic, so one run per policy stands for every seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from autoscaler.policies.base import Policy, PolicyContext
+from autoscaler.policies.registry import make_policy
+from autoscaler.simulation.engine import SimConfig
+from autoscaler.simulation.fluid import (
+    build_replica_model,
+    fill_gaps,
+    fluid_figures,
+    length_sample,
+    simulate_fluid,
+)
+from autoscaler.simulation.oracle import (
+    INSTANT,
+    PlanPolicy,
+    replica_capacity,
+    seed_capacity,
+    work_bound_gpu_hours,
+    work_weights,
+)
+from autoscaler.simulation.results import mean_over_seeds
+from autoscaler.simulation.runner import ORACLE, RunRequest
+from autoscaler.traces.records import Trace
+from autoscaler.traces.servegen import RateWindows
+from autoscaler.traces.synthetic import AZURE_CONV_LENGTHS
+
+Progress = Callable[[str, float], None]
+
+
+def run_fluid(
+    windows: RateWindows, req: RunRequest, progress: Progress | None = None
+) -> dict[str, object]:
+    """Every policy of ``req`` (and the oracle) on ``windows`` in fluid mode."""
+    profile, slo = req.profile, req.slo
+    rates = fill_gaps(windows.rate_rps) * req.rate_scale
+    window_s = windows.window_s
+    prompts, outputs = length_sample(AZURE_CONV_LENGTHS)
+    weights = work_weights(profile, slo)
+    mix = Trace(
+        path="length-mixture",
+        format="synthetic",
+        arrival_s=np.arange(prompts.size, dtype=np.float64),
+        prompt_tokens=prompts,
+        output_tokens=outputs,
+        duration_s=float(prompts.size),
+    )
+    capacity = replica_capacity(mix, profile, slo, weights)
+    mean_work = float(np.mean(prompts * weights[0] + np.maximum(outputs, 1) * weights[1]))
+    per_window = np.maximum(1, np.ceil(rates * mean_work / capacity)).astype(np.int64)
+    minutes_per_window = max(1, int(round(window_s / 60.0)))
+    plan = tuple(int(r) for r in np.repeat(per_window, minutes_per_window))
+    oracle_hours = float(np.sum(per_window)) * window_s * profile.tp / 3600.0
+    expected = float(np.sum(rates) * window_s)
+    bound = work_bound_gpu_hours(mix, profile, slo) * expected / max(1, prompts.size)
+    peak = int(per_window.max())
+    cap = req.max_replicas or max(2 * peak, peak + 4)
+    ctx = PolicyContext(
+        slo=slo,
+        max_replicas=cap,
+        min_replicas=1,
+        tick_s=req.tick_s,
+        replica_token_capacity=seed_capacity(profile, slo) * (1.0 + req.capacity_seed_error),
+        prefill_weight=weights[0],
+        decode_weight=weights[1],
+        gpus_per_replica=profile.tp,
+        default_lead_time_s=req.lifecycle.provision_s + req.lifecycle.pull_s + req.lifecycle.init_s,
+        peak_replicas=peak,
+    )
+    model = build_replica_model(profile, slo, prompts, outputs)
+    policies: dict[str, object] = {}
+    for name in [ORACLE, *req.policies]:
+        if progress is not None:
+            progress(name, 0.0)
+        policy: Policy = PlanPolicy(ORACLE, plan) if name == ORACLE else make_policy(name, ctx)
+        config = SimConfig(
+            max_replicas=cap,
+            start_replicas=plan[0],
+            tick_s=req.tick_s,
+            lifecycle=INSTANT if name == ORACLE else req.lifecycle,
+            work_weights=weights,
+        )
+        out = simulate_fluid(
+            rates, window_s, policy, profile=profile, config=config, slo=slo, model=model
+        )
+        figs = fluid_figures(out, oracle_gpu_hours=oracle_hours, work_bound_gpu_hours=bound)
+        policies[name] = mean_over_seeds([figs])
+        if progress is not None:
+            progress(name, 1.0)
+    return {
+        "trace": {
+            "path": windows.path,
+            "format": "servegen",
+            "model": windows.model,
+            "mode": "fluid",
+            "requests": int(round(expected)),
+            "duration_s": float(rates.size * window_s),
+            "rate_scale": req.rate_scale,
+            "missing_windows": int(np.sum(~np.isfinite(windows.rate_rps))),
+        },
+        "profile": profile.describe(),
+        "slo": {
+            "ttft_s": slo.ttft_s,
+            "ttft_per_1k_s": slo.ttft_per_1k_s,
+            "tpot_s": slo.tpot_s,
+            "attainment_target": slo.attainment_target,
+        },
+        "lifecycle": {
+            "pull_s": req.lifecycle.pull_s,
+            "init_s": req.lifecycle.init_s,
+            "provision_s": req.lifecycle.provision_s,
+        },
+        "seeds": 1,
+        "capacity_per_replica": round(capacity, 3),
+        "oracle_peak_replicas": peak,
+        "policies": policies,
+    }
