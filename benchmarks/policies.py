@@ -16,10 +16,14 @@ from _common import emit, shared_or_exit
 
 from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.registry import expand_sweep, policy_names
+from autoscaler.simulation.fluid_runner import run_fluid
 from autoscaler.simulation.runner import RunRequest, run
 from autoscaler.tables import markdown
 from autoscaler.traces.readers import read_trace
+from autoscaler.traces.servegen import read_rate_windows
 
+SERVEGEN = "traces/servegen_aggregate_rate_10min.csv"
+SERVEGEN_MODELS = ("m-large", "m-mid", "m-small")
 CASES = (
     ("traces/azure2023_conv.csv", 20.0),
     # Any rate-scale gives Mooncake a peak far above 20 replicas: its 40k+-token prompts leave
@@ -33,6 +37,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="default settings only, no sweeps")
     ap.add_argument("--capacity-seed-error", type=float, default=0.0)
+    ap.add_argument(
+        "--servegen",
+        action="store_true",
+        help="also the ServeGen language models, 14 days each, in fluid mode",
+    )
     args = ap.parse_args()
 
     names = ["forecast", *[n for n in policy_names() if n != "forecast"]]
@@ -62,6 +71,25 @@ def main() -> None:
                 f"{path.name} x{scale:g} ({info['requests']:,} requests, {args.seeds} seeds)",
             )
         )
+    if args.servegen:
+        path = shared_or_exit(SERVEGEN)
+        for model in SERVEGEN_MODELS:
+            t0 = time.perf_counter()
+            req = RunRequest(
+                policies=names,
+                profile=get_profile(),
+                seeds=1,
+                capacity_seed_error=args.capacity_seed_error,
+            )
+            result = run_fluid(read_rate_windows(path, model), req)
+            result["wall_s"] = round(time.perf_counter() - t0, 1)
+            payload[f"servegen/{model}"] = result
+            tables.append(
+                markdown(
+                    result["policies"],  # type: ignore[arg-type]
+                    f"servegen {model}, 14 days, fluid mode",
+                )
+            )
     emit("policies", payload, "\n\n".join(tables))
 
 
