@@ -161,6 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(demo)
     demo.set_defaults(func=_cmd_demo)
 
+    vc = sub.add_parser(
+        "validate-config",
+        help="check a service configuration file and summarise it",
+        description="Validate a service configuration (YAML): every problem is reported with "
+        "the file and the field path; exit code 2 when the file is invalid.",
+    )
+    vc.add_argument("file", type=Path, help="configuration file (YAML)")
+    vc.set_defaults(func=_cmd_validate_config)
+
     prof = sub.add_parser("profiles", help="list the replica performance profiles")
     prof.set_defaults(func=_cmd_profiles)
 
@@ -382,6 +391,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     else:
         _print_table(result, "demo: synthetic workload (1 seed)")
         print(f"wrote {png}, {args.out / 'results.json'} and {args.out / 'results.md'}")
+    return 0
+
+
+def _cmd_validate_config(args: argparse.Namespace) -> int:
+    from autoscaler.config import describe, load_config
+
+    config = load_config(args.file)
+    print(describe(config))
     return 0
 
 

@@ -19,7 +19,9 @@ def _run(*argv: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("command", ["simulate", "demo", "profiles"])
+@pytest.mark.parametrize(
+    "command", ["simulate", "demo", "profiles", "forecast-eval", "validate-config"]
+)
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
@@ -106,3 +108,16 @@ def test_servegen_runs_in_fluid_mode_with_the_same_contract(shared_file, capsys)
     assert oracle["slo_attainment"] >= 0.95
     assert static["gpu_hours"] >= oracle["gpu_hours"]  # the peak all day costs at least the plan
     assert static["max_replicas"] == out["oracle_peak_replicas"]
+
+
+def test_validate_config_accepts_the_example_and_names_the_field_of_a_bad_one(tmp_path, capsys):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "deploy/examples/llm-autoscaler.yaml"
+    assert main(["validate-config", str(example)]) == 0
+    assert "workload" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(example.read_text().replace("tpot_s:", "tpot_s: -1 #", 1))
+    proc = _run("validate-config", str(bad))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "tpot_s" in proc.stderr and str(bad) in proc.stderr

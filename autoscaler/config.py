@@ -1,0 +1,498 @@
+"""The service configuration: pydantic models loaded from one YAML file (docs/configuration.md).
+
+    service:                 GlobalConfig   (Prometheus, tick, staleness, ports, TLS, shadow)
+    workloads: [...]         WorkloadConfig (engine, pod selector, profile, SLO, bounds, modelcar)
+
+Every model forbids unknown fields so a typo (``min_replica``) is an error, not a silent default.
+:func:`load_config` turns every failure (missing file, malformed YAML, an empty file, a wrong
+field) into one :class:`~autoscaler.errors.InputError` whose message names the file, the field
+path (``workloads[1].slo.tpot_s``) and the problem; no pydantic traceback reaches a user.
+
+Soft problems (a modelcar image pinned by tag only) are not errors: :meth:`ServiceConfig.warnings`
+lists them, each with its field path, and :func:`describe` prints them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import yaml  # type: ignore[import-untyped,unused-ignore]
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from autoscaler.errors import InputError
+from autoscaler.slo import SloSpec
+
+KNOWN_ENGINES: Final[tuple[str, ...]] = (
+    "dcgm",
+    "sglang",
+    "sglang_legacy",
+    "tgi",
+    "triton_trtllm",
+    "vllm",
+    "vllm_v0",
+)
+"""Engine profile names accepted by default; :func:`load_config` takes another list if given."""
+
+KNOWN_MODELS: Final[tuple[str, ...]] = ("bloom-176b", "llama2-70b")
+KNOWN_GPUS: Final[tuple[str, ...]] = ("a100", "h100")
+KNOWN_TP: Final[tuple[int, ...]] = (2, 4, 8)
+
+_ENGINES_CONTEXT_KEY: Final = "engines"
+_DEFAULT_SLO: Final = SloSpec()
+
+# Kubernetes names: a namespace is a DNS-1123 label, a workload (Deployment) a DNS-1123 subdomain.
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+# Label keys: optional DNS-subdomain prefix and a 1-63 character name; values may be empty.
+_LABEL_NAME = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)")
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?)")
+# PromQL range durations as used in rate(...[1m]): one or more <number><unit> parts.
+_PROM_DURATION = re.compile(r"(?:(\d+)(ms|s|m|h|d|w|y))+")
+_PROM_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_PROM_UNIT_S: Final[dict[str, float]] = {
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+    "y": 31536000.0,
+}
+
+# OCI image reference, after github.com/distribution/reference (regexp.go).
+_REF_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_REF_DOMAIN = (
+    rf"(?:{_REF_DOMAIN_COMPONENT}(?:\.{_REF_DOMAIN_COMPONENT})*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?"
+)
+_REF_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+_REF_TAG = r"[\w][\w.-]{0,127}"
+_REF_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+_IMAGE_REF = re.compile(
+    rf"(?:(?P<domain>{_REF_DOMAIN})/)?"
+    rf"(?P<path>{_REF_PATH_COMPONENT}(?:/{_REF_PATH_COMPONENT})*)"
+    rf"(?::(?P<tag>{_REF_TAG}))?"
+    rf"(?:@(?P<digest>{_REF_DIGEST}))?"
+)
+
+
+def _located(field: str, message: str) -> PydanticCustomError:
+    """A validation error attributed to ``field`` (a path relative to the failing model)."""
+    return PydanticCustomError("config", "{problem}", {"problem": message, "field": field})
+
+
+def prom_duration_seconds(text: str) -> float:
+    """Seconds in a PromQL duration such as ``1m`` or ``1h30m``; ``ValueError`` if malformed."""
+    if not _PROM_DURATION.fullmatch(text):
+        raise ValueError(f"{text!r} is not a PromQL duration such as 30s, 1m or 1h30m")
+    return sum(int(n) * _PROM_UNIT_S[u] for n, u in _PROM_DURATION_PART.findall(text))
+
+
+def _one_of(kind: str, value: str, known: Sequence[str]) -> str:
+    if value not in known:
+        raise ValueError(f"unknown {kind} {value!r}; known: {', '.join(known)}")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class PortsConfig(_Strict):
+    """Listening ports of ``serve`` (DESIGN.md, "Contracts")."""
+
+    https: int = Field(default=6443, ge=1, le=65535)
+    """External Metrics API and the JSON API ``/v1/...`` (TLS)."""
+    metrics: int = Field(default=9090, ge=1, le=65535)
+    """Plain HTTP: ``/metrics``, ``/healthz``, ``/readyz``."""
+    grpc: int = Field(default=9443, ge=1, le=65535)
+    """KEDA external scaler."""
+
+    @model_validator(mode="after")
+    def _distinct(self) -> PortsConfig:
+        seen: dict[int, str] = {}
+        for name in ("https", "metrics", "grpc"):
+            port: int = getattr(self, name)
+            if port in seen:
+                raise _located(name, f"port {port} is already used by ports.{seen[port]}")
+            seen[port] = name
+        return self
+
+
+class GlobalConfig(_Strict):
+    """Settings shared by every workload."""
+
+    prometheus_url: str = "http://localhost:9090"
+    tick_s: float = Field(default=15.0, gt=0)
+    rate_window: str = "1m"
+    scrape_interval_s: float = Field(default=15.0, gt=0)
+    staleness_s: float | None = Field(default=None, gt=0)
+    pending_timeout_s: float = Field(default=600.0, gt=0)
+    shadow: bool = False
+    ports: PortsConfig = PortsConfig()
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s]*)?", value):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("rate_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        if prom_duration_seconds(value) <= 0:
+            raise ValueError("must be longer than 0s")
+        return value
+
+    @field_validator("tick_s", "scrape_interval_s", "staleness_s", "pending_timeout_s")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> GlobalConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            missing = "tls_key_file" if self.tls_key_file is None else "tls_cert_file"
+            raise _located(missing, "tls_cert_file and tls_key_file must be given together")
+        return self
+
+    @property
+    def rate_window_s(self) -> float:
+        """The rate window in seconds."""
+        return prom_duration_seconds(self.rate_window)
+
+    @property
+    def effective_staleness_s(self) -> float:
+        """Data older than this is stale: ``staleness_s`` or 2 ticks + the scrape interval."""
+        if self.staleness_s is not None:
+            return self.staleness_s
+        return 2.0 * self.tick_s + self.scrape_interval_s
+
+
+class ProfileConfig(_Strict):
+    """The measured performance profile that seeds the workload's capacity."""
+
+    model: str = "llama2-70b"
+    gpu: str = "h100"
+    tp: int = 4
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        return _one_of("model", value, KNOWN_MODELS)
+
+    @field_validator("gpu")
+    @classmethod
+    def _gpu(cls, value: str) -> str:
+        return _one_of("gpu", value, KNOWN_GPUS)
+
+    @field_validator("tp")
+    @classmethod
+    def _tp(cls, value: int) -> int:
+        if value not in KNOWN_TP:
+            raise ValueError(f"tensor-parallel degree {value} not measured; known: 2, 4, 8")
+        return value
+
+
+class SloConfig(_Strict):
+    """Per-request latency budgets and the attainment target (DESIGN.md, "SLO")."""
+
+    ttft_s: float = Field(default=_DEFAULT_SLO.ttft_s, gt=0)
+    ttft_per_1k_s: float = Field(default=_DEFAULT_SLO.ttft_per_1k_s, ge=0)
+    tpot_s: float = Field(default=_DEFAULT_SLO.tpot_s, gt=0)
+    attainment_target: float = Field(default=_DEFAULT_SLO.attainment_target, gt=0, lt=1)
+
+    @field_validator("ttft_s", "ttft_per_1k_s", "tpot_s")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    def to_spec(self) -> SloSpec:
+        """The :class:`~autoscaler.slo.SloSpec` the policy and the simulator use."""
+        return SloSpec(
+            ttft_s=self.ttft_s,
+            ttft_per_1k_s=self.ttft_per_1k_s,
+            tpot_s=self.tpot_s,
+            attainment_target=self.attainment_target,
+        )
+
+
+class PrefetchConfig(_Strict):
+    """Pulling the modelcar image onto nodes before replicas land there (DESIGN.md, "Prefetch")."""
+
+    enabled: bool = False
+    max_concurrent_per_pool: int = Field(default=2, ge=1)
+    max_warm_nodes: int = Field(default=4, ge=0)
+
+
+class WorkloadConfig(_Strict):
+    """One scaled workload: a Deployment (or similar) of model-server pods."""
+
+    namespace: str
+    name: str
+    engine: str
+    selector: dict[str, str] = Field(min_length=1)
+    profile: ProfileConfig = ProfileConfig()
+    slo: SloConfig = SloConfig()
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=10, ge=1)
+    image: str | None = None
+    image_size_gb: float | None = Field(default=None, gt=0)
+    prefetch: PrefetchConfig = PrefetchConfig()
+    shadow: bool | None = None
+    capacity_seed: float | None = Field(default=None, gt=0)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if len(value) > 63 or not _DNS1123_LABEL.fullmatch(value):
+            raise ValueError(f"{value!r} is not a Kubernetes namespace name (DNS-1123 label)")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value):
+            raise ValueError(f"{value!r} is not a Kubernetes object name (DNS-1123 subdomain)")
+        return value
+
+    @field_validator("engine")
+    @classmethod
+    def _engine(cls, value: str, info: ValidationInfo) -> str:
+        known: Sequence[str] = KNOWN_ENGINES
+        if isinstance(info.context, Mapping) and _ENGINES_CONTEXT_KEY in info.context:
+            known = tuple(info.context[_ENGINES_CONTEXT_KEY])
+        return _one_of("engine", value, tuple(sorted(known)))
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, label in value.items():
+            prefix, _, name = key.rpartition("/")
+            if (
+                (prefix and not _DNS1123_SUBDOMAIN.fullmatch(prefix))
+                or len(name) > 63
+                or not _LABEL_NAME.fullmatch(name)
+            ):
+                raise ValueError(f"{key!r} is not a valid label key")
+            if len(label) > 63 or not _LABEL_VALUE.fullmatch(label):
+                raise ValueError(f"{label!r} (label {key!r}) is not a valid label value")
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        if value is not None and not _IMAGE_REF.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not an OCI image reference "
+                "(e.g. registry.example.com/models/llama@sha256:<64 hex>)"
+            )
+        return value
+
+    @field_validator("capacity_seed", "image_size_gb")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WorkloadConfig:
+        if self.min_replicas > self.max_replicas:
+            raise _located(
+                "min_replicas",
+                f"min_replicas ({self.min_replicas}) is greater than "
+                f"max_replicas ({self.max_replicas})",
+            )
+        if self.prefetch.enabled and self.image is None:
+            raise _located("prefetch.enabled", "prefetch needs the workload's modelcar image")
+        return self
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """``(namespace, name)``, unique in a config."""
+        return (self.namespace, self.name)
+
+    def image_warning(self) -> str | None:
+        """Why the image reference is not ideal for prefetch, or None."""
+        if self.image is None:
+            return None
+        match = _IMAGE_REF.fullmatch(self.image)
+        if match is None or match.group("digest"):
+            return None
+        if match.group("tag") is None:
+            return "no tag or digest (means :latest); pin a digest (@sha256:...)"
+        return (
+            "tag only; pin a digest (@sha256:...) so prefetch pulls exactly what the pod runs "
+            "and imagePullPolicy IfNotPresent hits the prefetched copy"
+        )
+
+
+class ServiceConfig(_Strict):
+    """The whole file: global settings under ``service`` and the list of ``workloads``."""
+
+    service: GlobalConfig = GlobalConfig()
+    workloads: tuple[WorkloadConfig, ...]
+
+    @model_validator(mode="after")
+    def _unique(self) -> ServiceConfig:
+        if not self.workloads:
+            raise _located("workloads", "the config needs at least one workload")
+        first: dict[tuple[str, str], int] = {}
+        for i, workload in enumerate(self.workloads):
+            if workload.key in first:
+                raise _located(
+                    f"workloads[{i}].name",
+                    f"duplicate workload {workload.namespace}/{workload.name} "
+                    f"(first at workloads[{first[workload.key]}])",
+                )
+            first[workload.key] = i
+        return self
+
+    def workload(self, namespace: str, name: str) -> WorkloadConfig:
+        """The workload ``namespace/name``; ``KeyError`` if the config has none."""
+        for workload in self.workloads:
+            if workload.namespace == namespace and workload.name == name:
+                return workload
+        raise KeyError(f"no workload {namespace}/{name} in the config")
+
+    def shadow(self, workload: WorkloadConfig) -> bool:
+        """Whether ``workload`` runs in shadow mode: its own setting, else the global one."""
+        return self.service.shadow if workload.shadow is None else workload.shadow
+
+    def warnings(self) -> list[str]:
+        """Non-fatal problems, each prefixed by its field path."""
+        found = []
+        for i, workload in enumerate(self.workloads):
+            problem = workload.image_warning()
+            if problem is not None:
+                found.append(f"workloads[{i}].image: {problem}")
+        return found
+
+
+def _field_path(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _format_error(error: Mapping[str, Any]) -> str:
+    loc: list[int | str] = list(error["loc"])
+    ctx = error.get("ctx") or {}
+    message = str(error["msg"])
+    if error["type"] == "config":
+        loc.append(str(ctx["field"]))
+        message = str(ctx["problem"])
+    elif error["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
+    elif error["type"] == "extra_forbidden":
+        message = "unknown field (check the spelling; see docs/configuration.md)"
+    elif error["type"] == "missing":
+        message = "required field is missing"
+    else:
+        given = error.get("input")
+        if not isinstance(given, dict | list):
+            message += f" (got {given!r})"
+    path = _field_path(loc) or "(top level)"
+    return f"{path}: {message}"
+
+
+def format_validation_error(source: str, exc: ValidationError) -> str:
+    """One line per problem: ``<source>: <field path>: <problem>``."""
+    lines = [f"{source}: {_format_error(e)}" for e in exc.errors(include_url=False)]
+    return "\n".join(lines)
+
+
+def parse_config(
+    data: object, *, source: str = "<config>", engines: Sequence[str] = KNOWN_ENGINES
+) -> ServiceConfig:
+    """Validate already-parsed YAML/JSON ``data``; ``InputError`` names ``source`` and fields."""
+    if not isinstance(data, Mapping):
+        raise InputError(
+            f"{source}: the config must be a mapping with 'service' and 'workloads', "
+            f"not {type(data).__name__}"
+        )
+    try:
+        return ServiceConfig.model_validate(data, context={_ENGINES_CONTEXT_KEY: tuple(engines)})
+    except ValidationError as e:
+        raise InputError(format_validation_error(source, e)) from e
+
+
+def load_config(path: str | Path, *, engines: Sequence[str] = KNOWN_ENGINES) -> ServiceConfig:
+    """Read and validate the YAML config at ``path``.
+
+    Raises :class:`InputError` naming the file and, for a wrong field, its path (one line per
+    problem), for a YAML syntax error its line and column, and for an empty or unreadable file
+    what is wrong with it.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise InputError(f"{source}: no such config file") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{source}: cannot read the config: {e}") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = e.problem or e.context or "malformed YAML"
+        raise InputError(f"{source}{where}: malformed YAML: {problem}") from e
+    except yaml.YAMLError as e:
+        raise InputError(f"{source}: malformed YAML: {e}") from e
+    if data is None:
+        raise InputError(f"{source}: the config file is empty")
+    return parse_config(data, source=source, engines=engines)
+
+
+def describe(config: ServiceConfig) -> str:
+    """A short human summary of ``config`` (for ``validate-config``), warnings last."""
+    s = config.service
+    lines = [
+        f"prometheus {s.prometheus_url}, tick {s.tick_s:g}s, rate window {s.rate_window}, "
+        f"stale after {s.effective_staleness_s:g}s, pending timeout {s.pending_timeout_s:g}s",
+        f"ports: https {s.ports.https}, metrics {s.ports.metrics}, grpc {s.ports.grpc}; "
+        f"TLS {s.tls_cert_file or 'not configured'}",
+        f"{len(config.workloads)} workload(s):",
+    ]
+    for w in config.workloads:
+        p, slo = w.profile, w.slo
+        extras = []
+        if config.shadow(w):
+            extras.append("shadow")
+        if w.prefetch.enabled:
+            extras.append(f"prefetch (≤{w.prefetch.max_warm_nodes} warm nodes)")
+        if w.capacity_seed is not None:
+            extras.append(f"capacity seed {w.capacity_seed:g}")
+        lines.append(
+            f"  {w.namespace}/{w.name}: {w.engine}, {p.model} on {p.gpu} TP{p.tp}, "
+            f"replicas {w.min_replicas}..{w.max_replicas}, SLO TTFT {slo.ttft_s:g}s"
+            f"+{slo.ttft_per_1k_s:g}s/1k TPOT {slo.tpot_s:g}s @ {slo.attainment_target:g}"
+            + (f" [{', '.join(extras)}]" if extras else "")
+        )
+    lines.extend(f"warning: {warning}" for warning in config.warnings())
+    return "\n".join(lines)
