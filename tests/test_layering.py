@@ -41,6 +41,7 @@ def _violations(package: str, forbidden: tuple[str, ...]) -> list[str]:
         ("autoscaler/policies", (*IO_CLIENTS, "autoscaler.simulation", "autoscaler.cli")),
         ("autoscaler/hpa", (*IO_CLIENTS, "autoscaler.simulation", "autoscaler.policies")),
         ("autoscaler/perf", (*IO_CLIENTS, "autoscaler.simulation", "autoscaler.policies")),
+        ("autoscaler/engines", (*IO_CLIENTS, "autoscaler.simulation", "autoscaler.policies")),
         ("autoscaler/simulation", (*IO_CLIENTS, "autoscaler.cli")),
         ("cache", ("autoscaler.policies",)),
         ("external_metrics", ("autoscaler.simulation",)),

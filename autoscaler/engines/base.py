@@ -1,0 +1,270 @@
+"""The declarative shape of an engine profile.
+
+A profile names, for each signal of DESIGN.md "Signals", the Prometheus series that carry it
+(:class:`Series`, preferred first; alternatives are joined with PromQL ``or`` so that one profile
+covers several generations of names), the histogram's default buckets, the label that names the
+model, and the signals the engine does not export (``missing``) with the documented fallback a
+policy uses instead (:class:`Fallback`). Profiles hold data only; PromQL is built in
+:mod:`autoscaler.engines.promql`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum, StrEnum
+
+
+class Signal(StrEnum):
+    """One signal of DESIGN.md "Signals" that a profile can map to series."""
+
+    # counters (rate per second)
+    REQUEST_RATE = "request_rate"
+    PROMPT_TOKENS_RATE = "prompt_tokens_rate"
+    GENERATION_TOKENS_RATE = "generation_tokens_rate"
+    PREEMPTIONS = "preemptions"
+    # histograms
+    TTFT = "ttft"
+    TPOT = "tpot"
+    E2E = "e2e"
+    QUEUE_TIME = "queue_time"
+    PROMPT_TOKENS = "prompt_tokens"
+    # gauges
+    WAITING = "waiting"
+    RUNNING = "running"
+    KV_USAGE = "kv_usage"
+    GPU_MEMORY_USED = "gpu_memory_used"
+    GPU_MEMORY_FREE = "gpu_memory_free"
+
+
+class Kind(Enum):
+    """How a signal's series are read: ``rate()`` of a counter, a histogram, or a gauge."""
+
+    COUNTER = "counter"
+    HISTOGRAM = "histogram"
+    GAUGE = "gauge"
+
+
+SIGNAL_KIND: dict[Signal, Kind] = {
+    Signal.REQUEST_RATE: Kind.COUNTER,
+    Signal.PROMPT_TOKENS_RATE: Kind.COUNTER,
+    Signal.GENERATION_TOKENS_RATE: Kind.COUNTER,
+    Signal.PREEMPTIONS: Kind.COUNTER,
+    Signal.TTFT: Kind.HISTOGRAM,
+    Signal.TPOT: Kind.HISTOGRAM,
+    Signal.E2E: Kind.HISTOGRAM,
+    Signal.QUEUE_TIME: Kind.HISTOGRAM,
+    Signal.PROMPT_TOKENS: Kind.HISTOGRAM,
+    Signal.WAITING: Kind.GAUGE,
+    Signal.RUNNING: Kind.GAUGE,
+    Signal.KV_USAGE: Kind.GAUGE,
+    Signal.GPU_MEMORY_USED: Kind.GAUGE,
+    Signal.GPU_MEMORY_FREE: Kind.GAUGE,
+}
+"""The kind of every signal (fixed: a profile only chooses names)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One Prometheus series family as exposed on /metrics.
+
+    For a counter this is the exposed sample name (``vllm:request_success_total``; TGI and Triton
+    counters have no ``_total``; a histogram's ``..._count`` or ``..._sum`` also counts). For a
+    histogram it is the family name without ``_bucket``, and ``buckets`` are the engine's default
+    upper bounds (``+Inf`` implied; empty when they depend on the engine's configuration).
+    """
+
+    name: str
+    matchers: tuple[tuple[str, str], ...] = ()
+    """Equality matchers selecting the series, e.g. ``(("request_type", "waiting"),)``."""
+    buckets: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """What a policy uses when a profile does not export ``signal``.
+
+    ``uses`` names the other signals (or outside sources: ``capacity_model``, ``dcgm``, ``engine``)
+    the estimate is built from; ``description`` is the documented rule.
+    """
+
+    signal: Signal
+    uses: tuple[Signal | str, ...]
+    description: str
+
+
+CAPACITY_MODEL = "capacity_model"
+"""Outside source: the learned per-replica capacity model (perf profile seeded)."""
+DCGM = "dcgm"
+"""Outside source: the ``dcgm`` profile scraped from dcgm-exporter on the workload's nodes."""
+ENGINE = "engine"
+"""Outside source: the workload's engine profile (for the ``dcgm`` profile)."""
+
+
+DEFAULT_FALLBACKS: dict[Signal, Fallback] = {
+    f.signal: f
+    for f in (
+        Fallback(
+            Signal.TTFT,
+            (Signal.QUEUE_TIME, CAPACITY_MODEL),
+            "TTFT p90 ~ queue time p90 + the capacity model's prefill time for the p90 prompt; "
+            "if queue time is missing too, e2e p95 is an upper bound.",
+        ),
+        Fallback(
+            Signal.TPOT,
+            (Signal.RUNNING, CAPACITY_MODEL),
+            "TPOT p90 ~ the capacity model's decode step time at the current running batch.",
+        ),
+        Fallback(
+            Signal.E2E,
+            (Signal.RUNNING, Signal.REQUEST_RATE),
+            "Mean e2e latency by Little's law: running / request rate (no tail quantile).",
+        ),
+        Fallback(
+            Signal.QUEUE_TIME,
+            (Signal.WAITING, Signal.REQUEST_RATE),
+            "Mean queue time by Little's law: waiting / request rate (no tail quantile).",
+        ),
+        Fallback(
+            Signal.PROMPT_TOKENS,
+            (Signal.PROMPT_TOKENS_RATE, Signal.REQUEST_RATE),
+            "Mean prompt size = prompt tokens rate / request rate; p90 = mean x the trace's "
+            "p90/mean ratio from the capacity seed.",
+        ),
+        Fallback(
+            Signal.PROMPT_TOKENS_RATE,
+            (Signal.REQUEST_RATE, CAPACITY_MODEL),
+            "Request rate x the seed's mean prompt tokens (demand counted in requests only).",
+        ),
+        Fallback(
+            Signal.GENERATION_TOKENS_RATE,
+            (Signal.REQUEST_RATE, CAPACITY_MODEL),
+            "Request rate x the seed's mean output tokens (demand counted in requests only).",
+        ),
+        Fallback(
+            Signal.PREEMPTIONS,
+            (Signal.WAITING, Signal.RUNNING),
+            "Treated as unknown (not zero): queue length, the running plateau and the KV signal "
+            "(or its own fallback) carry the memory pressure.",
+        ),
+        Fallback(
+            Signal.KV_USAGE,
+            (DCGM, Signal.WAITING, Signal.RUNNING),
+            "DCGM framebuffer used / (used + free) where the engine does not preallocate its KV "
+            "pool; otherwise queue/running saturation (waiting > 0 with running at its plateau).",
+        ),
+        Fallback(
+            Signal.WAITING,
+            (Signal.QUEUE_TIME, Signal.REQUEST_RATE),
+            "Waiting ~ queue time x request rate (Little's law).",
+        ),
+        Fallback(
+            Signal.RUNNING,
+            (Signal.E2E, Signal.REQUEST_RATE),
+            "Running ~ e2e latency x request rate (Little's law).",
+        ),
+        Fallback(
+            Signal.REQUEST_RATE,
+            (Signal.GENERATION_TOKENS_RATE, CAPACITY_MODEL),
+            "Generation tokens rate / the seed's mean output tokens.",
+        ),
+        Fallback(
+            Signal.GPU_MEMORY_USED,
+            (DCGM,),
+            "Read from the dcgm profile (dcgm-exporter on the workload's nodes).",
+        ),
+        Fallback(
+            Signal.GPU_MEMORY_FREE,
+            (DCGM,),
+            "Read from the dcgm profile (dcgm-exporter on the workload's nodes).",
+        ),
+    )
+}
+"""The policy's fallback for each signal when a profile does not override it."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineProfile:
+    """Where one engine's /metrics carry each signal. Declarative: data only.
+
+    Each signal field is a tuple of :class:`Series`, preferred first; an empty tuple means the
+    engine does not export the signal, and the signal must then be listed in ``missing``
+    (checked in ``__post_init__``), with its fallback in ``fallbacks`` or
+    :data:`DEFAULT_FALLBACKS`.
+    """
+
+    name: str
+    description: str
+    reference: str
+    """Where the names were verified (section of ``../shared/engines/METRICS.md``)."""
+    model_labels: tuple[str, ...]
+    """Labels naming the served model, preferred first (empty when the engine has none)."""
+    missing: frozenset[Signal]
+    # counters
+    request_rate: tuple[Series, ...] = ()
+    prompt_tokens_rate: tuple[Series, ...] = ()
+    generation_tokens_rate: tuple[Series, ...] = ()
+    preemptions: tuple[Series, ...] = ()
+    # histograms
+    ttft: tuple[Series, ...] = ()
+    tpot: tuple[Series, ...] = ()
+    e2e: tuple[Series, ...] = ()
+    queue_time: tuple[Series, ...] = ()
+    prompt_tokens: tuple[Series, ...] = ()
+    # gauges
+    waiting: tuple[Series, ...] = ()
+    running: tuple[Series, ...] = ()
+    kv_usage: tuple[Series, ...] = ()
+    gpu_memory_used: tuple[Series, ...] = ()
+    gpu_memory_free: tuple[Series, ...] = ()
+    fallbacks: tuple[Fallback, ...] = field(default=())
+    """Profile-specific fallbacks; they override :data:`DEFAULT_FALLBACKS` for their signal."""
+
+    def __post_init__(self) -> None:
+        for signal in Signal:
+            exported = bool(self.series(signal))
+            if exported == (signal in self.missing):
+                state = "declares series for" if exported else "has no series for"
+                raise ValueError(
+                    f"engine profile {self.name!r} {state} {signal.value!r} but "
+                    f"{'lists' if exported else 'does not list'} it in missing"
+                )
+
+    def series(self, signal: Signal) -> tuple[Series, ...]:
+        """The series of ``signal``, preferred first (empty when missing)."""
+        value: tuple[Series, ...] = getattr(self, signal.value)
+        return value
+
+    def exported(self) -> tuple[Signal, ...]:
+        """The signals this engine exports, in :class:`Signal` order."""
+        return tuple(s for s in Signal if s not in self.missing)
+
+    def fallback(self, signal: Signal) -> Fallback:
+        """The documented fallback for a missing ``signal``."""
+        for f in self.fallbacks:
+            if f.signal == signal:
+                return f
+        return DEFAULT_FALLBACKS[signal]
+
+    def metric_names(self) -> frozenset[str]:
+        """Every series name the profile reads (histograms without ``_bucket``)."""
+        return frozenset(s.name for signal in Signal for s in self.series(signal))
+
+
+ENGINE_SIGNALS: frozenset[Signal] = frozenset(Signal) - {
+    Signal.GPU_MEMORY_USED,
+    Signal.GPU_MEMORY_FREE,
+}
+"""Signals an inference engine exports itself (GPU memory comes from DCGM)."""
+
+
+def one_two_five(limit: float) -> tuple[float, ...]:
+    """vLLM's ``build_1_2_5_buckets``: 1, 2, 5, 10, 20, 50, ... up to ``limit``."""
+    out: list[float] = []
+    scale = 1.0
+    while True:
+        for m in (1.0, 2.0, 5.0):
+            v = m * scale
+            if v > limit:
+                return tuple(out)
+            out.append(v)
+        scale *= 10.0

@@ -1,0 +1,194 @@
+"""Batched PromQL for an engine profile: one query per signal for ALL workloads at once.
+
+Every query is grouped ``by (namespace, workload)``, so a tick issues the same number of queries
+for 10 or 10,000 workloads; the collector splits the result vectors by those two labels. Label
+names are configurable (:class:`GroupingLabels`). Engines do not export a ``workload`` label:
+a relabel rule on the scrape config (e.g. a ``PodMonitor`` ``relabelings`` entry copying
+``__meta_kubernetes_pod_label_app_kubernetes_io_name`` or the pod's owner label to
+``workload``) must supply it. Pure functions, no I/O.
+
+Shapes (``W`` = ``namespace, workload``; ``[1m]`` = the rate window):
+
+- counter: ``sum by (W) (rate(<counter>[1m]))``
+- histogram: ``histogram_quantile(q, sum by (W, le) (rate(<h>_bucket[1m])))``; q = 0.95 for e2e,
+  0.9 otherwise; prompt size also gets the mean ``rate(<h>_sum) / rate(<h>_count)``
+- gauge: ``sum by (W) (<g>)``; KV usage ``avg by (W)`` and ``max by (W)``; queue growth
+  ``sum by (W) (deriv(<waiting>[1m]))``; per-replica vectors ``by (W, pod)``
+- DCGM: framebuffer used and free summed by ``W``, usage ``avg by (W) (used / (used + free))``
+
+A signal with several series (two generations of names) is still one query. Counters and gauges
+put ``or`` inside the aggregation (``sum by (W) (rate(a[1m]) or rate(b[1m]))``) so that during a
+rolling upgrade replicas of both generations are summed. Histograms join whole quantile queries
+with ``or`` (the first generation present for a workload wins) so that bucket sets are never mixed;
+mid-upgrade, a workload's latency quantile reads only its new-generation replicas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from autoscaler.engines.base import EngineProfile, Series, Signal
+
+
+@dataclass(frozen=True, slots=True)
+class GroupingLabels:
+    """Label names the queries group by: ``namespace``, ``workload`` and (per replica) ``pod``."""
+
+    namespace: str = "namespace"
+    workload: str = "workload"
+    pod: str = "pod"
+
+    def by(self, *extra: str) -> str:
+        return ", ".join((self.namespace, self.workload, *extra))
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One batched query: ``field`` is the :class:`~autoscaler.signals.SignalSnapshot` field it
+    fills (or ``gpu_memory_*`` for DCGM); ``signal`` is the profile signal it reads."""
+
+    field: str
+    signal: Signal
+    promql: str
+
+
+HISTOGRAM_FIELDS: dict[Signal, tuple[str, float]] = {
+    Signal.TTFT: ("ttft_p90_s", 0.9),
+    Signal.TPOT: ("tpot_p90_s", 0.9),
+    Signal.E2E: ("e2e_p95_s", 0.95),
+    Signal.QUEUE_TIME: ("queue_time_p90_s", 0.9),
+    Signal.PROMPT_TOKENS: ("p90_prompt_tokens", 0.9),
+}
+COUNTER_FIELDS: dict[Signal, str] = {
+    Signal.REQUEST_RATE: "request_rate",
+    Signal.PROMPT_TOKENS_RATE: "prompt_tokens_rate",
+    Signal.GENERATION_TOKENS_RATE: "generation_tokens_rate",
+    Signal.PREEMPTIONS: "preemption_rate",
+}
+
+
+def selector(series: Series, suffix: str = "", extra: Mapping[str, str] | None = None) -> str:
+    """``name{a="b",...}``: the series' own matchers, then ``extra`` (e.g. a namespace filter)."""
+    matchers = [*series.matchers, *sorted((extra or {}).items())]
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in matchers)
+    name = series.name + suffix
+    return f"{name}{{{inner}}}" if inner else name
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _unique(series: Iterable[Series]) -> list[Series]:
+    """Drop alternatives that give the same query (same name and matchers, other buckets)."""
+    seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    out = []
+    for s in series:
+        key = (s.name, s.matchers)
+        if key not in seen:
+            seen.add(key)
+            out.append(s)
+    return out
+
+
+def _either(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else " or ".join(f"({p})" for p in parts)
+
+
+def build_queries(
+    profile: EngineProfile,
+    labels: GroupingLabels | None = None,
+    window: str = "1m",
+    extra_matchers: Mapping[str, str] | None = None,
+) -> tuple[Query, ...]:
+    """The batched queries of one tick for every workload served by ``profile``'s engine.
+
+    The result depends only on the profile, labels, window and matchers, never on how many
+    workloads there are. Signals in ``profile.missing`` produce no query.
+    """
+    lb = labels or GroupingLabels()
+    w = lb.by()
+    out: list[Query] = []
+
+    def each(signal: Signal, template: str, suffix: str = "") -> str:
+        """Histograms: one whole query per generation joined by ``or`` (never mix buckets)."""
+        parts = [
+            template.format(sel=selector(s, suffix, extra_matchers))
+            for s in _unique(profile.series(signal))
+        ]
+        return _either(parts)
+
+    def inner(signal: Signal, agg: str, fn: str = "", by: str = w) -> str:
+        """Counters and gauges: ``or`` inside the aggregation, so replicas of both generations
+        of names (a rolling upgrade) are summed together."""
+        sels = [selector(s, extra=extra_matchers) for s in _unique(profile.series(signal))]
+        args = [f"{fn}({sel}[{window}])" if fn else sel for sel in sels]
+        return f"{agg} by ({by}) ({' or '.join(args)})"
+
+    for signal in profile.exported():
+        if signal in COUNTER_FIELDS:
+            q = inner(signal, "sum", "rate")
+            out.append(Query(COUNTER_FIELDS[signal], signal, q))
+        elif signal in HISTOGRAM_FIELDS:
+            name, quantile = HISTOGRAM_FIELDS[signal]
+            q = each(
+                signal,
+                f"histogram_quantile({quantile}, sum by ({lb.by('le')}) (rate({{sel}}[{window}])))",
+                "_bucket",
+            )
+            out.append(Query(name, signal, q))
+            if signal is Signal.PROMPT_TOKENS:
+                parts = [
+                    f"sum by ({w}) (rate({selector(s, '_sum', extra_matchers)}[{window}])) / "
+                    f"sum by ({w}) (rate({selector(s, '_count', extra_matchers)}[{window}]))"
+                    for s in _unique(profile.series(signal))
+                ]
+                out.append(Query("mean_prompt_tokens", signal, _either(parts)))
+        elif signal is Signal.WAITING:
+            out.append(Query("waiting", signal, inner(signal, "sum")))
+            out.append(
+                Query(
+                    "waiting_growth_rate",
+                    signal,
+                    inner(signal, "sum", "deriv"),
+                )
+            )
+            per_pod = inner(signal, "sum", by=lb.by(lb.pod))
+            out.append(Query("per_replica_waiting", signal, per_pod))
+        elif signal is Signal.RUNNING:
+            out.append(Query("running", signal, inner(signal, "sum")))
+            per_pod = inner(signal, "sum", by=lb.by(lb.pod))
+            out.append(Query("per_replica_running", signal, per_pod))
+        elif signal is Signal.KV_USAGE:
+            out.append(Query("kv_usage", signal, inner(signal, "avg")))
+            out.append(Query("kv_usage_max", signal, inner(signal, "max")))
+            per_pod = inner(signal, "avg", by=lb.by(lb.pod))
+            out.append(Query("per_replica_kv_usage", signal, per_pod))
+        elif signal in (Signal.GPU_MEMORY_USED, Signal.GPU_MEMORY_FREE):
+            q = inner(signal, "sum")
+            out.append(Query(f"{signal.value}_mib", signal, q))
+    if not {Signal.GPU_MEMORY_USED, Signal.GPU_MEMORY_FREE} & profile.missing:
+        used = selector(profile.gpu_memory_used[0], extra=extra_matchers)
+        free = selector(profile.gpu_memory_free[0], extra=extra_matchers)
+        q = f"avg by ({w}) ({used} / ({used} + {free}))"
+        out.append(Query("gpu_memory_usage", Signal.GPU_MEMORY_USED, q))
+    return tuple(out)
+
+
+def build_fleet_queries(
+    engine_by_workload: Mapping[str, EngineProfile],
+    labels: GroupingLabels | None = None,
+    window: str = "1m",
+    extra_matchers: Mapping[str, str] | None = None,
+) -> dict[str, tuple[Query, ...]]:
+    """Queries for a whole fleet, keyed by engine name: one query set per distinct engine.
+
+    ``engine_by_workload`` maps each workload to its profile; the count of queries depends on
+    the number of distinct engines only.
+    """
+    engines = {p.name: p for p in engine_by_workload.values()}
+    return {
+        name: build_queries(engines[name], labels, window, extra_matchers)
+        for name in sorted(engines)
+    }
