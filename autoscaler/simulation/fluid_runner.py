@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from autoscaler.policies.base import Policy, PolicyContext
+from autoscaler.policies.base import Policy
 from autoscaler.policies.registry import make_policy
 from autoscaler.simulation.engine import SimConfig
 from autoscaler.simulation.fluid import (
@@ -29,12 +29,11 @@ from autoscaler.simulation.oracle import (
     INSTANT,
     PlanPolicy,
     replica_capacity,
-    seed_capacity,
     work_bound_gpu_hours,
     work_weights,
 )
 from autoscaler.simulation.results import mean_over_seeds
-from autoscaler.simulation.runner import ORACLE, RunRequest
+from autoscaler.simulation.runner import ORACLE, RunRequest, describe_request, policy_context
 from autoscaler.traces.records import Trace
 from autoscaler.traces.servegen import RateWindows
 from autoscaler.traces.synthetic import AZURE_CONV_LENGTHS
@@ -69,18 +68,7 @@ def run_fluid(
     bound = work_bound_gpu_hours(mix, profile, slo) * expected / max(1, prompts.size)
     peak = int(per_window.max())
     cap = req.max_replicas or max(2 * peak, peak + 4)
-    ctx = PolicyContext(
-        slo=slo,
-        max_replicas=cap,
-        min_replicas=1,
-        tick_s=req.tick_s,
-        replica_token_capacity=seed_capacity(profile, slo) * (1.0 + req.capacity_seed_error),
-        prefill_weight=weights[0],
-        decode_weight=weights[1],
-        gpus_per_replica=profile.tp,
-        default_lead_time_s=req.lifecycle.provision_s + req.lifecycle.pull_s + req.lifecycle.init_s,
-        peak_replicas=peak,
-    )
+    ctx = policy_context(req, weights, peak=peak, cap=cap)
     model = build_replica_model(profile, slo, prompts, outputs)
     policies: dict[str, object] = {}
     for name in [ORACLE, *req.policies]:
@@ -112,18 +100,7 @@ def run_fluid(
             "rate_scale": req.rate_scale,
             "missing_windows": int(np.sum(~np.isfinite(windows.rate_rps))),
         },
-        "profile": profile.describe(),
-        "slo": {
-            "ttft_s": slo.ttft_s,
-            "ttft_per_1k_s": slo.ttft_per_1k_s,
-            "tpot_s": slo.tpot_s,
-            "attainment_target": slo.attainment_target,
-        },
-        "lifecycle": {
-            "pull_s": req.lifecycle.pull_s,
-            "init_s": req.lifecycle.init_s,
-            "provision_s": req.lifecycle.provision_s,
-        },
+        **describe_request(req),
         "seeds": 1,
         "capacity_per_replica": round(capacity, 3),
         "oracle_peak_replicas": peak,

@@ -61,6 +61,44 @@ class SeedRun:
 Progress = Callable[[str, float], None]
 
 
+def policy_context(
+    req: RunRequest, weights: tuple[float, float], *, peak: int, cap: int
+) -> PolicyContext:
+    """What every policy of a run is built with: the same SLO, cap, weights and capacity seed."""
+    lc = req.lifecycle
+    return PolicyContext(
+        slo=req.slo,
+        max_replicas=cap,
+        min_replicas=1,
+        tick_s=req.tick_s,
+        replica_token_capacity=seed_capacity(req.profile, req.slo)
+        * (1.0 + req.capacity_seed_error),
+        prefill_weight=weights[0],
+        decode_weight=weights[1],
+        gpus_per_replica=req.profile.tp,
+        default_lead_time_s=lc.provision_s + lc.pull_s + lc.init_s,
+        peak_replicas=peak,
+    )
+
+
+def describe_request(req: RunRequest) -> dict[str, object]:
+    """The ``profile``, ``slo`` and ``lifecycle`` objects of the ``simulate --json`` contract."""
+    return {
+        "profile": req.profile.describe(),
+        "slo": {
+            "ttft_s": req.slo.ttft_s,
+            "ttft_per_1k_s": req.slo.ttft_per_1k_s,
+            "tpot_s": req.slo.tpot_s,
+            "attainment_target": req.slo.attainment_target,
+        },
+        "lifecycle": {
+            "pull_s": req.lifecycle.pull_s,
+            "init_s": req.lifecycle.init_s,
+            "provision_s": req.lifecycle.provision_s,
+        },
+    }
+
+
 def run_seed(base: Trace, req: RunRequest, seed: int, progress: Progress | None = None) -> SeedRun:
     """All policies (and the oracle) on one seed of the rate-scaled trace."""
     trace = scale_rate(base, req.rate_scale, seed=seed) if req.rate_scale != 1.0 else base
@@ -72,18 +110,7 @@ def run_seed(base: Trace, req: RunRequest, seed: int, progress: Progress | None 
     peak = max(plan.replicas_per_minute)
     cap = req.max_replicas or max(2 * peak, peak + 4)
     start = plan.replicas_per_minute[0]
-    ctx = PolicyContext(
-        slo=slo,
-        max_replicas=cap,
-        min_replicas=1,
-        tick_s=req.tick_s,
-        replica_token_capacity=seed_capacity(profile, slo) * (1.0 + req.capacity_seed_error),
-        prefill_weight=weights[0],
-        decode_weight=weights[1],
-        gpus_per_replica=profile.tp,
-        default_lead_time_s=req.lifecycle.provision_s + req.lifecycle.pull_s + req.lifecycle.init_s,
-        peak_replicas=peak,
-    )
+    ctx = policy_context(req, weights, peak=peak, cap=cap)
     outputs: dict[str, RunOutput] = {}
     figures: dict[str, dict[str, float | int | None]] = {}
     names = [ORACLE, *req.policies]
@@ -126,18 +153,7 @@ def run(base: Trace, req: RunRequest, progress: Progress | None = None) -> dict[
     trace_info["format"] = base.format
     return {
         "trace": trace_info,
-        "profile": req.profile.describe(),
-        "slo": {
-            "ttft_s": req.slo.ttft_s,
-            "ttft_per_1k_s": req.slo.ttft_per_1k_s,
-            "tpot_s": req.slo.tpot_s,
-            "attainment_target": req.slo.attainment_target,
-        },
-        "lifecycle": {
-            "pull_s": req.lifecycle.pull_s,
-            "init_s": req.lifecycle.init_s,
-            "provision_s": req.lifecycle.provision_s,
-        },
+        **describe_request(req),
         "seeds": req.seeds,
         "policies": policies,
     }
