@@ -1,0 +1,170 @@
+"""One collection step: the batched PromQL of a tick → one :class:`SignalSnapshot` per workload.
+
+:func:`collect` asks :func:`~autoscaler.engines.promql.build_fleet_queries` for one query set per
+distinct engine (grouped ``by (namespace, workload)``), so the number of queries per tick depends
+on the engines in use, never on the number of workloads. Each result row is handed to its workload
+by its ``namespace`` and ``workload`` labels; rows of workloads not in the config, or of a workload
+served by another engine, are ignored.
+
+What it does not do, on purpose:
+
+- No demand estimate: completions plus queue growth is the policy's job
+  (:meth:`SignalSnapshot.demand_requests_per_s`); this fills ``request_rate`` and
+  ``waiting_growth_rate`` (the ``deriv`` query) side by side. Counter resets are handled by
+  ``rate()`` in Prometheus.
+- No made-up values (fail static). A NaN sample (``histogram_quantile`` over an idle window, a
+  0/0 mean) becomes ``None``. A query that fails (:class:`PrometheusError`) leaves every field it
+  fills ``None`` for every workload of that engine. A snapshot is ``stale`` when a *core demand
+  signal* (:data:`CORE_FIELDS`, those the engine exports) is missing, when the workload has no
+  sample at all, or when its newest sample is older than ``staleness_s``; policies must then hold
+  (no scale-down) and the APIs answer 503.
+- No replica states: they come from the Kubernetes watch (``replicas``), zeros until then.
+
+``data_age_s`` is ``now`` minus the newest sample timestamp of the workload (``inf`` when it has
+none). Instant queries are evaluated at ``now``, so Prometheus stamps samples with ``now``;
+a target that stopped being scraped shows up as missing rows (Prometheus' staleness markers and
+the ``rate`` window drop it), which this step reports as stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from typing import Final
+
+from autoscaler.clients.prometheus import PrometheusAPI, PrometheusError, Sample
+from autoscaler.config import WorkloadConfig
+from autoscaler.engines.base import EngineProfile
+from autoscaler.engines.promql import GroupingLabels, Query, build_fleet_queries
+from autoscaler.errors import UnknownNameError
+from autoscaler.signals import ReplicaCounts, SignalSnapshot
+
+__all__ = ["CORE_FIELDS", "NO_REPLICAS", "collect", "workload_key"]
+
+log = logging.getLogger(__name__)
+
+CORE_FIELDS: Final[tuple[str, ...]] = ("request_rate", "waiting_growth_rate")
+"""Demand signals without which a snapshot is stale (when the engine exports them)."""
+
+NO_REPLICAS: Final = ReplicaCounts(spec=0, ready=0, starting=0, pending=0, terminating=0)
+"""Replica counts before the Kubernetes watch has reported."""
+
+_SCALAR_FIELDS: Final[frozenset[str]] = frozenset(
+    f.name
+    for f in fields(SignalSnapshot)
+    if f.name not in ("workload", "timestamp", "replicas", "data_age_s", "stale")
+    and not f.name.startswith("per_replica_")
+)
+_PER_REPLICA_FIELDS: Final[frozenset[str]] = frozenset(
+    f.name for f in fields(SignalSnapshot) if f.name.startswith("per_replica_")
+)
+
+
+def workload_key(namespace: str, name: str) -> str:
+    """``namespace/name``: the key of a workload in the returned dict and in snapshots."""
+    return f"{namespace}/{name}"
+
+
+def collect(
+    api: PrometheusAPI,
+    workloads: Sequence[WorkloadConfig],
+    *,
+    now: float,
+    staleness_s: float,
+    engines: Mapping[str, EngineProfile],
+    replicas: Mapping[str, ReplicaCounts] | None = None,
+    labels: GroupingLabels | None = None,
+    window: str = "1m",
+    extra_matchers: Mapping[str, str] | None = None,
+) -> dict[str, SignalSnapshot]:
+    """Run one tick's batched queries and build a snapshot for every workload, keyed
+    ``namespace/name``.
+
+    ``engines`` maps engine names (``WorkloadConfig.engine``) to profiles; ``replicas`` maps
+    workload keys to counts from the Kubernetes watch (missing: :data:`NO_REPLICAS`).
+    Never raises :class:`PrometheusError`: a failed query leaves its fields ``None``.
+    """
+    lb = labels or GroupingLabels()
+    profile_of: dict[str, EngineProfile] = {}
+    for w in workloads:
+        if w.engine not in engines:
+            raise UnknownNameError("engine", w.engine, tuple(sorted(engines)))
+        profile_of[workload_key(w.namespace, w.name)] = engines[w.engine]
+
+    fleet = build_fleet_queries(profile_of, lb, window, extra_matchers)
+    members: dict[str, set[str]] = defaultdict(set)
+    for key, profile in profile_of.items():
+        members[profile.name].add(key)
+
+    scalars: dict[str, dict[str, float | None]] = defaultdict(dict)
+    per_pod: dict[str, dict[str, list[tuple[str, float]]]] = defaultdict(lambda: defaultdict(list))
+    newest: dict[str, float] = {}
+
+    for engine_name, queries in fleet.items():
+        for q in queries:
+            try:
+                rows = api.query(q.promql, at=now)
+            except PrometheusError as exc:
+                log.warning("query for %s/%s failed: %s", engine_name, q.field, exc)
+                continue
+            _assign(q, rows, members[engine_name], lb, scalars, per_pod, newest)
+
+    out: dict[str, SignalSnapshot] = {}
+    for w in workloads:
+        key = workload_key(w.namespace, w.name)
+        profile = profile_of[key]
+        queried = {q.field for q in fleet[profile.name]}
+        values = scalars.get(key, {})
+        core = [f for f in CORE_FIELDS if f in queried]
+        missing_core = [f for f in core if values.get(f) is None]
+        age = now - newest[key] if key in newest else math.inf
+        stale = bool(missing_core) or age > staleness_s
+        if stale:
+            why = f"missing {', '.join(missing_core)}" if missing_core else f"data age {age:.0f}s"
+            log.info("workload %s is stale (%s)", key, why)
+        pods = per_pod.get(key, {})
+        out[key] = SignalSnapshot(
+            workload=key,
+            timestamp=now,
+            replicas=(replicas or {}).get(key, NO_REPLICAS),
+            data_age_s=age,
+            stale=stale,
+            **{f: v for f, v in values.items() if f in _SCALAR_FIELDS},  # type: ignore[arg-type]
+            **{f: tuple(v for _, v in sorted(rows)) for f, rows in pods.items()},  # type: ignore[arg-type]
+        )
+    return out
+
+
+def _assign(
+    q: Query,
+    rows: list[Sample],
+    wanted: set[str],
+    lb: GroupingLabels,
+    scalars: dict[str, dict[str, float | None]],
+    per_pod: dict[str, dict[str, list[tuple[str, float]]]],
+    newest: dict[str, float],
+) -> None:
+    """File each row of ``q``'s result under its workload (ignoring workloads not in ``wanted``)."""
+    for row in rows:
+        ns = row.labels.get(lb.namespace)
+        name = row.labels.get(lb.workload)
+        if ns is None or name is None:
+            continue
+        key = workload_key(ns, name)
+        if key not in wanted:
+            continue
+        if math.isfinite(row.timestamp):
+            newest[key] = max(newest.get(key, -math.inf), row.timestamp)
+        value = None if math.isnan(row.value) else row.value
+        if q.field in _PER_REPLICA_FIELDS:
+            if value is not None:
+                per_pod[key][q.field].append((row.labels.get(lb.pod, ""), value))
+        elif q.field in _SCALAR_FIELDS:
+            if scalars[key].get(q.field) is None:
+                scalars[key][q.field] = value
+            elif value is not None:
+                log.debug("duplicate %s row for %s ignored", q.field, key)
+        # other fields (DCGM gpu_memory_*) have no SignalSnapshot field yet
