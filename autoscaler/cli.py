@@ -207,6 +207,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fe.add_argument("--json", action="store_true", help="print the JSON contract instead")
     fe.set_defaults(func=_cmd_forecast_eval)
+
+    emu = sub.add_parser(
+        "emulate",
+        help="serve an emulated fleet's engine /metrics, replaying a trace in (scaled) real time",
+        description="Replay a trace through the simulator's replica model on a fixed fleet of "
+        "ready replicas, in real time or sped up, and serve each replica's /metrics in the "
+        "engine's own text format: /metrics (all replicas, with namespace/workload/pod labels), "
+        "/replica/I/metrics (one replica) and /targets (Prometheus http_sd). See docs/emulator.md.",
+    )
+    emu.add_argument("--trace", required=True, type=Path, help="trace file")
+    emu.add_argument(
+        "--format", default="auto", help="auto (default), azure, mooncake, burstgpt or servegen"
+    )
+    emu.add_argument(
+        "--servegen-model", default=None, help="model of a ServeGen rate file (expanded)"
+    )
+    emu.add_argument("--replicas", required=True, type=int, metavar="N", help="fleet size")
+    emu.add_argument("--port", required=True, type=int, metavar="P", help="TCP port (0: any)")
+    emu.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    emu.add_argument(
+        "--speed",
+        type=_positive("--speed"),
+        default=1.0,
+        metavar="X",
+        help="simulated seconds per wall-clock second (default 1: real time; 10: 10x faster)",
+    )
+    emu.add_argument("--engine", default="vllm", help="metrics format to serve (default vllm)")
+    emu.add_argument(
+        "--duration",
+        type=_positive("--duration"),
+        default=None,
+        metavar="S",
+        help="exit after S wall-clock seconds (default: serve until interrupted)",
+    )
+    emu.add_argument(
+        "--workload", default="default/llm", help="NAMESPACE/NAME for the labels (default/llm)"
+    )
+    emu.add_argument(
+        "--model-name", default="llama2-70b", help="model_name label (default llama2-70b)"
+    )
+    emu.set_defaults(func=_cmd_emulate)
     return parser
 
 
@@ -473,6 +514,65 @@ def _cmd_forecast_eval(args: argparse.Namespace) -> int:
         f"{how.get(result['selected_by'], 'lowest WQL')}"
         + (f"; skipped: {', '.join(result['skipped'])}" if result.get("skipped") else "")
     )
+    return 0
+
+
+def _cmd_emulate(args: argparse.Namespace) -> int:
+    """Serve the emulated fleet until interrupted, SIGTERM, or ``--duration`` (docs/emulator.md)."""
+    import asyncio
+    import signal
+    import time
+
+    from aiohttp import web
+
+    from autoscaler.emulation import Emulator, EmulatorSettings, create_app
+    from autoscaler.perf.profiles import get_profile
+    from autoscaler.traces.readers import read_trace
+
+    if args.replicas < 1:
+        raise InputError(f"--replicas must be >= 1, got {args.replicas}")
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port must be between 0 and 65535, got {args.port}")
+    settings = EmulatorSettings(
+        engine=args.engine,
+        model_name=args.model_name,
+        workload=args.workload,
+        speed=args.speed,
+        created_unix=time.time(),
+    )
+    trace = read_trace(args.trace, args.format, servegen_model=args.servegen_model)
+    emulator = Emulator(trace, replicas=args.replicas, profile=get_profile())
+
+    async def serve() -> None:
+        runner = web.AppRunner(create_app(emulator, settings), handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, args.host, args.port)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise InputError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
+            host, port = runner.addresses[0][:2]
+            print(
+                f"{PROG}: emulating {args.replicas} {args.engine} replica(s) of {trace.path} "
+                f"({trace.requests} requests, {trace.duration_s:g} s) at speed {args.speed:g} "
+                f"on http://{host}:{port}/metrics",
+                file=sys.stderr,
+                flush=True,
+            )
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=args.duration)
+            except TimeoutError:
+                pass
+            finally:
+                loop.remove_signal_handler(signal.SIGTERM)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(serve())
     return 0
 
 

@@ -1,0 +1,281 @@
+"""An incremental replay of a trace through the simulator's replica model.
+
+:func:`autoscaler.simulation.engine.simulate` runs a whole trace in one call. The emulator needs
+the same event loop cut at arbitrary times, because its /metrics are read while wall time passes:
+:meth:`Emulator.advance_to` processes every arrival and replica step up to a simulated time and
+stops. The fleet is fixed (``replicas`` ready replicas from time 0, no lifecycle, no policy), the
+router is the simulator's least-outstanding-work router, and the replicas are the simulator's own
+:class:`~autoscaler.simulation.replica.Replica` objects driven through
+:class:`~autoscaler.simulation.fleet.Fleet`, so for the same trace and fleet the emulator and a
+``simulate`` run with a constant plan see the same request times.
+
+The event handling below is a copy of the arrival and ``STEP`` branches of ``simulate`` (no
+lifecycle or tick events exist in a fixed fleet); nothing in ``engine.py`` was changed.
+
+Per-replica metrics are kept here, not in :class:`~autoscaler.simulation.observation.PrometheusView`
+(which sums over the fleet): each routed request remembers its replica, and the per-request events
+the replicas report are folded into that replica's counters and histograms after every advance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from heapq import heappop, heappush
+
+import numpy as np
+import numpy.typing as npt
+
+from autoscaler.errors import InputError
+from autoscaler.perf.model import PerfProfile
+from autoscaler.simulation.fleet import Fleet, LifecycleConfig
+from autoscaler.simulation.observation import (
+    ITL_BUCKETS,
+    LATENCY_BUCKETS,
+    TTFT_BUCKETS,
+    one_two_five_buckets,
+)
+from autoscaler.simulation.requests import RequestTable
+from autoscaler.traces.records import Trace
+
+__all__ = ["Emulator", "HistogramState", "ReplicaMetrics", "ReplicaSample"]
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+class HistogramState:
+    """A Prometheus histogram's state: per-bucket counts (``+Inf`` last), sum and count.
+
+    Unlike :class:`autoscaler.simulation.observation.Histogram` it takes integer weights, so one
+    request can stand for several observations (the inter-token latencies of its output).
+    """
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = np.asarray(bounds, dtype=np.float64)
+        self.counts: IntArray = np.zeros(len(bounds) + 1, dtype=np.int64)
+        self.total = 0.0
+
+    def observe(self, values: FloatArray, weights: IntArray | None = None) -> None:
+        keep = np.isfinite(values)
+        values = values[keep]
+        if values.size == 0:
+            return
+        w = np.ones(values.shape[0], dtype=np.int64) if weights is None else weights[keep]
+        idx = np.searchsorted(self.bounds, values, side="left")
+        self.counts += np.bincount(idx, weights=w, minlength=self.counts.shape[0]).astype(np.int64)
+        self.total += float((values * w).sum())
+
+    @property
+    def count(self) -> int:
+        return int(self.counts.sum())
+
+
+class ReplicaMetrics:
+    """Counters and histograms of one replica, as its engine's /metrics would accumulate them."""
+
+    __slots__ = (
+        "success",
+        "prompt_tokens_finished",
+        "ttft",
+        "itl",
+        "tpot",
+        "e2e",
+        "queue",
+        "prompt_len",
+        "generation_len",
+    )
+
+    def __init__(self, max_context: int) -> None:
+        self.success = 0
+        self.prompt_tokens_finished = 0
+        self.ttft = HistogramState(TTFT_BUCKETS)
+        self.itl = HistogramState(ITL_BUCKETS)
+        self.tpot = HistogramState(ITL_BUCKETS)
+        self.e2e = HistogramState(LATENCY_BUCKETS)
+        self.queue = HistogramState(LATENCY_BUCKETS)
+        token_buckets = one_two_five_buckets(max_context)
+        self.prompt_len = HistogramState(token_buckets)
+        self.generation_len = HistogramState(token_buckets)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSample:
+    """What one replica's /metrics shows at one instant (the collector reads only this)."""
+
+    index: int
+    waiting: int
+    running: int
+    kv_usage: float
+    prompt_tokens: int
+    generation_tokens: int
+    metrics: ReplicaMetrics
+
+
+class Emulator:
+    """A fixed fleet of ready replicas replaying ``trace``, advanced on demand.
+
+    ``advance_to(t)`` is the only method that moves time; it never goes backwards (an earlier
+    ``t`` is a no-op), so scrapes are monotone. ``now`` is the simulated time reached.
+    """
+
+    def __init__(
+        self,
+        trace: Trace,
+        *,
+        replicas: int,
+        profile: PerfProfile,
+        work_weights: tuple[float, float] = (1.0, 1.0),
+    ) -> None:
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+            raise InputError(f"replicas must be an integer >= 1, got {replicas!r}")
+        self.trace = trace
+        self.profile = profile
+        self.reqs = RequestTable(trace, work_weights)
+        lifecycle = LifecycleConfig()
+        nodes = -(-replicas * profile.tp // lifecycle.node_gpus)
+        self.fleet = Fleet(profile=profile, lifecycle=lifecycle, num_nodes=nodes, reqs=self.reqs)
+        for _ in range(replicas):
+            self.fleet.create_ready(0.0)
+        self.replicas = replicas
+        self.now = 0.0
+        self.rejected = 0
+        self.metrics = [ReplicaMetrics(profile.max_context) for _ in range(replicas)]
+        self._slot_of: list[int] = [-1] * len(self.reqs)
+        self._heap: list[tuple[float, int, int, int]] = []
+        self._seq = 0
+        self._next = 0
+        self._limit = min(profile.max_context, profile.kv_capacity_tokens)
+
+    # -- time ------------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        """True when every request has arrived and no replica has work left."""
+        return self._next >= len(self.reqs) and not self._heap
+
+    @property
+    def end_s(self) -> float:
+        """The trace's duration (replicas may still be busy after it)."""
+        return self.trace.duration_s
+
+    def advance_to(self, t: float) -> int:
+        """Process every event up to simulated time ``t``; returns how many were processed."""
+        if not math.isfinite(t):
+            raise ValueError(f"cannot advance to {t!r}")
+        if t <= self.now:
+            return 0
+        reqs = self.reqs
+        arrivals = reqs.arrival
+        n = len(arrivals)
+        heap = self._heap
+        records = self.fleet.records
+        inf = math.inf
+        events = 0
+        while True:
+            t_arr = arrivals[self._next] if self._next < n else inf
+            t_ev = heap[0][0] if heap else inf
+            if min(t_arr, t_ev) > t:
+                break
+            events += 1
+            if t_arr <= t_ev:
+                rid = self._next
+                self._next += 1
+                if reqs.prompt[rid] + reqs.output[rid] > self._limit:
+                    reqs.rejected[rid] = True
+                    self.rejected += 1
+                    continue
+                self._route(rid, t_arr)
+                continue
+            now, _, slot, version = heappop(heap)
+            srv = records[slot].server
+            if srv is None or srv.version != version:
+                continue
+            end = srv.step_end(now)
+            if end is not None:
+                self._push(end, slot, srv.version)
+        self.now = t
+        self._fold()
+        return events
+
+    def _push(self, when: float, slot: int, version: int) -> None:
+        self._seq += 1
+        heappush(self._heap, (when, self._seq, slot, version))
+
+    def _route(self, rid: int, now: float) -> None:
+        server = self.fleet.route()
+        assert server is not None  # a fixed fleet of ready replicas is always routable
+        self.fleet.load[server.slot] += self.reqs.work[rid]
+        self._slot_of[rid] = server.slot
+        end = server.enqueue(rid, now)
+        if end is not None:
+            self._push(end, server.slot, server.version)
+
+    def _fold(self) -> None:
+        """Move the per-request events the replicas reported into per-replica metrics."""
+        sink = self.fleet.sink
+        reqs = self.reqs
+        if sink.first_token_rids:
+            ids = self._take(sink.first_token_rids)
+            ttft = reqs.column_at("first_token", ids) - reqs.arrival_arr[ids]
+            for slot, sel in self._by_slot(ids):
+                self.metrics[slot].ttft.observe(ttft[sel])
+        if sink.admitted_rids:
+            ids = self._take(sink.admitted_rids)
+            queue = reqs.column_at("admitted", ids) - reqs.arrival_arr[ids]
+            for slot, sel in self._by_slot(ids):
+                self.metrics[slot].queue.observe(queue[sel])
+        if sink.finished_rids:
+            ids = self._take(sink.finished_rids)
+            fin = reqs.column_at("finished", ids)
+            first = reqs.column_at("first_token", ids)
+            out = reqs.output_arr[ids]
+            prompts = reqs.prompt_arr[ids]
+            e2e = fin - reqs.arrival_arr[ids]
+            decode_steps = np.maximum(out - 1, 0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                tpot = np.where(decode_steps > 0, (fin - first) / decode_steps, np.nan)
+            for slot, sel in self._by_slot(ids):
+                m = self.metrics[slot]
+                m.success += int(sel.sum())
+                m.prompt_tokens_finished += int(prompts[sel].sum())
+                m.e2e.observe(e2e[sel])
+                m.tpot.observe(tpot[sel])
+                m.itl.observe(tpot[sel], decode_steps[sel])
+                m.prompt_len.observe(prompts[sel].astype(np.float64))
+                m.generation_len.observe(out[sel].astype(np.float64))
+
+    @staticmethod
+    def _take(rids: list[int]) -> IntArray:
+        ids = np.asarray(rids, dtype=np.int64)
+        rids.clear()
+        return ids
+
+    def _by_slot(self, ids: IntArray) -> list[tuple[int, npt.NDArray[np.bool_]]]:
+        slots = np.asarray([self._slot_of[i] for i in ids.tolist()], dtype=np.int64)
+        return [(int(s), slots == s) for s in np.unique(slots).tolist()]
+
+    # -- what /metrics shows ----------------------------------------------------------------
+    def sample(self, index: int) -> ReplicaSample:
+        """Replica ``index``'s state at :attr:`now` (gauges, token counters, histograms)."""
+        rec = self.fleet.records[index]
+        server = rec.server
+        assert server is not None
+        waiting, running, kv, gen = server.observe(self.now)
+        return ReplicaSample(
+            index=index,
+            waiting=waiting,
+            running=running,
+            kv_usage=kv,
+            prompt_tokens=server.prompt_tokens,
+            generation_tokens=gen,
+            metrics=self.metrics[index],
+        )
+
+    def samples(self) -> list[ReplicaSample]:
+        return [self.sample(i) for i in range(self.replicas)]
+
+    def completed(self) -> int:
+        """Requests finished so far, all replicas."""
+        return sum(m.success for m in self.metrics)
