@@ -16,6 +16,7 @@ from autoscaler.hpa.controller import HpaController
 from autoscaler.perf.model import PerfProfile
 from autoscaler.policies.base import Policy
 from autoscaler.recommendation import Recommendation
+from autoscaler.signals import SignalSnapshot
 from autoscaler.simulation.fleet import Fleet, LifecycleConfig
 from autoscaler.simulation.observation import PrometheusView
 from autoscaler.simulation.requests import RequestTable
@@ -58,6 +59,33 @@ class TickRecord:
     winner: str
     observed_request_rate: float | None
     observed_work_rate: float | None
+
+    @classmethod
+    def of(
+        cls,
+        now: float,
+        spec: int,
+        snapshot: SignalSnapshot,
+        winner: str,
+        work_weights: tuple[float, float],
+    ) -> TickRecord:
+        """The record of a tick, from what the policy saw (both simulators use it)."""
+        prompt, gen = snapshot.prompt_tokens_rate, snapshot.generation_tokens_rate
+        work = (
+            prompt * work_weights[0] + gen * work_weights[1]
+            if prompt is not None and gen is not None
+            else None
+        )
+        return cls(
+            t=now,
+            spec=spec,
+            ready=snapshot.replicas.ready,
+            starting=snapshot.replicas.starting,
+            pending=snapshot.replicas.pending,
+            winner=winner,
+            observed_request_rate=snapshot.request_rate,
+            observed_work_rate=work,
+        )
 
 
 @dataclass
@@ -197,24 +225,7 @@ def simulate(
             fleet.scale_to(spec, now)
             settle(now)
             max_live = max(max_live, spec)
-            timeline.append(
-                TickRecord(
-                    t=now,
-                    spec=spec,
-                    ready=snapshot.replicas.ready,
-                    starting=snapshot.replicas.starting,
-                    pending=snapshot.replicas.pending,
-                    winner=rec_.winner,
-                    observed_request_rate=snapshot.request_rate,
-                    observed_work_rate=(
-                        snapshot.prompt_tokens_rate * config.work_weights[0]
-                        + snapshot.generation_tokens_rate * config.work_weights[1]
-                        if snapshot.prompt_tokens_rate is not None
-                        and snapshot.generation_tokens_rate is not None
-                        else None
-                    ),
-                )
-            )
+            timeline.append(TickRecord.of(now, spec, snapshot, rec_.winner, config.work_weights))
             if now + config.tick_s <= duration:
                 seq += 1
                 heappush(heap, (now + config.tick_s, seq, TICK, -1, 0))

@@ -705,25 +705,7 @@ def simulate_fluid(
         live = len(fleet.ready) + len(fleet.unready)
         fleet.scale_to(spec, now, _drain_s(m, batch) if spec < live else 0.0, duration)
         max_live = max(max_live, spec)
-        obs_work = (
-            snapshot.prompt_tokens_rate * config.work_weights[0]
-            + snapshot.generation_tokens_rate * config.work_weights[1]
-            if snapshot.prompt_tokens_rate is not None
-            and snapshot.generation_tokens_rate is not None
-            else None
-        )
-        timeline.append(
-            TickRecord(
-                t=now,
-                spec=spec,
-                ready=snapshot.replicas.ready,
-                starting=snapshot.replicas.starting,
-                pending=snapshot.replicas.pending,
-                winner=rec.winner,
-                observed_request_rate=snapshot.request_rate,
-                observed_work_rate=obs_work,
-            )
-        )
+        timeline.append(TickRecord.of(now, spec, snapshot, rec.winner, config.work_weights))
         last_tick = now + tick > duration
         stop = duration if last_tick else now + tick
         # integrate [now, stop), split at window edges and lifecycle events
