@@ -41,6 +41,15 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _add_trace_flags(p: argparse.ArgumentParser, servegen_help: str) -> None:
+    """The trace flags every trace-reading subcommand shares."""
+    p.add_argument("--trace", required=True, type=Path, help="trace file")
+    p.add_argument(
+        "--format", default="auto", help="auto (default), azure, mooncake, burstgpt or servegen"
+    )
+    p.add_argument("--servegen-model", default=None, help=servegen_help)
+
+
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("replica profile")
     g.add_argument("--model", default="llama2-70b", help="llama2-70b (default) or bloom-176b")
@@ -119,15 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Replay a request trace against a simulated fleet of model-server replicas "
         "and compare scaling policies (ours and the baselines) on SLO attainment and GPU-hours.",
     )
-    sim.add_argument("--trace", required=True, type=Path, help="trace file")
-    sim.add_argument(
-        "--format", default="auto", help="auto (default), azure, mooncake, burstgpt or servegen"
-    )
-    sim.add_argument(
-        "--servegen-model",
-        default=None,
-        help="model of a ServeGen rate file (simulated in fluid mode)",
-    )
+    _add_trace_flags(sim, "model of a ServeGen rate file (simulated in fluid mode)")
     sim.add_argument(
         "--policy",
         action="append",
@@ -180,10 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         "MASE, weighted quantile loss (also relative to the seasonal-naive or last-value "
         "reference) and 90%% interval coverage, with bootstrap confidence intervals.",
     )
-    fe.add_argument("--trace", required=True, type=Path, help="trace file")
-    fe.add_argument(
-        "--format", default="auto", help="auto (default), azure, mooncake, burstgpt or servegen"
-    )
+    _add_trace_flags(fe, "one model of a ServeGen file (default: all)")
     fe.add_argument(
         "--horizon", required=True, type=float, metavar="SECONDS", help="forecast horizon"
     )
@@ -200,9 +198,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="requests (default), prompt_tokens, decode_tokens or token_work (per second)",
     )
     fe.add_argument(
-        "--servegen-model", default=None, help="one model of a ServeGen file (default: all)"
-    )
-    fe.add_argument(
         "--windows", type=int, default=None, metavar="N", help="score the last N windows only"
     )
     fe.add_argument("--json", action="store_true", help="print the JSON contract instead")
@@ -216,13 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         "engine's own text format: /metrics (all replicas, with namespace/workload/pod labels), "
         "/replica/I/metrics (one replica) and /targets (Prometheus http_sd). See docs/emulator.md.",
     )
-    emu.add_argument("--trace", required=True, type=Path, help="trace file")
-    emu.add_argument(
-        "--format", default="auto", help="auto (default), azure, mooncake, burstgpt or servegen"
-    )
-    emu.add_argument(
-        "--servegen-model", default=None, help="model of a ServeGen rate file (expanded)"
-    )
+    _add_trace_flags(emu, "model of a ServeGen rate file (expanded)")
     emu.add_argument("--replicas", required=True, type=int, metavar="N", help="fleet size")
     emu.add_argument("--port", required=True, type=int, metavar="P", help="TCP port (0: any)")
     emu.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")

@@ -290,6 +290,19 @@ def _changed_in_period(period_s: int, events: list[_ScaleEvent], now: float) -> 
     return sum(e.change for e in events if e.at > cutoff)
 
 
+def _replicas_at_period_start(
+    period_s: int,
+    current: int,
+    up_events: list[_ScaleEvent],
+    down_events: list[_ScaleEvent],
+    now: float,
+) -> int:
+    """Replicas at the start of a policy's period: rate limits count from there."""
+    added = _changed_in_period(period_s, up_events, now)
+    removed = _changed_in_period(period_s, down_events, now)
+    return current - added + removed
+
+
 def _scale_up_limit(
     current: int,
     up_events: list[_ScaleEvent],
@@ -303,9 +316,7 @@ def _scale_up_limit(
     pick = min if rules.select_policy == "Min" else max
     result: int | None = None
     for policy in rules.policies:
-        added = _changed_in_period(policy.period_s, up_events, now)
-        removed = _changed_in_period(policy.period_s, down_events, now)
-        start = current - added + removed
+        start = _replicas_at_period_start(policy.period_s, current, up_events, down_events, now)
         if policy.type == "Pods":
             proposed = start + policy.value
         else:
@@ -329,9 +340,7 @@ def _scale_down_limit(
     pick = max if rules.select_policy == "Min" else min
     result: int | None = None
     for policy in rules.policies:
-        added = _changed_in_period(policy.period_s, up_events, now)
-        removed = _changed_in_period(policy.period_s, down_events, now)
-        start = current - added + removed
+        start = _replicas_at_period_start(policy.period_s, current, up_events, down_events, now)
         if policy.type == "Pods":
             proposed = start - policy.value
         else:
