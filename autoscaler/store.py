@@ -1,0 +1,194 @@
+"""The recommendation store: the last good recommendation per workload, and how fresh it is.
+
+The control loop is the only writer; the servers (External Metrics API, KEDA gRPC, JSON API) only
+read, and never compute on a request (DESIGN.md, "Data flow"). Reads and writes come from the
+asyncio loop and from gRPC worker threads, so every access takes one lock and readers get
+immutable values.
+
+Fail static lives here as much as in the policy: a workload whose last tick held (stale or
+missing data) or whose last good value is older than ``staleness_s`` is *not fresh*, and every
+server then answers 503 / ``UNAVAILABLE`` instead of a value. The last good value is still kept
+and shown on the JSON API with its age, so people can see what was last known.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+from autoscaler.recommendation import Recommendation
+from autoscaler.signals import SignalSnapshot
+
+
+class Freshness(Enum):
+    """What a reader may do with a workload's entry."""
+
+    FRESH = "fresh"
+    """A good recommendation from within the staleness bound: serve its values."""
+    STALE = "stale"
+    """The last tick held, or the last good value is too old: answer 503, never a value."""
+    NO_DATA = "no-data"
+    """Known workload, no good recommendation yet (just started, or never any data): 503."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadInfo:
+    """Static facts of a configured workload that the servers need to find and label it."""
+
+    namespace: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """``metricLabels`` of its external metrics; a label selector matches against these."""
+    shadow: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentAutoscaler:
+    """What the workload's existing autoscaler decided (its HPA status), for shadow mode."""
+
+    kind: str
+    name: str
+    current_replicas: int | None
+    desired_replicas: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One workload's state as readers see it."""
+
+    info: WorkloadInfo
+    last_good: Recommendation | None = None
+    """The newest recommendation that did not hold (what the APIs serve while fresh)."""
+    latest: Recommendation | None = None
+    """The newest recommendation of any kind (a hold says why data is missing)."""
+    snapshot: SignalSnapshot | None = None
+    """The signals behind ``latest``."""
+    updated_at: float = -math.inf
+    """Wall-clock time of ``last_good``."""
+    current: CurrentAutoscaler | None = None
+
+    def freshness(self, now: float, staleness_s: float) -> Freshness:
+        """Fresh only when the newest tick produced a value and that value is recent."""
+        if self.last_good is None:
+            return Freshness.NO_DATA
+        if self.latest is not None and self.latest.holds:
+            return Freshness.STALE
+        if now - self.updated_at > staleness_s:
+            return Freshness.STALE
+        return Freshness.FRESH
+
+    def age_s(self, now: float) -> float:
+        """Seconds since the last good recommendation (``inf`` when there is none)."""
+        return now - self.updated_at
+
+    def metric(self, name: str) -> float | None:
+        """A published metric of the last good recommendation, or None."""
+        if self.last_good is None:
+            return None
+        for m in self.last_good.metrics:
+            if m.name == name:
+                return m.value
+        return None
+
+
+class RecommendationStore:
+    """Thread-safe map ``namespace/name`` -> :class:`Entry`; unknown workloads raise KeyError.
+
+    ``clock`` (wall time, seconds) and ``staleness_s`` are injected so tests control them.
+    """
+
+    def __init__(
+        self,
+        workloads: list[WorkloadInfo],
+        *,
+        staleness_s: float,
+        clock: Callable[[], float],
+        metric_names: tuple[str, ...] = (),
+    ) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, Entry] = {w.key: Entry(info=w) for w in workloads}
+        self.staleness_s = staleness_s
+        self.clock = clock
+        self.metric_names = metric_names
+        """Names of the external metrics every workload publishes (the APIResourceList)."""
+        self._listeners: list[Callable[[str], None]] = []
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return sorted(self._entries)
+
+    def entries(self) -> list[Entry]:
+        with self._lock:
+            return [self._entries[k] for k in sorted(self._entries)]
+
+    def get(self, key: str) -> Entry:
+        """The entry of ``namespace/name``; KeyError for a workload not in the config."""
+        with self._lock:
+            return self._entries[key]
+
+    def freshness(self, key: str) -> Freshness:
+        return self.get(key).freshness(self.clock(), self.staleness_s)
+
+    def put(self, rec: Recommendation, snapshot: SignalSnapshot | None = None) -> Entry:
+        """Record a tick's recommendation; a hold keeps the last good value but marks it stale."""
+        now = self.clock()
+        with self._lock:
+            old = self._entries[rec.workload]
+            if rec.holds:
+                new = Entry(
+                    info=old.info,
+                    last_good=old.last_good,
+                    latest=rec,
+                    snapshot=snapshot,
+                    updated_at=old.updated_at,
+                    current=old.current,
+                )
+            else:
+                new = Entry(
+                    info=old.info,
+                    last_good=rec,
+                    latest=rec,
+                    snapshot=snapshot,
+                    updated_at=now,
+                    current=old.current,
+                )
+            self._entries[rec.workload] = new
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(rec.workload)
+        return new
+
+    def set_current(self, key: str, current: CurrentAutoscaler | None) -> None:
+        """Record what the workload's existing autoscaler decided (shadow mode)."""
+        with self._lock:
+            old = self._entries[key]
+            self._entries[key] = Entry(
+                info=old.info,
+                last_good=old.last_good,
+                latest=old.latest,
+                snapshot=old.snapshot,
+                updated_at=old.updated_at,
+                current=current,
+            )
+
+    def subscribe(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``listener(key)`` after every put (from the writer's thread); returns unsubscribe.
+
+        The KEDA push stream uses it to push when activity changes; listeners must not block.
+        """
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
