@@ -32,17 +32,17 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Final
 
 from autoscaler.clients.prometheus import PrometheusAPI, PrometheusError, Sample
 from autoscaler.config import WorkloadConfig
 from autoscaler.engines.base import EngineProfile
 from autoscaler.engines.promql import GroupingLabels, Query, build_fleet_queries
-from autoscaler.errors import UnknownNameError
+from autoscaler.errors import InputError, UnknownNameError
 from autoscaler.signals import ReplicaCounts, SignalSnapshot
 
-__all__ = ["CORE_FIELDS", "NO_REPLICAS", "collect", "workload_key"]
+__all__ = ["CORE_FIELDS", "NO_REPLICAS", "collect", "collect_history", "workload_key"]
 
 log = logging.getLogger(__name__)
 
@@ -88,29 +88,111 @@ def collect(
     Never raises :class:`PrometheusError`: a failed query leaves its fields ``None``.
     """
     lb = labels or GroupingLabels()
+    profile_of = _profiles(workloads, engines)
+    fleet = build_fleet_queries(profile_of, lb, window, extra_matchers)
+    results: dict[tuple[str, str], list[Sample]] = {}
+    for engine_name, queries in fleet.items():
+        for q in queries:
+            try:
+                results[(engine_name, q.field)] = api.query(q.promql, at=now)
+            except PrometheusError as exc:
+                log.warning("query for %s/%s failed: %s", engine_name, q.field, exc)
+    return _assemble(workloads, profile_of, fleet, results, lb, now, staleness_s, replicas)
+
+
+def collect_history(
+    api: PrometheusAPI,
+    workloads: Sequence[WorkloadConfig],
+    *,
+    start: float,
+    end: float,
+    step: float,
+    engines: Mapping[str, EngineProfile],
+    labels: GroupingLabels | None = None,
+    window: str = "1m",
+    extra_matchers: Mapping[str, str] | None = None,
+) -> list[tuple[float, dict[str, SignalSnapshot]]]:
+    """The same queries as :func:`collect` as range queries: one snapshot set per ``step``.
+
+    This is the start-up backfill (DESIGN.md: "a restart loses nothing"): replaying the history
+    through the policies restores their forecaster and capacity state with the very code a live
+    tick runs. Each query runs once over the whole range, so the cost does not grow with the
+    workloads. Replica counts are not in Prometheus history: ``ready`` is the number of pods a
+    per-replica signal reported at that step (what was scraped), the others are 0. A failed
+    query leaves its field ``None`` at every step; a step where a workload has no data at all is
+    stale, exactly as live.
+    """
+    lb = labels or GroupingLabels()
+    profile_of = _profiles(workloads, engines)
+    fleet = build_fleet_queries(profile_of, lb, window, extra_matchers)
+    if step <= 0 or end < start:
+        raise InputError(f"bad backfill range: start {start}, end {end}, step {step}")
+    steps = [start + i * step for i in range(int((end - start) // step) + 1)]
+    index = {round(t, 3): i for i, t in enumerate(steps)}
+    per_step: list[dict[tuple[str, str], list[Sample]]] = [{} for _ in steps]
+    for engine_name, queries in fleet.items():
+        for q in queries:
+            try:
+                series = api.query_range(q.promql, start, end, step)
+            except PrometheusError as exc:
+                log.warning("backfill query for %s/%s failed: %s", engine_name, q.field, exc)
+                continue
+            for i in range(len(steps)):
+                per_step[i][(engine_name, q.field)] = []
+            for s in series:
+                for t, v in zip(s.timestamps.tolist(), s.values.tolist(), strict=True):
+                    at = index.get(round(t, 3))
+                    if at is not None:
+                        per_step[at][(engine_name, q.field)].append(Sample(s.labels, t, v))
+    out: list[tuple[float, dict[str, SignalSnapshot]]] = []
+    staleness = 2.0 * step
+    for t, results in zip(steps, per_step, strict=True):
+        snaps = _assemble(workloads, profile_of, fleet, results, lb, t, staleness, None)
+        out.append((t, {k: _with_scraped_pods(s) for k, s in snaps.items()}))
+    return out
+
+
+def _with_scraped_pods(snap: SignalSnapshot) -> SignalSnapshot:
+    pods = max(
+        len(snap.per_replica_running), len(snap.per_replica_waiting), len(snap.per_replica_kv_usage)
+    )
+    counts = ReplicaCounts(spec=pods, ready=pods, starting=0, pending=0, terminating=0)
+    return replace(snap, replicas=counts)
+
+
+def _profiles(
+    workloads: Sequence[WorkloadConfig], engines: Mapping[str, EngineProfile]
+) -> dict[str, EngineProfile]:
     profile_of: dict[str, EngineProfile] = {}
     for w in workloads:
         if w.engine not in engines:
             raise UnknownNameError("engine", w.engine, tuple(sorted(engines)))
         profile_of[workload_key(w.namespace, w.name)] = engines[w.engine]
+    return profile_of
 
-    fleet = build_fleet_queries(profile_of, lb, window, extra_matchers)
+
+def _assemble(
+    workloads: Sequence[WorkloadConfig],
+    profile_of: Mapping[str, EngineProfile],
+    fleet: Mapping[str, Sequence[Query]],
+    results: Mapping[tuple[str, str], list[Sample]],
+    lb: GroupingLabels,
+    now: float,
+    staleness_s: float,
+    replicas: Mapping[str, ReplicaCounts] | None,
+) -> dict[str, SignalSnapshot]:
+    """Build every workload's snapshot from the rows of the queries that answered."""
     members: dict[str, set[str]] = defaultdict(set)
     for key, profile in profile_of.items():
         members[profile.name].add(key)
-
     scalars: dict[str, dict[str, float | None]] = defaultdict(dict)
     per_pod: dict[str, dict[str, list[tuple[str, float]]]] = defaultdict(lambda: defaultdict(list))
     newest: dict[str, float] = {}
-
     for engine_name, queries in fleet.items():
         for q in queries:
-            try:
-                rows = api.query(q.promql, at=now)
-            except PrometheusError as exc:
-                log.warning("query for %s/%s failed: %s", engine_name, q.field, exc)
-                continue
-            _assign(q, rows, members[engine_name], lb, scalars, per_pod, newest)
+            rows = results.get((engine_name, q.field))
+            if rows is not None:
+                _assign(q, rows, members[engine_name], lb, scalars, per_pod, newest)
 
     out: dict[str, SignalSnapshot] = {}
     for w in workloads:

@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from autoscaler.errors import InputError
 from autoscaler.hpa.spec import HpaSpec
+from autoscaler.perf.capacity import decode_batch_at_slo, seed_capacity, work_weights
 from autoscaler.perf.model import PerfProfile
 from autoscaler.policies.base import Actuation
 from autoscaler.recommendation import Candidate, Recommendation
@@ -32,45 +33,21 @@ from autoscaler.simulation.fleet import LifecycleConfig
 from autoscaler.slo import SloSpec
 from autoscaler.traces.records import Trace
 
+__all__ = [
+    "INSTANT",
+    "OraclePlan",
+    "PlanPolicy",
+    "decode_batch_at_slo",
+    "feasible_on_idle_replica",
+    "oracle_plan",
+    "poisson_mix",
+    "replica_capacity",
+    "seed_capacity",
+    "work_bound_gpu_hours",
+    "work_weights",
+]
+
 INSTANT = LifecycleConfig(pull_s=0.0, init_s=0.0, provision_s=0.0)
-
-
-def decode_batch_at_slo(profile: PerfProfile, slo: SloSpec, mean_context: float) -> int:
-    """Largest decode batch whose step time meets the TPOT SLO and whose contexts fit in KV."""
-    kv_cap = max(1, int(profile.kv_capacity_tokens // max(mean_context, 1.0)))
-    best = 1
-    for b in range(1, profile.max_num_seqs + 1):
-        if b > kv_cap:
-            break
-        if profile.decode_step_s(b, b * mean_context) <= slo.tpot_s:
-            best = b
-    return best
-
-
-def work_weights(
-    profile: PerfProfile, slo: SloSpec, mean_context: float = 1500.0
-) -> tuple[float, float]:
-    """(prefill, decode) weights of one token of work, in prefill-token equivalents.
-
-    One decode token costs ``step(B*) / B*`` at the SLO-limited batch ``B*``; one prefill token
-    costs ``prefill_per_token_s`` plus the attention term of a typical prompt. Counting demand in
-    this unit makes a shift to long prompts raise the load at the same request rate.
-    """
-    b = decode_batch_at_slo(profile, slo, mean_context)
-    decode_cost = profile.decode_step_s(b, b * mean_context) / b
-    prefill_cost = profile.prefill_per_token_s + profile.prefill_attn_s * 1024.0
-    return 1.0, decode_cost / prefill_cost
-
-
-def seed_capacity(profile: PerfProfile, slo: SloSpec, utilisation: float = 0.7) -> float:
-    """Token-work rate one replica sustains at the SLO, from the profile alone (no trace).
-
-    Used to seed policies that learn capacity online; it assumes the replica is busy
-    ``utilisation`` of the time, the usual queueing head-room at a p99 latency target.
-    """
-    wp, _ = work_weights(profile, slo)
-    prefill_cost = profile.prefill_per_token_s + profile.prefill_attn_s * 1024.0
-    return utilisation * wp / prefill_cost
 
 
 def work_bound_gpu_hours(trace: Trace, profile: PerfProfile, slo: SloSpec) -> float:
