@@ -203,6 +203,55 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--json", action="store_true", help="print the JSON contract instead")
     fe.set_defaults(func=_cmd_forecast_eval)
 
+    srv = sub.add_parser(
+        "serve",
+        help="run the control loop and serve its signals (HPA, KEDA, JSON, /metrics)",
+        description="Every tick: query Prometheus, forecast, recommend, store. Serves the External "
+        "Metrics API and /v1 JSON on HTTPS (ports.https, default 6443), /metrics /healthz /readyz "
+        "on HTTP (ports.metrics, 9090) and the KEDA external scaler on gRPC (ports.grpc, 9443). "
+        "Stale or missing data is answered with 503 / UNAVAILABLE, never a scale-down. SIGTERM "
+        "or Ctrl-C shuts down cleanly. See docs/serve.md.",
+    )
+    srv.add_argument("--config", required=True, metavar="FILE", help="YAML config (see docs)")
+    srv.add_argument("--host", default="0.0.0.0", help="bind address of all ports (0.0.0.0)")
+    kube = srv.add_mutually_exclusive_group()
+    kube.add_argument(
+        "--kube-api", metavar="URL", help="Kubernetes API server URL (default: in-cluster)"
+    )
+    kube.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig to reach the cluster")
+    kube.add_argument(
+        "--no-kubernetes",
+        action="store_true",
+        help="run without a cluster: replicas are the pods Prometheus scrapes, no shadow, no "
+        "Events, no delegated auth (the API then needs --insecure-skip-auth)",
+    )
+    srv.add_argument(
+        "--insecure-skip-auth",
+        action="store_true",
+        help="serve the HTTPS API without authentication/authorization (local trials only)",
+    )
+    srv.add_argument(
+        "--backfill",
+        default="1h",
+        metavar="DURATION",
+        help="Prometheus history replayed at start-up (PromQL duration, default 1h; 0s: none)",
+    )
+    srv.add_argument(
+        "--shadow",
+        action="store_true",
+        help="shadow mode for every workload (overrides the config): compute and publish on "
+        "/v1 next to the current HPA's decision; don't wire an HPA to it yet",
+    )
+    srv.add_argument(
+        "--duration",
+        type=_positive("--duration"),
+        default=None,
+        metavar="S",
+        help="exit after S seconds (default: until SIGTERM or Ctrl-C)",
+    )
+    srv.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    srv.set_defaults(func=_cmd_serve)
+
     emu = sub.add_parser(
         "emulate",
         help="serve an emulated fleet's engine /metrics, replaying a trace in (scaled) real time",
@@ -563,6 +612,36 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 
     asyncio.run(serve())
     return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    """Run the service until SIGTERM (external_metrics.assemble builds the parts)."""
+    import logging
+
+    from autoscaler.config import load_config, prom_duration_seconds
+    from external_metrics.assemble import ServeOptions, serve
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    config = load_config(args.config)
+    try:
+        backfill_s = prom_duration_seconds(args.backfill)
+    except ValueError as exc:
+        raise InputError(f"--backfill: {exc}") from None
+    options = ServeOptions(
+        host=args.host,
+        kube_api=args.kube_api,
+        kubeconfig=args.kubeconfig,
+        use_kubernetes=not args.no_kubernetes,
+        skip_auth=args.insecure_skip_auth,
+        backfill_s=backfill_s,
+        shadow=args.shadow,
+        duration_s=args.duration,
+    )
+    return serve(config, options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -42,7 +42,14 @@ from autoscaler.engines.promql import GroupingLabels, Query, build_fleet_queries
 from autoscaler.errors import InputError, UnknownNameError
 from autoscaler.signals import ReplicaCounts, SignalSnapshot
 
-__all__ = ["CORE_FIELDS", "NO_REPLICAS", "collect", "collect_history", "workload_key"]
+__all__ = [
+    "CORE_FIELDS",
+    "NO_REPLICAS",
+    "collect",
+    "collect_history",
+    "with_scraped_pods",
+    "workload_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +155,16 @@ def collect_history(
     staleness = 2.0 * step
     for t, results in zip(steps, per_step, strict=True):
         snaps = _assemble(workloads, profile_of, fleet, results, lb, t, staleness, None)
-        out.append((t, {k: _with_scraped_pods(s) for k, s in snaps.items()}))
+        out.append((t, {k: with_scraped_pods(s) for k, s in snaps.items()}))
     return out
 
 
-def _with_scraped_pods(snap: SignalSnapshot) -> SignalSnapshot:
+def with_scraped_pods(snap: SignalSnapshot) -> SignalSnapshot:
+    """Replica counts as Prometheus saw them: every pod with a per-replica sample is ready.
+
+    Used where no Kubernetes watch is available (history, or ``serve`` without a cluster): it
+    knows nothing of pending or starting replicas, so it is a floor on the fleet, not its state.
+    """
     pods = max(
         len(snap.per_replica_running), len(snap.per_replica_waiting), len(snap.per_replica_kv_usage)
     )

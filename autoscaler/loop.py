@@ -1,0 +1,335 @@
+"""The control loop of ``serve``: every tick, collect → forecast → policy → store.
+
+One :class:`ControlLoop` owns one policy object per configured workload (the policy holds the
+forecaster and the learned capacity, so its state must live as long as the service) and writes
+the :class:`~autoscaler.store.RecommendationStore` that every server reads. Everything it talks
+to is passed in: the Prometheus API, the replica-state source (the Kubernetes watch), the shadow
+source (the workload's current HPA), the event sink, the clock and the metrics registry. That is
+what lets the integration test run it against a real Prometheus and the unit tests against the
+in-memory fake with the very same code.
+
+A tick never raises: a Prometheus outage becomes stale snapshots, the policy holds (fail static),
+the store marks the workloads stale and the APIs answer 503; an unexpected error in one
+workload's policy holds that workload only. The tick runs in a worker thread (the Prometheus and
+Kubernetes clients are synchronous); :meth:`run` schedules ticks on the asyncio loop on a fixed
+grid, so a slow tick delays the next one but never stacks them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from autoscaler.clients.prometheus import PrometheusAPI
+from autoscaler.collection import collect, collect_history, with_scraped_pods, workload_key
+from autoscaler.config import ServiceConfig, WorkloadConfig
+from autoscaler.engines.base import EngineProfile
+from autoscaler.engines.promql import build_fleet_queries
+from autoscaler.loop_metrics import LoopMetrics
+from autoscaler.perf.capacity import seed_capacity, work_weights
+from autoscaler.perf.profiles import get_profile
+from autoscaler.policies.base import Policy, PolicyContext
+from autoscaler.policies.forecast import ForecastPolicy
+from autoscaler.recommendation import Recommendation, hold
+from autoscaler.signals import ReplicaCounts, SignalSnapshot
+from autoscaler.store import CurrentAutoscaler, RecommendationStore, WorkloadInfo
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEAD_TIME_S = 240.0
+"""Lead time until the watch has seen a replica become ready: DESIGN.md's default cold start."""
+
+
+class ReplicaSource(Protocol):
+    """Replica states of a workload (the Kubernetes pod watch)."""
+
+    def counts(self, key: str, now: float) -> ReplicaCounts: ...
+
+    def time_to_ready_s(self, key: str) -> float | None: ...
+
+
+class ShadowSource(Protocol):
+    """What the workload's current autoscaler decided (its HPA status), for shadow mode."""
+
+    def current(self, namespace: str, name: str) -> CurrentAutoscaler | None: ...
+
+
+class EventSink(Protocol):
+    """Kubernetes Events about a workload (e.g. capacity unavailable)."""
+
+    def warn(self, namespace: str, name: str, reason: str, message: str) -> None: ...
+
+
+def workload_info(config: ServiceConfig, workload: WorkloadConfig) -> WorkloadInfo:
+    """How servers find and label a workload: ``metricLabels`` are its namespace and name."""
+    return WorkloadInfo(
+        namespace=workload.namespace,
+        name=workload.name,
+        labels={"namespace": workload.namespace, "workload": workload.name},
+        shadow=config.shadow(workload),
+    )
+
+
+def workload_context(config: ServiceConfig, workload: WorkloadConfig) -> PolicyContext:
+    """The policy context of a live workload: its SLO, bounds, profile seed and token weights.
+
+    The same functions as the simulator's (``autoscaler.perf.capacity``), so the seed a benchmark
+    judged is the seed production starts from; ``capacity_seed`` in the config overrides it.
+    """
+    profile = get_profile(workload.profile.model, workload.profile.gpu, workload.profile.tp)
+    slo = workload.slo.to_spec()
+    wp, wd = work_weights(profile, slo)
+    seed = workload.capacity_seed or seed_capacity(profile, slo)
+    return PolicyContext(
+        slo=slo,
+        max_replicas=workload.max_replicas,
+        min_replicas=workload.min_replicas,
+        tick_s=config.service.tick_s,
+        replica_token_capacity=seed,
+        prefill_weight=wp,
+        decode_weight=wd,
+        gpus_per_replica=workload.profile.tp,
+        default_lead_time_s=DEFAULT_LEAD_TIME_S,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    """What one tick did (logged, and returned for tests)."""
+
+    timestamp: float
+    duration_s: float
+    recommendations: Mapping[str, Recommendation]
+    queries: int
+    errors: tuple[str, ...] = ()
+
+
+@dataclass
+class _Health:
+    started: float
+    last_tick_end: float = -math.inf
+    ticks: int = 0
+    backfilled: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+class ControlLoop:
+    """collect → policy → store, once per tick, for every configured workload."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        *,
+        prometheus: PrometheusAPI,
+        store: RecommendationStore,
+        engines: Mapping[str, EngineProfile],
+        metrics: LoopMetrics,
+        replicas: ReplicaSource | None = None,
+        shadow: ShadowSource | None = None,
+        events: EventSink | None = None,
+        clock: Callable[[], float] = time.time,
+        policy_factory: Callable[[PolicyContext], Policy] = ForecastPolicy,
+    ) -> None:
+        self.config = config
+        self.prometheus = prometheus
+        self.store = store
+        self.engines = engines
+        self.metrics = metrics
+        self.replicas = replicas
+        self.shadow = shadow
+        self.events = events
+        self.clock = clock
+        self.policies: dict[str, Policy] = {
+            workload_key(w.namespace, w.name): policy_factory(workload_context(config, w))
+            for w in config.workloads
+        }
+        self._workloads = {workload_key(w.namespace, w.name): w for w in config.workloads}
+        self._timed_out_reported: set[tuple[str, float]] = set()
+        self.health = _Health(started=clock())
+
+    # -- one tick ------------------------------------------------------------------------
+
+    def queries_per_tick(self) -> int:
+        """The number of PromQL queries a tick sends: by engine, not by workload."""
+        profile_of = {k: self.engines[w.engine] for k, w in self._workloads.items()}
+        fleet = build_fleet_queries(profile_of, window=self.config.service.rate_window)
+        return sum(len(q) for q in fleet.values())
+
+    def tick(self) -> TickReport:
+        """One control-loop step; never raises (a failure holds the workloads it touches)."""
+        start = time.perf_counter()
+        now = self.clock()
+        errors: list[str] = []
+        counts: dict[str, ReplicaCounts] = {}
+        if self.replicas is not None:
+            for key in self._workloads:
+                try:
+                    counts[key] = self.replicas.counts(key, now)
+                except Exception as exc:  # the watch is another thread's state; never crash
+                    errors.append(f"{key}: replica states unavailable: {exc}")
+        service = self.config.service
+        snapshots = collect(
+            self.prometheus,
+            self.config.workloads,
+            now=now,
+            staleness_s=service.effective_staleness_s,
+            engines=self.engines,
+            replicas=counts,
+            window=service.rate_window,
+        )
+        recs: dict[str, Recommendation] = {}
+        for key, snap in snapshots.items():
+            if self.replicas is None:
+                snap = with_scraped_pods(snap)
+            elif key not in counts:
+                snap = replace(snap, stale=True)
+            snap = self._with_lead_time(key, snap)
+            rec = self._recommend(key, snap, errors)
+            recs[key] = rec
+            self.store.put(rec, snap)
+            self.metrics.observe_recommendation(rec, snap.data_age_s)
+            self._report_pending_timeout(key, snap)
+            if self.shadow is not None and self.store.get(key).info.shadow:
+                self._observe_shadow(key, rec, errors)
+        duration = time.perf_counter() - start
+        queries = self.queries_per_tick()
+        self.metrics.tick_seconds.observe(duration)
+        self.metrics.queries.inc(queries)
+        self.metrics.ticks.labels("error" if errors else "ok").inc()
+        self.metrics.last_tick.set(now)
+        self.health.ticks += 1
+        self.health.last_tick_end = self.clock()
+        self.health.errors = errors
+        for e in errors:
+            log.warning("tick: %s", e)
+        return TickReport(now, duration, recs, queries, tuple(errors))
+
+    def _with_lead_time(self, key: str, snap: SignalSnapshot) -> SignalSnapshot:
+        if self.replicas is None or snap.time_to_ready_s is not None:
+            return snap
+        try:
+            ttr = self.replicas.time_to_ready_s(key)
+        except Exception:  # same reason as in tick(): another thread's state
+            return snap
+        return snap if ttr is None else replace(snap, time_to_ready_s=ttr)
+
+    def _recommend(self, key: str, snap: SignalSnapshot, errors: list[str]) -> Recommendation:
+        try:
+            return self.policies[key].recommend(snap)
+        except Exception as exc:  # a policy bug must not take the other workloads down
+            log.exception("policy failed for %s", key)
+            errors.append(f"{key}: policy failed: {exc}")
+            return hold(key, snap.timestamp, f"policy error: {exc}")
+
+    def _report_pending_timeout(self, key: str, snap: SignalSnapshot) -> None:
+        timeout = self.config.service.pending_timeout_s
+        late = [a for a in snap.replicas.starting_ages_s if a > timeout]
+        if not late or self.events is None:
+            return
+        # one Event per stuck replica (identified by its creation time), not one per tick
+        created = round(snap.timestamp - max(late))
+        if (key, created) in self._timed_out_reported:
+            return
+        self._timed_out_reported.add((key, created))
+        ns, _, name = key.partition("/")
+        message = (
+            f"{len(late)} replica(s) not ready after {timeout:.0f}s (no free GPU or node?); "
+            "they no longer count as capacity on the way"
+        )
+        try:
+            self.events.warn(ns, name, "CapacityUnavailable", message)
+            self.metrics.events.labels("CapacityUnavailable").inc()
+        except Exception as exc:  # Events are best effort
+            log.warning("could not emit an Event for %s: %s", key, exc)
+
+    def _observe_shadow(self, key: str, rec: Recommendation, errors: list[str]) -> None:
+        assert self.shadow is not None
+        ns, _, name = key.partition("/")
+        try:
+            current = self.shadow.current(ns, name)
+        except Exception as exc:  # the API server may be down; shadow data is informative only
+            errors.append(f"{key}: current autoscaler unavailable: {exc}")
+            current = None
+        self.store.set_current(key, current)
+        theirs = None if current is None else current.desired_replicas
+        ours = rec.desired_replicas
+        diff = None if theirs is None or ours is None else float(ours - theirs)
+        self.metrics.observe_shadow(key, diff)
+
+    # -- start-up backfill -----------------------------------------------------------------
+
+    def backfill(self, lookback_s: float) -> int:
+        """Replay the last ``lookback_s`` of Prometheus history through the policies.
+
+        The forecaster and the capacity learner then start where a service that had been running
+        would be (DESIGN.md: "a restart loses nothing"). The recommendations of the history are
+        not stored (they are not current); the first live tick is. Returns the number of steps
+        replayed; a Prometheus that is down backfills nothing and the loop still starts.
+        """
+        service = self.config.service
+        end = self.clock()
+        start = end - lookback_s
+        history = collect_history(
+            self.prometheus,
+            self.config.workloads,
+            start=start,
+            end=end - service.tick_s,
+            step=service.tick_s,
+            engines=self.engines,
+            window=service.rate_window,
+        )
+        replayed = 0
+        for _, snapshots in history:
+            if not any(not s.stale for s in snapshots.values()):
+                continue
+            replayed += 1
+            for key, snap in snapshots.items():
+                if not snap.stale:
+                    self._recommend(key, snap, [])
+        self.health.backfilled = True
+        log.info("backfilled %d steps over the last %.0fs", replayed, lookback_s)
+        return replayed
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick every ``tick_s`` on a fixed grid until ``stop`` is set."""
+        period = self.config.service.tick_s
+        next_at = time.monotonic()
+        while not stop.is_set():
+            report = await asyncio.to_thread(self.tick)
+            log.info(
+                "tick %d: %s in %.3fs",
+                self.health.ticks,
+                ", ".join(f"{k}={_short(r)}" for k, r in report.recommendations.items()),
+                report.duration_s,
+            )
+            next_at += period
+            delay = next_at - time.monotonic()
+            if delay < 0:  # a tick overran: skip the missed slots rather than bunching ticks
+                next_at = time.monotonic()
+                delay = 0.0
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    def alive(self) -> bool:
+        """Liveness: a tick finished within three periods (Prometheus being down is not death)."""
+        since = self.clock() - max(self.health.last_tick_end, self.health.started)
+        return since <= 3.0 * self.config.service.tick_s + 30.0
+
+    def ready(self) -> bool:
+        """Readiness: backfill done and one tick stored, so the servers have answers to give."""
+        return self.health.backfilled and self.health.ticks > 0
+
+
+def _short(rec: Recommendation) -> str:
+    if rec.holds:
+        return "hold"
+    return f"{rec.desired_replicas}({rec.winner})"

@@ -1,0 +1,117 @@
+"""Running ``serve``: the control loop and the three listeners, started and stopped together.
+
+The pieces are built by the caller (the CLI) and handed in, so this module only owns their
+lifetime: bind the health port first (kubelet probes it while the backfill runs), backfill, then
+the TLS API port and the gRPC port, then tick until ``stop`` is set (SIGTERM or SIGINT), and on the
+way out stop accepting, let in-flight requests finish (a short grace) and close everything. A port
+that cannot be bound is a clear error before any tick runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiohttp import web
+
+from autoscaler.config import PortsConfig
+from autoscaler.errors import InputError
+from autoscaler.loop import ControlLoop
+
+log = logging.getLogger(__name__)
+
+
+class GrpcServer(Protocol):
+    """The part of ``grpc.Server`` this module uses (started and stopped here)."""
+
+    def start(self) -> None: ...
+
+    def stop(self, grace: float | None) -> object: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Listeners:
+    """What ``serve`` exposes; ``api``/``grpc`` may be None (e.g. a metrics-only run)."""
+
+    health: web.Application
+    api: web.Application | None = None
+    ssl_context: ssl.SSLContext | None = None
+    grpc: GrpcServer | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BoundPorts:
+    """Ports actually bound (0 in the config picks a free one: tests use that)."""
+
+    health: int
+    api: int | None
+
+
+async def _site(
+    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None, what: str
+) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, shutdown_timeout=2.0)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise InputError(f"cannot listen on {host}:{port} for {what}: {exc.strerror}") from exc
+    sockets = [s for s in (runner.addresses or [])]
+    bound = sockets[0][1] if sockets else port
+    return runner, int(bound)
+
+
+async def run_service(
+    loop: ControlLoop,
+    listeners: Listeners,
+    *,
+    host: str,
+    ports: PortsConfig,
+    stop: asyncio.Event,
+    backfill_s: float,
+    on_bound: asyncio.Future[BoundPorts] | None = None,
+) -> None:
+    """Serve until ``stop`` is set. Raises :class:`InputError` when a port cannot be bound."""
+    runners: list[web.AppRunner] = []
+    grpc_started = False
+    try:
+        health_runner, health_port = await _site(
+            listeners.health, host, ports.metrics, None, "/metrics and probes"
+        )
+        runners.append(health_runner)
+        log.info(
+            "metrics and probes on http://%s:%d (/metrics, /healthz, /readyz)", host, health_port
+        )
+        if backfill_s > 0:
+            try:
+                await asyncio.to_thread(loop.backfill, backfill_s)
+            except Exception as exc:  # a failed backfill must not keep the service down
+                log.warning("backfill failed, starting cold: %s", exc)
+                loop.health.backfilled = True
+        else:
+            loop.health.backfilled = True
+        api_port = None
+        if listeners.api is not None:
+            api_runner, api_port = await _site(
+                listeners.api, host, ports.https, listeners.ssl_context, "the External Metrics API"
+            )
+            runners.append(api_runner)
+            log.info("External Metrics API and /v1 on https://%s:%d", host, api_port)
+        if listeners.grpc is not None:
+            listeners.grpc.start()
+            grpc_started = True
+            log.info("KEDA external scaler (gRPC) on %s:%d", host, ports.grpc)
+        if on_bound is not None and not on_bound.done():
+            on_bound.set_result(BoundPorts(health=health_port, api=api_port))
+        await loop.run(stop)
+    finally:
+        log.info("shutting down")
+        if grpc_started and listeners.grpc is not None:
+            listeners.grpc.stop(2.0)
+        for runner in reversed(runners):
+            await runner.cleanup()
