@@ -41,6 +41,8 @@ class Recommendation:
     candidates: tuple[Candidate, ...] = ()
     metrics: tuple[PublishedMetric, ...] = ()
     stale: bool = False
+    fallbacks: tuple[str, ...] = ()
+    """Engine fallbacks the policy used for signals the engine does not export."""
 
     @property
     def holds(self) -> bool:

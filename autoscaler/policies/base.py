@@ -32,6 +32,11 @@ class PolicyContext:
     decode_weight: float = 1.0
     gpus_per_replica: int = 4
     default_lead_time_s: float = 240.0
+    seed_mean_prompt_tokens: float = 1154.0
+    """Mean prompt size assumed where an engine exports no token counters (fallbacks): the
+    mean of the length mixture fitted to ``azure2023_conv.csv`` (autoscaler.traces.synthetic)."""
+    seed_mean_output_tokens: float = 212.0
+    """Mean output size for the same fallbacks, same source."""
     peak_replicas: int | None = None
     """Only for ``static-peak``: the replica count covering the trace's peak (from the oracle)."""
 

@@ -31,6 +31,7 @@ from collections import deque
 from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR
 from autoscaler.hpa.spec import ExternalMetricTarget, HpaSpec
 from autoscaler.policies.base import Actuation, PolicyContext
+from autoscaler.policies.fallbacks import fill_demand
 from autoscaler.recommendation import Candidate, PublishedMetric, Recommendation, hold
 from autoscaler.signals import SignalSnapshot
 from forecasting.holt import DampedHolt
@@ -117,9 +118,9 @@ class ForecastPolicy:
         return max(ratios) if ratios else None
 
     def recommend(self, snapshot: SignalSnapshot) -> Recommendation:
-        snap = snapshot
-        if snap.stale:
-            return hold(snap.workload, snap.timestamp, "stale data: holding (fail static)")
+        if snapshot.stale:
+            return hold(snapshot.workload, snapshot.timestamp, "stale data: holding (fail static)")
+        snap, fallbacks = fill_demand(snapshot, self.ctx)
         if snap.prompt_tokens_rate is None or snap.generation_tokens_rate is None:
             return hold(snap.workload, snap.timestamp, "no demand data yet: holding")
         ctx = self.ctx
@@ -191,4 +192,5 @@ class ForecastPolicy:
                 PublishedMetric(LOAD_METRIC, load_replicas),
                 PublishedMetric(FORECAST_METRIC, upper / capacity),
             ),
+            fallbacks=fallbacks,
         )

@@ -1,0 +1,242 @@
+"""The whole loop against a real Prometheus: emulator → Debian ``prometheus`` → ``serve``.
+
+Three real processes on 127.0.0.1: ``llm-autoscaler emulate`` replays a generated trace with a
+load step; the Debian ``prometheus`` binary scrapes it every second; ``llm-autoscaler serve``
+(no cluster, auth off) ticks every second against that Prometheus. The test checks that the
+recommendation follows the step, that stopping Prometheus makes the loop fail static (stale, the
+API answers 503, the desired count does not drop) and that it recovers when Prometheus returns,
+and that SIGTERM shuts ``serve`` down cleanly.
+
+Everything waits on conditions with deadlines; nothing asserts a duration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+PROMETHEUS = shutil.which("prometheus")
+REQUIRED = bool(os.environ.get("REQUIRE_SHARED") or os.environ.get("CI"))
+WORKLOAD = {"namespace": "default", "workload": "llm"}
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float = 90.0) -> object:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            last = exc
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def step_trace(path: Path, low_rps: float, high_rps: float, step_at: float, end: float) -> None:
+    """An Azure-format trace: ``low_rps`` until ``step_at``, then ``high_rps`` (1000/100 tokens)."""
+    lines = ["TIMESTAMP,ContextTokens,GeneratedTokens"]
+    t = 0.0
+    while t < end:
+        rate = low_rps if t < step_at else high_rps
+        whole = int(t)
+        stamp = f"2023-11-16 18:{whole // 60:02d}:{whole % 60:02d}.{int((t % 1) * 1e6):06d}0"
+        lines.append(f"{stamp},1000,100")
+        t += 1.0 / rate
+    path.write_text("\n".join(lines) + "\n")
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "autoscaler.cli", *args]
+
+
+class Proc:
+    def __init__(self, name: str, argv: list[str], log: Path) -> None:
+        self.name, self.argv, self.log = name, argv, log
+        self.p: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        out = self.log.open("ab")
+        self.p = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.p is not None
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        return int(self.p.returncode)
+
+    def alive(self) -> bool:
+        return self.p is not None and self.p.poll() is None
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+
+def metric(url: str, name: str, labels: dict[str, str]) -> float | None:
+    """One sample of a Prometheus text exposition (our /metrics), or None."""
+    body = urllib.request.urlopen(url, timeout=5).read().decode()
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in body.splitlines():
+        if line.startswith(name + "{"):
+            lab, _, value = line.rpartition(" ")
+            got = ",".join(sorted(lab[len(name) + 1 : -1].split(",")))
+            if got == want:
+                return float(value)
+    return None
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[dict[str, object]]:
+    if PROMETHEUS is None:
+        why = (
+            "the Debian `prometheus` binary is not installed "
+            "(apt-get install -y --no-install-recommends prometheus; .ci/run does it)"
+        )
+        if REQUIRED:
+            pytest.fail(why)
+        pytest.skip(why)
+    trace = tmp_path / "step.csv"
+    step_trace(trace, low_rps=0.5, high_rps=6.0, step_at=25.0, end=900.0)
+    emu_port, prom_port = free_port(), free_port()
+    health, https, grpc = free_port(), free_port(), free_port()
+    (tmp_path / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n  - job_name: emulated-fleet\n    scrape_interval: 1s\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{emu_port}']\n"
+    )
+    (tmp_path / "serve.yaml").write_text(
+        f"service:\n  prometheus_url: http://127.0.0.1:{prom_port}\n  tick_s: 1\n"
+        "  rate_window: 5s\n  scrape_interval_s: 1\n"
+        f"  ports: {{https: {https}, metrics: {health}, grpc: {grpc}}}\n"
+        "workloads:\n  - namespace: default\n    name: llm\n    engine: vllm\n"
+        "    selector: {app: llm}\n    max_replicas: 10\n"
+    )
+    emulator = Proc(
+        "emulate",
+        cli("emulate", "--trace", str(trace), "--replicas", "2", "--port", str(emu_port)),
+        tmp_path / "emulate.log",
+    )
+    prometheus = Proc(
+        "prometheus",
+        [
+            str(PROMETHEUS),
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+        tmp_path / "prometheus.log",
+    )
+    serve = Proc(
+        "serve",
+        cli("serve", "--config", str(tmp_path / "serve.yaml"), "--host", "127.0.0.1",
+            "--no-kubernetes", "--insecure-skip-auth", "--backfill", "0s"),  # fmt: skip
+        tmp_path / "serve.log",
+    )
+    procs = [emulator, prometheus, serve]
+    try:
+        for p in procs:
+            p.start()
+        yield {
+            "serve": serve,
+            "prometheus": prometheus,
+            "emulator": emulator,
+            "metrics": f"http://127.0.0.1:{health}/metrics",
+            "api": f"https://127.0.0.1:{https}/v1/workloads/default/llm",
+            "prom": f"http://127.0.0.1:{prom_port}",
+        }
+    finally:
+        for p in reversed(procs):
+            if p.alive():
+                p.stop(signal.SIGKILL)
+        for p in procs:
+            print(f"---- {p.name} log ----\n{p.tail()}")
+
+
+def api_status(url: str) -> int:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # serve made itself a self-signed certificate
+    try:
+        with urllib.request.urlopen(url, timeout=5, context=ctx) as r:
+            json.loads(r.read())
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_the_recommendation_follows_a_load_step_fails_static_and_recovers(stack):
+    serve, prometheus = stack["serve"], stack["prometheus"]
+    url = str(stack["metrics"])
+
+    def fresh_value(name: str) -> float | None:
+        if metric(url, "llm_autoscaler_workload_stale", WORKLOAD) != 0.0:
+            return None
+        return metric(url, name, WORKLOAD)
+
+    before_load = wait_for(
+        "a first fresh recommendation", lambda: fresh_value("llm_autoscaler_load_replicas")
+    )
+    before_desired = metric(url, "llm_autoscaler_desired_replicas", WORKLOAD)
+    assert isinstance(before_load, float) and before_desired is not None
+    assert api_status(str(stack["api"])) == 200
+
+    def stepped() -> float | None:
+        v = fresh_value("llm_autoscaler_load_replicas")
+        return v if v is not None and v > 4 * max(before_load, 0.05) else None
+
+    after_load = wait_for("the load step to show in the recommendation", stepped)
+    after_desired = wait_for(
+        "desired replicas to rise",
+        lambda: (d := metric(url, "llm_autoscaler_desired_replicas", WORKLOAD)) is not None
+        and d > before_desired
+        and d,
+    )
+    print(
+        f"load step: load_replicas {before_load:.2f} -> {after_load:.2f}, "
+        f"desired {before_desired:.0f} -> {after_desired:.0f}"
+    )
+
+    # Prometheus goes away: stale, 503, and no scale-down.
+    prometheus.stop()
+    wait_for(
+        "the loop to fail static",
+        lambda: metric(url, "llm_autoscaler_workload_stale", WORKLOAD) == 1.0,
+    )
+    held = metric(url, "llm_autoscaler_desired_replicas", WORKLOAD)
+    assert held is not None and held >= 1
+    wait_for("the API to answer 503", lambda: api_status(str(stack["api"])) == 503)
+    time.sleep(3)  # several more ticks without data
+    assert metric(url, "llm_autoscaler_desired_replicas", WORKLOAD) == held
+    assert serve.alive()
+
+    # Prometheus returns: fresh again.
+    prometheus.start()
+    wait_for("the loop to recover", lambda: fresh_value("llm_autoscaler_load_replicas") is not None)
+    assert api_status(str(stack["api"])) == 200
+
+    assert serve.stop(signal.SIGTERM) == 0
+    assert "stopped" in serve.tail()
