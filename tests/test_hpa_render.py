@@ -49,7 +49,10 @@ def test_example_hpa_fields() -> None:
         {
             "type": "External",
             "external": {
-                "metric": {"name": "llm_desired_replicas"},
+                "metric": {
+                    "name": "llm_desired_replicas",
+                    "selector": {"matchLabels": {"workload": "llama-70b"}},
+                },
                 "target": {"type": "AverageValue", "averageValue": "1"},
             },
         }
