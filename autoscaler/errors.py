@@ -4,8 +4,10 @@
     ├── InputError (ValueError)        bad user input: config, flags, trace lines; CLI exit code 2
     │   ├── TraceFormatError           a malformed trace row; names the file and line
     │   └── UnknownNameError           an unknown policy, format, model or GPU name
-    └── SharedDataMissing (FileNotFoundError)
-                                       a file under ../shared (or $LLM_AUTOSCALER_DATA) is absent
+    ├── SharedDataMissing (FileNotFoundError)
+    │                                  a file under ../shared (or $LLM_AUTOSCALER_DATA) is absent
+    └── ExternalSystemError            a system we call (the Kubernetes API) did not answer as
+                                       needed; subclasses live with their client
 
 Library errors are chained as causes (``raise ... from e``) so the CLI can print one line while
 a debugger still sees the origin.
@@ -47,3 +49,13 @@ class UnknownNameError(InputError):
 
 class SharedDataMissing(LlmAutoscalerError, FileNotFoundError):
     """A shared data file (trace, capture, perf CSV) was not found in any data directory."""
+
+
+class ExternalSystemError(LlmAutoscalerError):
+    """A system the service calls did not answer as needed (unreachable, refused, bad reply).
+
+    Not an :class:`InputError`: the user's input may be fine and the same call may work a minute
+    later, so callers log it and keep their last good state instead of exiting. Each client
+    package subclasses it (``autoscaler.clients.kube.KubernetesError``) with a message that names
+    the system, the operation and the problem.
+    """

@@ -44,10 +44,10 @@ def wait_for(what: str, check: Callable[[], object], timeout: float = 90.0) -> o
     while time.monotonic() < deadline:
         try:
             last = check()
-        except (OSError, urllib.error.URLError, ValueError) as exc:
+            if last:
+                return last
+        except (OSError, ValueError) as exc:  # not up yet
             last = exc
-        if last:
-            return last
         time.sleep(0.5)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
@@ -75,8 +75,8 @@ class Proc:
         self.p: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        out = self.log.open("ab")
-        self.p = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT)
+        with self.log.open("ab") as out:  # the child keeps its own descriptor
+            self.p = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.p is not None

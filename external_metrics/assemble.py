@@ -1,0 +1,229 @@
+"""Building ``serve`` from a config: every client, the store, the loop and the listeners.
+
+This is the one place that knows the concrete parts (the ``requests`` Prometheus client, the
+Kubernetes pod watch, the aiohttp apps, the grpcio server); everything below it takes them as
+arguments. Without a cluster (``--no-kubernetes``) the loop counts the pods Prometheus scrapes as
+the ready replicas, shadow mode and Events are off, and the HTTPS API can only run with
+``--insecure-skip-auth`` (there is nobody to ask TokenReview), which is said up front rather
+than discovered as 401s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubernetes import client
+from prometheus_client import CollectorRegistry
+
+from autoscaler.clients.kube import build_api_client
+from autoscaler.clients.kube.pods import PodWatcher, WatchedWorkload
+from autoscaler.clients.kube.workloads import EventRecorder, read_current_autoscaler
+from autoscaler.clients.prometheus import PrometheusClient
+from autoscaler.config import ServiceConfig
+from autoscaler.engines.registry import ENGINES
+from autoscaler.errors import InputError
+from autoscaler.loop import ControlLoop, EventSink, ReplicaSource, ShadowSource, workload_info
+from autoscaler.loop_metrics import LoopMetrics
+from autoscaler.policies.forecast import DESIRED_METRIC, FORECAST_METRIC, LOAD_METRIC
+from autoscaler.store import CurrentAutoscaler, RecommendationStore
+from external_metrics.app import create_api_app
+from external_metrics.auth import AuthConfig, Authenticator, build_authenticator
+from external_metrics.health import create_health_app
+from external_metrics.keda.server import create_grpc_server
+from external_metrics.self_signed import self_signed_pair
+from external_metrics.service import Listeners, run_service
+from external_metrics.tls import server_ssl_context
+
+log = logging.getLogger(__name__)
+
+PUBLISHED_METRICS = (DESIRED_METRIC, LOAD_METRIC, FORECAST_METRIC)
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    """The command-line side of ``serve`` (the config file holds the rest)."""
+
+    host: str = "0.0.0.0"
+    kube_api: str | None = None
+    kubeconfig: str | None = None
+    use_kubernetes: bool = True
+    skip_auth: bool = False
+    backfill_s: float = 3600.0
+    shadow: bool = False
+    duration_s: float | None = None
+
+
+def _tls_files(config: ServiceConfig, tmp: Path) -> tuple[str, str]:
+    service = config.service
+    if service.tls_cert_file and service.tls_key_file:
+        for what, path in (
+            ("tls_cert_file", service.tls_cert_file),
+            ("tls_key_file", service.tls_key_file),
+        ):
+            if not Path(path).is_file():
+                raise InputError(f"service.{what}: {path} does not exist")
+        return service.tls_cert_file, service.tls_key_file
+    cert, key = self_signed_pair()
+    (tmp / "tls.crt").write_bytes(cert)
+    (tmp / "tls.key").write_bytes(key)
+    log.warning("no tls_cert_file in the config: serving HTTPS with a self-signed certificate")
+    return str(tmp / "tls.crt"), str(tmp / "tls.key")
+
+
+class HpaShadow:
+    """Shadow mode's view of the current autoscaler: the HPA that targets the workload."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+
+    def current(self, namespace: str, name: str) -> CurrentAutoscaler | None:
+        return read_current_autoscaler(self.api, namespace, name)
+
+
+class WarningEvents:
+    """The loop's event sink as Warning Events on the workload's Deployment."""
+
+    def __init__(self, recorder: EventRecorder) -> None:
+        self.recorder = recorder
+
+    def warn(self, namespace: str, name: str, reason: str, message: str) -> None:
+        self.recorder.record(namespace, name, reason, message, "Warning")
+
+
+def serve(config: ServiceConfig, options: ServeOptions) -> int:
+    """Build everything and serve until SIGTERM/SIGINT or ``duration_s``; returns the exit code."""
+    if options.shadow:
+        config = config.model_copy(
+            update={"service": config.service.model_copy(update={"shadow": True})}
+        )
+    if not options.use_kubernetes and not options.skip_auth:
+        raise InputError(
+            "--no-kubernetes needs --insecure-skip-auth: without a cluster nobody can "
+            "authenticate the API's clients (TokenReview)"
+        )
+    registry = CollectorRegistry(auto_describe=True)
+    store = RecommendationStore(
+        [workload_info(config, w) for w in config.workloads],
+        staleness_s=config.service.effective_staleness_s,
+        clock=time.time,
+        metric_names=PUBLISHED_METRICS,
+    )
+    replicas: ReplicaSource | None = None
+    shadow: ShadowSource | None = None
+    events: EventSink | None = None
+    kube: client.ApiClient | None = None
+    watcher: PodWatcher | None = None
+    if options.use_kubernetes:
+        kube = build_api_client(host=options.kube_api, kubeconfig=options.kubeconfig)
+        watcher = PodWatcher(
+            kube,
+            [
+                WatchedWorkload(f"{w.namespace}/{w.name}", w.namespace, w.selector)
+                for w in config.workloads
+            ],
+        )
+        replicas = watcher
+        shadow = HpaShadow(kube)
+        events = WarningEvents(EventRecorder(kube))
+
+    with (
+        PrometheusClient(config.service.prometheus_url) as prometheus,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        loop = ControlLoop(
+            config,
+            prometheus=prometheus,
+            store=store,
+            engines=ENGINES,
+            metrics=LoopMetrics(registry),
+            replicas=replicas,
+            shadow=shadow,
+            events=events,
+        )
+        log.info(
+            "%d workload(s), %d PromQL queries per tick, tick %gs, Prometheus %s",
+            len(config.workloads),
+            loop.queries_per_tick(),
+            config.service.tick_s,
+            config.service.prometheus_url,
+        )
+        cert_file, key_file = _tls_files(config, Path(tmp))
+        listeners = _listeners(config, options, store, registry, loop, cert_file, key_file, kube)
+        if watcher is not None:
+            watcher.start()
+        try:
+            asyncio.run(_main(loop, listeners, config, options))
+        finally:
+            if watcher is not None:
+                watcher.stop()
+    return 0
+
+
+def _listeners(
+    config: ServiceConfig,
+    options: ServeOptions,
+    store: RecommendationStore,
+    registry: CollectorRegistry,
+    loop: ControlLoop,
+    cert_file: str,
+    key_file: str,
+    kube: client.ApiClient | None,
+) -> Listeners:
+    health = create_health_app(registry, alive=loop.alive, ready=loop.ready)
+    auth: Authenticator | None = None
+    if options.skip_auth:
+        log.warning("the HTTPS API runs WITHOUT authentication (--insecure-skip-auth)")
+    else:
+        assert kube is not None  # serve() refuses --no-kubernetes without --insecure-skip-auth
+        auth = build_authenticator(kube, AuthConfig())
+    ssl_context: ssl.SSLContext = server_ssl_context(
+        cert_file, key_file, client_ca_pem=auth.client_ca_pem if auth is not None else None
+    )
+    grpc_server = create_grpc_server(
+        store,
+        f"{options.host}:{config.service.ports.grpc}",
+        tls=(Path(cert_file).read_bytes(), Path(key_file).read_bytes()),
+    )
+    return Listeners(
+        health=health, api=create_api_app(store, auth), ssl_context=ssl_context, grpc=grpc_server
+    )
+
+
+async def _main(
+    loop: ControlLoop, listeners: Listeners, config: ServiceConfig, options: ServeOptions
+) -> None:
+    stop = asyncio.Event()
+    aio = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        aio.add_signal_handler(sig, stop.set)
+    timer = None
+    if options.duration_s is not None:
+        timer = aio.call_later(options.duration_s, stop.set)
+    try:
+        await run_service(
+            loop,
+            listeners,
+            host=options.host,
+            ports=config.service.ports,
+            stop=stop,
+            backfill_s=options.backfill_s,
+        )
+    finally:
+        if timer is not None:
+            timer.cancel()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                aio.remove_signal_handler(sig)
+        print("llm-autoscaler: stopped", file=sys.stderr, flush=True)
+
+
+__all__ = ["PUBLISHED_METRICS", "ServeOptions", "serve"]
