@@ -1,5 +1,8 @@
 """Serving the signals: External Metrics API (aggregated, TLS), KEDA external scaler, JSON API.
 
-Not built yet (issue "Serving the signals"); servers here only read the recommendation store and
-never compute signals.
+Servers here only read the :class:`~autoscaler.store.RecommendationStore` and never compute
+signals. ``app`` is the HTTPS application (``metrics_api`` for ``external.metrics.k8s.io``,
+``json_api`` for ``/v1``, ``auth`` for delegated authn/authz), ``keda`` the gRPC scaler,
+``health`` the plain-HTTP ``/metrics`` and probes, ``service`` runs them with the control loop and
+``assemble`` builds ``serve`` from a config.
 """
