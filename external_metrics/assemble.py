@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from autoscaler.clients.kube import build_api_client
 from autoscaler.clients.kube.pods import PodWatcher, WatchedWorkload
-from autoscaler.clients.kube.workloads import EventRecorder, read_current_autoscaler
+from autoscaler.clients.kube.workloads import CurrentAutoscalerReader, EventRecorder
 from autoscaler.clients.prometheus import PrometheusClient
 from autoscaler.config import ServiceConfig
 from autoscaler.engines.registry import ENGINES
@@ -34,7 +34,7 @@ from autoscaler.errors import InputError
 from autoscaler.loop import ControlLoop, EventSink, ReplicaSource, ShadowSource, workload_info
 from autoscaler.loop_metrics import LoopMetrics
 from autoscaler.policies.forecast import DESIRED_METRIC, FORECAST_METRIC, LOAD_METRIC
-from autoscaler.store import CurrentAutoscaler, RecommendationStore
+from autoscaler.store import RecommendationStore
 from external_metrics.app import create_api_app
 from external_metrics.auth import AuthConfig, Authenticator, build_authenticator
 from external_metrics.health import create_health_app
@@ -79,26 +79,6 @@ def _tls_files(config: ServiceConfig, tmp: Path) -> tuple[str, str]:
     return str(tmp / "tls.crt"), str(tmp / "tls.key")
 
 
-class HpaShadow:
-    """Shadow mode's view of the current autoscaler: the HPA that targets the workload."""
-
-    def __init__(self, api: client.ApiClient) -> None:
-        self.api = api
-
-    def current(self, namespace: str, name: str) -> CurrentAutoscaler | None:
-        return read_current_autoscaler(self.api, namespace, name)
-
-
-class WarningEvents:
-    """The loop's event sink as Warning Events on the workload's Deployment."""
-
-    def __init__(self, recorder: EventRecorder) -> None:
-        self.recorder = recorder
-
-    def warn(self, namespace: str, name: str, reason: str, message: str) -> None:
-        self.recorder.record(namespace, name, reason, message, "Warning")
-
-
 def serve(config: ServiceConfig, options: ServeOptions) -> int:
     """Build everything and serve until SIGTERM/SIGINT or ``duration_s``; returns the exit code."""
     if options.shadow:
@@ -132,8 +112,8 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
             ],
         )
         replicas = watcher
-        shadow = HpaShadow(kube)
-        events = WarningEvents(EventRecorder(kube))
+        shadow = CurrentAutoscalerReader(kube)
+        events = EventRecorder(kube)
 
     with (
         PrometheusClient(config.service.prometheus_url) as prometheus,

@@ -20,7 +20,8 @@ def _run(*argv: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(
-    "command", ["simulate", "demo", "profiles", "forecast-eval", "validate-config", "emulate"]
+    "command",
+    ["simulate", "demo", "profiles", "forecast-eval", "validate-config", "emulate", "serve"],
 )
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exc:

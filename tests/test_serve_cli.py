@@ -1,0 +1,89 @@
+"""``llm-autoscaler serve``: bad input is one line and exit 2, before anything listens."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "autoscaler.cli", "serve", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _config(tmp_path: Path, metrics_port: int | None = None) -> Path:
+    path = tmp_path / "serve.yaml"
+    metrics = metrics_port or _free_port()
+    path.write_text(
+        "service:\n  prometheus_url: http://127.0.0.1:1\n"
+        f"  ports: {{https: {_free_port()}, metrics: {metrics}, grpc: {_free_port()}}}\n"
+        "workloads:\n  - {namespace: llm, name: a, engine: vllm, selector: {app: a}}\n"
+    )
+    return path
+
+
+def test_a_missing_config_file_is_named(tmp_path):
+    line = _error_line(_run("--config", str(tmp_path / "nope.yaml")))
+    assert "nope.yaml" in line
+
+
+def test_a_wrong_field_is_named(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("workloads:\n  - {namespace: llm, name: a, engine: vlm, selector: {a: b}}\n")
+    proc = _run("--config", str(path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "workloads[0].engine" in proc.stderr and "vlm" in proc.stderr
+
+
+def test_no_kubernetes_without_skipping_auth_is_refused(tmp_path):
+    line = _error_line(_run("--config", str(_config(tmp_path)), "--no-kubernetes"))
+    assert "--insecure-skip-auth" in line
+
+
+def test_a_bad_backfill_duration_is_named(tmp_path):
+    line = _error_line(_run("--config", str(_config(tmp_path)), "--backfill", "an hour"))
+    assert "--backfill" in line
+
+
+def test_no_cluster_config_says_what_to_give(tmp_path):
+    line = _error_line(_run("--config", str(_config(tmp_path))))
+    assert "kubeconfig" in line
+
+
+@pytest.mark.parametrize("flag", ["--kube-api", "--kubeconfig"])
+def test_kubernetes_flags_are_mutually_exclusive(tmp_path, flag):
+    proc = _run("--config", str(_config(tmp_path)), flag, "x", "--no-kubernetes")
+    assert proc.returncode == 2 and "not allowed with" in proc.stderr
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = _run("--config", str(_config(tmp_path, port)), "--host", "127.0.0.1",
+                    "--no-kubernetes", "--insecure-skip-auth", "--backfill", "0s")  # fmt: skip
+    line = _error_line(proc)
+    assert f"127.0.0.1:{port}" in line
