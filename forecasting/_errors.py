@@ -1,17 +1,30 @@
-"""Empirical per-horizon forecast errors, tracked online in O(max_horizon) per point.
+"""Per-horizon forecast errors, tracked online in O(max_horizon) per point.
 
 Every point forecast path a model makes is kept for ``max_horizon`` steps; when a point arrives,
-the path made ``k`` steps earlier is scored at its step ``k``, and the error goes into a ring of
-the last ``window`` errors for that step. Quantiles of those rings give the band: empirical (a
-demand spike skews it upwards, as it should) and per horizon (mean-reverting noise does not widen
-like ``sqrt(h)``). All of it is vectorised: no Python loop over the pending paths.
+the path made ``k`` steps earlier is scored at its step ``k``. Two trackers:
+
+* :class:`HorizonErrors` keeps a ring of the last ``window`` errors for each step; quantiles of
+  those rings give an empirical band (a demand spike skews it upwards): Holt-Winters' band.
+* :class:`HorizonMae` keeps only an exponentially weighted mean absolute error per step (O(h)
+  memory instead of O(h x window)), turned into a normal band: the adaptive Holt's and the
+  selector's. On the shared traces it beat the empirical quantiles, which a few hundred errors
+  pin down poorly in the tails.
+
+Both are per horizon: mean-reverting noise does not widen like ``sqrt(h)``, and a model's band
+follows what its forecasts actually missed by at each step. All of it is vectorised: no Python
+loop over the pending paths.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from forecasting.base import FloatArray
+
+MAE_TO_SIGMA = math.sqrt(math.pi / 2.0)
+"""sigma / mean absolute deviation of a normal distribution."""
 
 MIN_ERRORS = 5
 """A step's ring is used once it holds this many errors; before that, the nearest shorter step's."""
@@ -78,4 +91,72 @@ class HorizonErrors:
                 out[k] = self.step_quantiles(k, quantiles)
         if horizon > top:
             out[top:] = out[top - 1]
+        return out
+
+
+class HorizonMae:
+    """Pending point-forecast paths and an exponentially weighted mean absolute error per step.
+
+    The weight of a new error at step ``k`` is ``max(error_alpha, 1 / n_k)``: a plain mean over
+    the first ``1 / error_alpha`` errors (no arbitrary starting value), then exponential
+    forgetting. Absolute rather than squared errors, so one transient (an outage, a start-up
+    overload) weighs in linearly and does not widen the band for an hour.
+
+    Every ``push`` is one step: path ``p`` (the ``p``-th pushed) forecasts steps ``p + 1 ..
+    p + max_horizon``, and ``observe`` scores the step that comes next. The forecasts are stored
+    by *target*: row ``s % max_horizon`` holds, in column ``a``, the forecast made ``a + 1``
+    steps before step ``s``, so scoring a step reads one contiguous row and a push writes one
+    precomputed diagonal (``np.put``): the cheapest layout for the per-tick path.
+    """
+
+    def __init__(self, max_horizon: int, error_alpha: float) -> None:
+        self.max_horizon = max(1, int(max_horizon))
+        self.error_alpha = float(error_alpha)
+        h = self.max_horizon
+        self.pending = np.zeros((h, h))
+        self.n_paths = 0
+        self.mae = np.zeros(h)
+        self.counts = np.zeros(h, dtype=np.int64)
+        self._diagonal = np.arange(h) * (h + 1)  # flat indices of (a, a)
+        self._size = h * h
+        # from this count on, every step's weight is error_alpha (counts need no more updates)
+        self._steady_from = max(1, math.ceil(1.0 / self.error_alpha)) if self.error_alpha > 0 else 0
+        self._steady = False
+
+    def observe(self, y: float) -> None:
+        """Score the pending forecasts of the step that just arrived (a gap is skipped)."""
+        h = self.max_horizon
+        if self.n_paths == 0 or y != y:
+            return
+        row = self.pending[self.n_paths % h]
+        if self._steady:
+            err = np.abs(y - row)
+            err -= self.mae
+            err *= self.error_alpha
+            self.mae += err
+            return
+        valid = min(self.n_paths, h)
+        err = np.abs(y - row[:valid])
+        n = self.counts[:valid] + 1
+        self.counts[:valid] = n
+        w = np.maximum(self.error_alpha, 1.0 / n)
+        self.mae[:valid] += w * (err - self.mae[:valid])
+        if valid == h and self._steady_from and int(n[-1]) + 1 >= self._steady_from:
+            self._steady = True  # n is smallest at the last step; error_alpha from now on
+
+    def push(self, path: FloatArray) -> None:
+        """Remember the point forecasts for steps ``1..max_horizon`` made just now."""
+        h = self.max_horizon
+        shift = ((self.n_paths + 1) % h) * h
+        np.put(self.pending, (self._diagonal + shift) % self._size, path)
+        self.n_paths += 1
+
+    def sigmas(self, horizon: int) -> FloatArray:
+        """Normal sigmas for steps ``1..horizon`` (unseen steps and beyond: the widest seen)."""
+        seen = self.counts > 0
+        sigma = MAE_TO_SIGMA * self.mae
+        widest = float(sigma[seen].max()) if seen.any() else 0.0
+        out = np.full(horizon, widest)
+        top = min(horizon, self.max_horizon)
+        out[:top] = np.where(seen[:top], sigma[:top], widest)
         return out

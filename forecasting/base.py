@@ -159,9 +159,19 @@ class Forecaster(ABC):
     def _predict(self, horizon: int, quantiles: FloatArray) -> FloatArray:
         """Raw ``(horizon, len(quantiles))`` forecast; ``finish`` cleans it up afterwards."""
 
-    def _predict_step(self, step: int, quantiles: FloatArray) -> FloatArray:
-        """Raw quantiles at one step ahead only (for online scoring); override if cheaper."""
-        return np.asarray(self._predict(step, quantiles)[step - 1], dtype=np.float64)
+    def _point_path(self, horizon: int) -> FloatArray:
+        """The central point forecast for steps ``1..horizon`` (raw, before ``finish``).
+
+        What an online selector scores and combines, every tick, so models override it with
+        something cheap: the smoothed level and trend, the value a naive model repeats. The
+        default is the median column of ``_predict``. Called only once a finite point was seen.
+        """
+        path = self._predict(horizon, np.array([0.5]))[:, 0]
+        return np.asarray(path, dtype=np.float64)
+
+    def _point_step(self, step: int) -> float:
+        """The central point forecast at one step ahead only (``_point_path(step)[-1]``)."""
+        return float(self._point_path(step)[-1])
 
 
 def clone(model: _F) -> _F:

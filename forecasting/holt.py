@@ -119,9 +119,10 @@ class DampedHolt(Forecaster):
         z = normal_z(quantiles)
         return self._means(horizon)[:, None] + self._spreads(horizon)[:, None] * z[None, :]
 
-    def _predict_step(self, step: int, quantiles: FloatArray) -> FloatArray:
+    def _point_path(self, horizon: int) -> FloatArray:
+        return self._means(horizon)
+
+    def _point_step(self, step: int) -> float:
         assert self.level_ is not None
         damp = self.phi * (1 - self.phi**step) / (1 - self.phi) if self.phi != 1 else step
-        mean = self.level_ + damp * self.trend_
-        spread = float(self._spreads(step)[-1])
-        return mean + spread * normal_z(quantiles)
+        return float(self.level_ + damp * self.trend_)

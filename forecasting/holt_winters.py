@@ -146,12 +146,21 @@ class HoltWinters(Forecaster):
     def _means(self, horizon: int) -> FloatArray:
         assert self.level_ is not None
         steps = np.arange(1, horizon + 1)
-        damp = np.cumsum(self.phi**steps)
+        # the same prefix sums as damp_ (one cumsum, sequential): cached up to max_horizon
+        damp = self.damp_[:horizon] if horizon <= self.damp_.size else np.cumsum(self.phi**steps)
         return self.level_ + damp * self.trend_ + self._season_at(self.t_ - 1 + steps)
 
     def _predict(self, horizon: int, quantiles: FloatArray) -> FloatArray:
         return self._means(horizon)[:, None] + self.errors_.quantiles(horizon, quantiles)
 
-    def _predict_step(self, step: int, quantiles: FloatArray) -> FloatArray:
-        mean = float(self._means(step)[-1])
-        return mean + self.errors_.step_quantiles(step - 1, quantiles)
+    def _point_path(self, horizon: int) -> FloatArray:
+        return self._means(horizon)
+
+    def _point_step(self, step: int) -> float:
+        assert self.level_ is not None
+        phi = self.phi
+        damp = phi * (1 - phi**step) / (1 - phi) if phi != 1 else float(step)
+        season = 0.0
+        if self.initialised_:
+            season = float(self.seasonal_[(self.t_ - 1 + step) % self.season_])
+        return float(self.level_ + damp * self.trend_ + season)

@@ -53,12 +53,12 @@ class LastValue(Forecaster):
     def _predict(self, horizon: int, quantiles: FloatArray) -> FloatArray:
         return self.values_[-1] + self._change_quantiles(horizon, quantiles)
 
-    def _predict_step(self, step: int, quantiles: FloatArray) -> FloatArray:
-        v = np.fromiter(self.values_, dtype=np.float64, count=len(self.values_))
-        h = min(step, v.size - 1)
-        if h < 1:
-            return np.full(quantiles.size, v[-1])
-        return np.asarray(v[-1] + np.quantile(v[h:] - v[:-h], quantiles), dtype=np.float64)
+    def _point_path(self, horizon: int) -> FloatArray:
+        """The value it repeats (the band's median adds the median change)."""
+        return np.full(horizon, self.values_[-1])
+
+    def _point_step(self, step: int) -> float:
+        return float(self.values_[-1])
 
 
 class SeasonalNaive(Forecaster):
@@ -128,10 +128,15 @@ class SeasonalNaive(Forecaster):
             return self.naive_._predict(horizon, quantiles)
         return self._base(horizon)[:, None] + self._band(horizon, quantiles)
 
-    def _predict_step(self, step: int, quantiles: FloatArray) -> FloatArray:
+    def _point_path(self, horizon: int) -> FloatArray:
+        """The values it repeats from a season ago (the last value before one season)."""
         if not self._seasonal():
-            return self.naive_._predict_step(step, quantiles)
-        if len(self.residuals_) < self.MIN_RESIDUALS:
-            return np.asarray(self._predict(step, quantiles)[-1], dtype=np.float64)
-        r = np.fromiter(self.residuals_, dtype=np.float64, count=len(self.residuals_))
-        return np.asarray(self._base(step)[-1] + np.quantile(r, quantiles), dtype=np.float64)
+            return self.naive_._point_path(horizon)
+        return self._base(horizon)
+
+    def _point_step(self, step: int) -> float:
+        if not self._seasonal():
+            return self.naive_._point_step(step)
+        s = self.season_
+        base = float(self.ring_[(self.t_ + (step - 1) % s) % s])
+        return base if base == base else float(self.naive_.values_[-1])

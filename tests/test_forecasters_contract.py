@@ -15,9 +15,9 @@ SEASON = 12
 HORIZON = 4
 QUANTILES = [0.05, 0.5, 0.9, 0.99]
 NAMES = forecaster_names()
-# fit(y[:k]).update(y[k:]) == fit(y): promised by the streaming models; the quantile regression
-# refits on a schedule and the default selector contains it.
-EXACT = ["holt", "holt-winters", "last-value", "seasonal-naive"]
+# fit(y[:k]).update(y[k:]) == fit(y): promised by the streaming models and by the default selector
+# (whose candidates all stream); the quantile regression refits on a schedule.
+EXACT = ["adaptive-holt", "holt", "holt-winters", "last-value", "seasonal-naive", "selector"]
 
 
 def make(name: str) -> Forecaster:
@@ -58,6 +58,7 @@ DEGENERATE = {
 def test_the_registry_lists_every_model_alphabetically():
     assert NAMES == sorted(NAMES)
     assert set(NAMES) == {
+        "adaptive-holt",
         "holt",
         "holt-winters",
         "last-value",
@@ -68,7 +69,7 @@ def test_the_registry_lists_every_model_alphabetically():
 
 
 def test_an_unknown_name_is_a_value_error_listing_the_known_ones():
-    with pytest.raises(ValueError, match="known: holt, holt-winters"):
+    with pytest.raises(ValueError, match="known: adaptive-holt, holt, holt-winters"):
         make_forecaster("prophet")
 
 

@@ -113,8 +113,20 @@ def test_the_selector_picks_the_candidate_with_the_lower_recent_loss():
     selector = OnlineSelector(_candidates(), window=3 * S, horizon=6).fit(daily(10 * S, 1.0))
     assert selector.selected_ == "seasonal-naive"
     assert selector.losses_["seasonal-naive"] < selector.losses_["last-value"]
-    expected = selector.models_[1].predict(6, [0.1, 0.9])
-    assert np.array_equal(selector.predict(6, [0.1, 0.9]), expected)
+    assert selector.weights_.tolist() == [0.0, 1.0]
+    # the median follows the chosen candidate's point path: yesterday's curve
+    expected = selector.models_[1]._point_path(6)
+    assert np.allclose(selector.predict(6, [0.5])[:, 0], expected)
+
+
+def test_the_selector_band_is_its_own_and_calibrated():
+    # noise of sd 5 around a daily curve: the 5-95% band of the chosen seasonal naive should be
+    # about 2 x 1.645 x sqrt(2) x 5 wide (two noisy points: now and a season ago)
+    y = daily(40 * S, 5.0, seed=3)
+    selector = OnlineSelector(_candidates(), window=3 * S, horizon=2, max_horizon=4).fit(y)
+    lo, hi = selector.predict(2, [0.05, 0.95]).T
+    assert selector.selected_ == "seasonal-naive"
+    assert np.allclose(hi - lo, 2 * 1.645 * np.sqrt(2) * 5, rtol=0.25)
 
 
 def test_the_selector_switches_when_the_regime_changes():
@@ -127,30 +139,56 @@ def test_the_selector_switches_when_the_regime_changes():
 def test_the_inverse_loss_ensemble_lies_between_its_candidates():
     y = daily(10 * S, 1.0)
     selector = OnlineSelector(_candidates(), window=3 * S, horizon=6, combine="inverse-loss")
-    out = selector.fit(y).predict(6, [0.5])
-    parts = [m.predict(6, [0.5]) for m in selector.models_]
+    out = selector.fit(y).predict(6, [0.5])[:, 0]
+    parts = [m._point_path(6) for m in selector.models_]
     assert selector.selected_ == "inverse-loss"
     assert (out >= np.minimum(*parts) - 1e-9).all() and (out <= np.maximum(*parts) + 1e-9).all()
     assert sum(selector.weights_) == pytest.approx(1.0)
+    assert selector.weights_[1] > selector.weights_[0]  # seasonal naive missed less
 
 
-def test_the_selector_update_agrees_with_fit_when_its_candidates_promise_it():
-    y = daily(10 * S, 2.0)
+@pytest.mark.parametrize("split", [100, 400, 700])
+def test_the_selector_update_agrees_with_fit_when_its_candidates_promise_it(split):
+    # long enough (30 seasons) for fit to take its shortcut: candidates fitted on the head in
+    # bulk, only the last 2 x window + max_horizon + horizon + 40 points streamed
+    y = daily(30 * S, 2.0)
     y[::17] = np.nan
-    whole = OnlineSelector(_candidates(), window=S, horizon=3).fit(y)
-    parts = OnlineSelector(_candidates(), window=S, horizon=3).fit(y[:100]).update(y[100:])
+    params = {"window": S, "horizon": 3, "max_horizon": 6, "error_alpha": 0.5}
+    whole = OnlineSelector(_candidates(), **params).fit(y)
+    assert whole._stream_length() < y.size
+    parts = OnlineSelector(_candidates(), **params).fit(y[:split]).update(y[split:])
     assert parts.promises_exact_update()
     assert parts.selected_ == whole.selected_
-    assert parts.losses_ == pytest.approx(whole.losses_)
-    assert np.allclose(parts.predict(5, [0.1, 0.9]), whole.predict(5, [0.1, 0.9]))
+    assert parts.losses_ == pytest.approx(whole.losses_, rel=1e-12)
+    assert np.allclose(parts.predict(5, [0.1, 0.9]), whole.predict(5, [0.1, 0.9]), rtol=1e-9)
+
+
+def test_the_selector_scores_point_forecasts_without_asking_for_quantiles():
+    class Counting(LastValue):
+        calls = 0
+
+        def _predict(self, horizon, quantiles):
+            Counting.calls += 1
+            return super()._predict(horizon, quantiles)
+
+    selector = OnlineSelector((("lv", Counting()),), window=S, horizon=3).fit(daily(5 * S, 1.0))
+    selector.update(daily(S, 1.0))
+    selector.predict(3, [0.1, 0.5, 0.9])
+    assert Counting.calls == 0
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"metric": "mape"}, "metric"), ({"combine": "vote"}, "combine"), ({"candidates": ()}, "one")],
+    [({"combine": "vote"}, "combine"), ({"candidates": ()}, "one")],
 )
 def test_the_selector_rejects_bad_settings_at_fit(kwargs, match):
     params = {"candidates": _candidates(), **kwargs}
     selector = OnlineSelector(**params)  # __init__ has no logic
     with pytest.raises(ValueError, match=match):
         selector.fit([1.0, 2.0])
+
+
+def test_the_selector_rejects_duplicate_names():
+    selector = OnlineSelector((("a", LastValue()), ("a", LastValue())))
+    with pytest.raises(ValueError, match="unique"):
+        selector.fit([1.0])
