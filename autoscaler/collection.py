@@ -14,10 +14,12 @@ What it does not do, on purpose:
   ``rate()`` in Prometheus.
 - No made-up values (fail static). A NaN sample (``histogram_quantile`` over an idle window, a
   0/0 mean) becomes ``None``. A query that fails (:class:`PrometheusError`) leaves every field it
-  fills ``None`` for every workload of that engine. A snapshot is ``stale`` when a *core demand
-  signal* (:data:`CORE_FIELDS`, those the engine exports) is missing, when the workload has no
-  sample at all, or when its newest sample is older than ``staleness_s``; policies must then hold
-  (no scale-down) and the APIs answer 503.
+  fills ``None`` for every workload of that engine; once one query cannot connect at all
+  (:class:`PrometheusUnreachable`, after its retries), the tick's other queries are skipped, so
+  an outage costs one query's retries per tick, not every query's. A snapshot is ``stale`` when
+  a *core demand signal* (:data:`CORE_FIELDS`, those the engine exports) is missing, when the
+  workload has no sample at all, or when its newest sample is older than ``staleness_s``;
+  policies must then hold (no scale-down) and the APIs answer 503.
 - No replica states: they come from the Kubernetes watch (``replicas``), zeros until then.
 
 ``data_age_s`` is ``now`` minus the newest sample timestamp of the workload (``inf`` when it has
@@ -35,7 +37,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from typing import Final
 
-from autoscaler.clients.prometheus import PrometheusAPI, PrometheusError, Sample
+from autoscaler.clients.prometheus import (
+    PrometheusAPI,
+    PrometheusError,
+    PrometheusUnreachable,
+    Sample,
+)
 from autoscaler.config import WorkloadConfig
 from autoscaler.engines.base import EngineProfile
 from autoscaler.engines.promql import GroupingLabels, Query, build_fleet_queries
@@ -98,10 +105,16 @@ def collect(
     profile_of = _profiles(workloads, engines)
     fleet = build_fleet_queries(profile_of, lb, window, extra_matchers)
     results: dict[tuple[str, str], list[Sample]] = {}
+    unreachable: PrometheusUnreachable | None = None
     for engine_name, queries in fleet.items():
         for q in queries:
+            if unreachable is not None:
+                break  # no connection: every other query would wait out its retries too
             try:
                 results[(engine_name, q.field)] = api.query(q.promql, at=now)
+            except PrometheusUnreachable as exc:
+                log.warning("skipping this tick's other queries: %s", exc)
+                unreachable = exc
             except PrometheusError as exc:
                 log.warning("query for %s/%s failed: %s", engine_name, q.field, exc)
     return _assemble(workloads, profile_of, fleet, results, lb, now, staleness_s, replicas)

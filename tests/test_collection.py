@@ -12,6 +12,7 @@ from autoscaler.clients.fake_prometheus import FakePrometheus
 from autoscaler.clients.prometheus import (
     PrometheusQueryError,
     PrometheusUnavailable,
+    PrometheusUnreachable,
     RangeSeries,
     Sample,
 )
@@ -202,6 +203,14 @@ def test_a_failing_non_core_query_only_empties_its_field():
     )
     snap = run(api, [workload("chat")])["llm/chat"]
     assert snap.ttft_p90_s is None and snap.request_rate == 10.0 and not snap.stale
+
+
+def test_an_unreachable_prometheus_is_asked_once_per_tick_not_once_per_query():
+    errors = {q: PrometheusUnreachable("connection refused") for q in VLLM.values()}
+    api = FakePrometheus(errors=errors)
+    snap = run(api, [workload("chat")])["llm/chat"]
+    assert snap.stale and snap.request_rate is None
+    assert len(api.calls) == 1
 
 
 def test_prometheus_down_for_every_query_gives_stale_empty_snapshots():

@@ -6,7 +6,8 @@ Everything above this module sees only the narrow :class:`PrometheusAPI` Protoco
     PrometheusError (LlmAutoscalerError)    anything that kept a query from answering
     ├── PrometheusUnavailable               connection refused, timeout, 429, 5xx (503 ...),
     │                                       a body that is not a Prometheus API response;
-    │                                       raised after the retries are used up
+    │   │                                   raised after the retries are used up
+    │   └── PrometheusUnreachable           no connection at all (refused, reset, DNS)
     └── PrometheusQueryError                400/422 or ``"status": "error"``: the query itself is
                                             bad; ``.error`` is Prometheus' ``error`` text
 
@@ -55,6 +56,7 @@ __all__ = [
     "PrometheusError",
     "PrometheusQueryError",
     "PrometheusUnavailable",
+    "PrometheusUnreachable",
     "RangeSeries",
     "RawData",
     "RawMatrixSeries",
@@ -157,6 +159,11 @@ class PrometheusUnavailable(PrometheusError):
     ) -> None:
         self.retry_after_s = retry_after_s
         super().__init__(message, promql=promql, status=status)
+
+
+class PrometheusUnreachable(PrometheusUnavailable):
+    """No connection at all (refused, DNS, reset): every other query would fail the same way,
+    unlike a timeout or a 503, which can be one heavy query's trouble."""
 
 
 class PrometheusQueryError(PrometheusError):
@@ -298,7 +305,7 @@ class PrometheusClient:
                 promql=promql,
             ) from e
         except requests.RequestException as e:
-            raise PrometheusUnavailable(
+            raise PrometheusUnreachable(
                 f"cannot reach Prometheus at {self.url}: {type(e).__name__}", promql=promql
             ) from e
         with response:
