@@ -4,6 +4,8 @@ Each tick (15 s) the fleet is scraped, a :class:`~autoscaler.signals.SignalSnaps
 the scrapes alone, the policy recommends, and the recommendation reaches the fleet the way it
 would in a cluster: through the HPA emulation for policies that publish external metrics, or
 directly for policies with their own controller (``kpa``, ``apa``, ``dynamo``, ``static-peak``).
+With ``SimConfig.prefetch`` set, the prefetch planner then runs on the same recommendation and
+its pulls end as events of their own (:mod:`autoscaler.simulation.prefetch`).
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from autoscaler.recommendation import Recommendation
 from autoscaler.signals import SignalSnapshot
 from autoscaler.simulation.fleet import Fleet, LifecycleConfig
 from autoscaler.simulation.observation import PrometheusView
+from autoscaler.simulation.prefetch import PrefetchSim, SimPrefetcher
 from autoscaler.simulation.requests import RequestTable
 from autoscaler.traces.records import Trace
 
 STEP = 0
 LIFECYCLE = 1
 TICK = 2
+PREFETCH = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,8 @@ class SimConfig:
     work_weights: tuple[float, float] = (1.0, 1.0)
     """(prefill, decode) weights of one token of work, for the router and the timeline."""
     workload: str = "default/llm"
+    prefetch: PrefetchSim | None = None
+    """Run the prefetch planner and simulated pulls (``--prefetch on``); None: off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +104,7 @@ class RunOutput:
     timeline: list[TickRecord]
     replica_changes: int
     max_replicas: int
+    prefetch: SimPrefetcher | None = None
 
 
 def simulate(
@@ -113,6 +120,9 @@ def simulate(
     tp = profile.tp
     nodes = config.num_nodes or -(-config.max_replicas * tp // config.lifecycle.node_gpus)
     fleet = Fleet(profile=profile, lifecycle=config.lifecycle, num_nodes=nodes, reqs=reqs)
+    prefetcher = _prefetcher(config, nodes, tp)
+    if prefetcher is not None:
+        fleet.prefetch_until = prefetcher.pull_until
     view = PrometheusView(
         reqs,
         fleet,
@@ -213,6 +223,9 @@ def simulate(
         elif kind == LIFECYCLE:
             fleet.advance(slot, now)
             settle(now)
+        elif kind == PREFETCH:
+            if prefetcher is not None and prefetcher.finish(slot, now):
+                fleet.prefetch_done(slot, now)
         else:
             view.scrape(now)
             snapshot = view.snapshot(now)
@@ -224,6 +237,19 @@ def simulate(
                 spec = desired
             fleet.scale_to(spec, now)
             settle(now)
+            if prefetcher is not None:
+                fleet.expire_images(now)
+                gpr = fleet.gpus_per_replica
+                pulls = prefetcher.plan(
+                    now,
+                    rec_,
+                    used=[node.used for node in fleet.nodes],
+                    warm=[node.holds(fleet.image) for node in fleet.nodes],
+                    pods_on={node.index: node.used // gpr for node in fleet.nodes if node.used},
+                )
+                for node_index, until in pulls:
+                    seq += 1
+                    heappush(heap, (until, seq, PREFETCH, node_index, 0))
             max_live = max(max_live, spec)
             timeline.append(TickRecord.of(now, spec, snapshot, rec_.winner, config.work_weights))
             if now + config.tick_s <= duration:
@@ -241,6 +267,24 @@ def simulate(
         timeline=timeline,
         replica_changes=changes,
         max_replicas=max_live,
+        prefetch=prefetcher,
+    )
+
+
+def _prefetcher(config: SimConfig, num_nodes: int, tp: int) -> SimPrefetcher | None:
+    """The run's simulated prefetcher, or None when prefetch is off."""
+    if config.prefetch is None:
+        return None
+    lc = config.lifecycle
+    return SimPrefetcher(
+        config.prefetch,
+        num_nodes=num_nodes,
+        node_gpus=lc.node_gpus,
+        gpus_per_replica=tp,
+        pull_s=lc.pull_s,
+        image_slots=lc.image_slots,
+        min_replicas=config.min_replicas,
+        max_replicas=config.max_replicas,
     )
 
 

@@ -11,6 +11,11 @@ holds the image, which a 100+ GB modelcar saturates). ImageLocality is only a sc
 wins over an empty cold node unless it is more than full by the same margin. Ties go to the lowest
 node index, which keeps runs deterministic.
 
+Prefetch (``autoscaler.simulation.prefetch``): a pull the planner started on a node lives in
+``prefetch_until`` (node -> end); a replica scheduled there meanwhile joins it (containerd fetches
+one reference once) and waits only for its rest; :meth:`Fleet.prefetch_done` puts the image in
+the node's cache when it ends.
+
 Scale-down follows the ReplicaSet's ranking (``controller.ActivePodsWithRanks``): unscheduled
 pods first, then not-ready ones (newest first), then ready ones with the most recent Ready time.
 Not-ready pods go away at once; ready ones drain.
@@ -46,6 +51,10 @@ class LifecycleConfig:
     node_gpus: int = 8
     image_slots: int = 4
     """How many modelcar images a node's disk keeps (LRU beyond that)."""
+    foreign_image_interval_s: float = 0.0
+    """Other tenants' churn: a node running none of the workload's pods gets another image
+    every this many seconds, so the workload's image, unused, is evicted (LRU) after
+    ``image_slots`` of them. 0: no other tenants (a visited node stays warm for good)."""
 
 
 @dataclass(slots=True)
@@ -54,6 +63,8 @@ class Node:
     gpus: int
     used: int = 0
     images: deque[str] = field(default_factory=deque)
+    idle_since: float | None = None
+    """When the workload's image was last used here while no pod of it runs (churn model)."""
 
     def holds(self, image: str) -> bool:
         return image in self.images
@@ -112,6 +123,8 @@ class Fleet:
         self.time_to_ready: deque[float] = deque(maxlen=8)
         self.pending_events: list[tuple[float, int]] = []
         """(time, slot) lifecycle transitions the engine must schedule."""
+        self.prefetch_until: dict[int, float] = {}
+        """Prefetch pulls running now: node index -> when they end (shared with the planner)."""
 
     # -- views -----------------------------------------------------------------------------
     def live(self) -> list[ReplicaRecord]:
@@ -158,6 +171,17 @@ class Fleet:
         self._try_schedule(rec, now, instant)
         return rec
 
+    def expire_images(self, now: float) -> None:
+        """Other tenants' images evict ours from nodes idle for ``image_slots`` arrivals."""
+        interval = self.lifecycle.foreign_image_interval_s
+        if interval <= 0:
+            return
+        horizon = self.lifecycle.image_slots * interval
+        for node in self.nodes:
+            since = node.idle_since
+            if since is not None and now - since >= horizon and self.image in node.images:
+                node.images.remove(self.image)
+
     def _pick_node(self) -> Node | None:
         need = self.gpus_per_replica
         best: Node | None = None
@@ -172,10 +196,12 @@ class Fleet:
         return best
 
     def _try_schedule(self, rec: ReplicaRecord, now: float, instant: bool = False) -> bool:
+        self.expire_images(now)
         node = self._pick_node()
         if node is None:
             return False
         node.used += self.gpus_per_replica
+        node.idle_since = None
         rec.node = node.index
         rec.warm = node.holds(self.image)
         if instant:
@@ -190,12 +216,25 @@ class Fleet:
         if lc.provision_s > 0:
             self._enter(rec, PROVISIONING, now + lc.provision_s)
         elif not rec.warm and lc.pull_s > 0:
-            self._enter(rec, PULLING, now + lc.pull_s)
+            self._enter(rec, PULLING, self._pull_end(node.index, now))
         elif lc.init_s > 0:
             self._enter(rec, INITIALIZING, now + lc.init_s)
         else:
             self._become_ready(rec, now)
         return True
+
+    def _pull_end(self, node: int, now: float) -> float:
+        """When a pull started at ``now`` on ``node`` ends: at the running prefetch's end if any."""
+        end = now + self.lifecycle.pull_s
+        joined = self.prefetch_until.get(node)
+        return joined if joined is not None and now <= joined < end else end
+
+    def prefetch_done(self, node: int, now: float) -> None:
+        """A prefetch pull on ``node`` finished: the image is in its cache (and just used)."""
+        target = self.nodes[node]
+        target.store(self.image, self.lifecycle.image_slots)
+        if target.used == 0:
+            target.idle_since = now
 
     def _enter(self, rec: ReplicaRecord, phase: str, until: float) -> None:
         rec.phase = phase
@@ -209,7 +248,8 @@ class Fleet:
             return  # the pod was deleted meanwhile, or this timer is outdated
         lc = self.lifecycle
         if rec.phase == PROVISIONING and not rec.warm and lc.pull_s > 0:
-            self._enter(rec, PULLING, now + lc.pull_s)
+            assert rec.node is not None
+            self._enter(rec, PULLING, self._pull_end(rec.node, now))
         elif rec.phase in (PROVISIONING, PULLING) and lc.init_s > 0:
             if rec.phase == PULLING:
                 self._mark_warm(rec)
@@ -254,7 +294,10 @@ class Fleet:
             self.retired_gen_tokens += rec.server.gen_tokens
             self.retired_prompt_tokens += rec.server.prompt_tokens
         if rec.node is not None:
-            self.nodes[rec.node].used -= self.gpus_per_replica
+            node = self.nodes[rec.node]
+            node.used -= self.gpus_per_replica
+            if node.used == 0:
+                node.idle_since = now
             rec.node = None
             for other in self.records:
                 if other.phase == PENDING and self._try_schedule(other, now):

@@ -49,7 +49,7 @@ from autoscaler.hpa.controller import HpaController
 from autoscaler.perf.model import PerfProfile
 from autoscaler.policies.base import Policy
 from autoscaler.signals import ReplicaCounts, SignalSnapshot
-from autoscaler.simulation.engine import SimConfig, TickRecord, _decide
+from autoscaler.simulation.engine import SimConfig, TickRecord, _decide, _prefetcher
 from autoscaler.simulation.fleet import (
     INITIALIZING,
     PENDING,
@@ -58,6 +58,7 @@ from autoscaler.simulation.fleet import (
     READY,
     LifecycleConfig,
 )
+from autoscaler.simulation.prefetch import SimPrefetcher
 from autoscaler.slo import SloSpec
 from autoscaler.traces.synthetic import AZURE_CONV_LENGTHS, LengthMixture
 
@@ -374,10 +375,16 @@ class _Lifecycle:
     cold: int = 0
     warm: int = 0
     ttr: deque[float] = field(default_factory=lambda: deque(maxlen=8))
+    started: list[float] = field(default_factory=list)
+    """Time-to-ready of every pod that became ready (not the starting fleet)."""
+    prefetcher: SimPrefetcher | None = None
+    """The prefetch planner's simulated pulls (``--prefetch on``), as in fleet.py."""
 
     def __post_init__(self) -> None:
         self.used = [0] * self.num_nodes
         self.image = [False] * self.num_nodes
+        self.idle_since: list[float | None] = [None] * self.num_nodes
+        """When the image was last used on a node running none of the pods (churn model)."""
         # nodes by (holds the image, free GPUs), lowest index first (lazy deletion)
         self._heaps: dict[tuple[bool, int], list[int]] = {}
         for i in range(self.num_nodes):
@@ -403,11 +410,31 @@ class _Lifecycle:
                 best, best_score = heap[0], score
         return best
 
+    def expire_images(self, now: float) -> None:
+        """Other tenants' images evict ours from idle nodes (fleet.py's churn model)."""
+        interval = self.lc.foreign_image_interval_s
+        if interval <= 0:
+            return
+        horizon = self.lc.image_slots * interval
+        for node, since in enumerate(self.idle_since):
+            if since is not None and now - since >= horizon and self.image[node]:
+                self.image[node] = False
+                self._touch(node)
+
+    def _pull_end(self, node: int, now: float) -> float:
+        end = now + self.lc.pull_s
+        if self.prefetcher is None:
+            return end
+        joined = self.prefetcher.pull_until.get(node)
+        return joined if joined is not None and now <= joined < end else end
+
     def _schedule(self, pod: _Pod, now: float, instant: bool = False) -> bool:
+        self.expire_images(now)
         node = self._pick()
         if node < 0:
             return False
         self.used[node] += self.tp
+        self.idle_since[node] = None
         pod.node = node
         pod.warm = self.image[node]
         if instant:
@@ -424,12 +451,13 @@ class _Lifecycle:
         if lc.provision_s > 0:
             pod.phase, pod.until = PROVISIONING, now + lc.provision_s
         elif not pod.warm and lc.pull_s > 0:
-            pod.phase, pod.until = PULLING, now + lc.pull_s
+            pod.phase, pod.until = PULLING, self._pull_end(node, now)
         elif lc.init_s > 0:
             pod.phase, pod.until = INITIALIZING, now + lc.init_s
         else:
             pod.phase, pod.ready_at = READY, now
             self.ttr.append(0.0)
+            self.started.append(0.0)
         return True
 
     def create(self, now: float, instant: bool = False) -> None:
@@ -447,10 +475,21 @@ class _Lifecycle:
         for end, _ in self.draining:
             if end < t:
                 t = end
+        if self.prefetcher is not None:
+            for end in self.prefetcher.pull_until.values():
+                if end < t:
+                    t = end
         return t
 
     def advance(self, now: float) -> None:
         """Fire every lifecycle timer due at or before ``now``."""
+        if self.prefetcher is not None and self.prefetcher.pull_until:
+            for node, end in sorted(self.prefetcher.pull_until.items(), key=lambda kv: kv[1]):
+                if end <= now and self.prefetcher.finish(node, end):
+                    self.image[node] = True
+                    if self.used[node] == 0:
+                        self.idle_since[node] = end
+                    self._touch(node)
         if self.draining and any(end <= now for end, _ in self.draining):
             keep = []
             for end, node in sorted(self.draining):
@@ -470,12 +509,13 @@ class _Lifecycle:
                     self.image[pod.node] = True
                     self._touch(pod.node)
                 if pod.phase == PROVISIONING and not pod.warm and lc.pull_s > 0:
-                    pod.phase, pod.until = PULLING, t + lc.pull_s
+                    pod.phase, pod.until = PULLING, self._pull_end(pod.node, t)
                 elif pod.phase in (PROVISIONING, PULLING) and lc.init_s > 0:
                     pod.phase, pod.until = INITIALIZING, t + lc.init_s
                 else:
                     pod.phase, pod.ready_at = READY, t
                     self.ttr.append(t - pod.created)
+                    self.started.append(t - pod.created)
                     became.append(pod)
         if became:
             became.sort(key=lambda p: (p.ready_at, p.slot))
@@ -484,6 +524,8 @@ class _Lifecycle:
 
     def _free(self, node: int, now: float) -> None:
         self.used[node] -= self.tp
+        if self.used[node] == 0:
+            self.idle_since[node] = now
         self._touch(node)
         for pod in self.unready:
             if pod.phase == PENDING and not self._schedule(pod, now):
@@ -580,6 +622,9 @@ class FluidOutput:
     tick_ok: FloatArray
     """Expected share of that interval's arrivals meeting the SLO."""
     final_backlog: float = 0.0
+    time_to_ready: list[float] = field(default_factory=list)
+    """Seconds from creation to ready of every pod that became ready (not the starting fleet)."""
+    prefetch: SimPrefetcher | None = None
 
     @property
     def slo_attainment(self) -> float:
@@ -649,6 +694,7 @@ def simulate_fluid(
     tp = profile.tp
     nodes = config.num_nodes or -(-config.max_replicas * tp // config.lifecycle.node_gpus)
     fleet = _Lifecycle(config.lifecycle, tp, nodes)
+    fleet.prefetcher = _prefetcher(config, nodes, tp)
     for _ in range(config.start_replicas):
         fleet.create(0.0, instant=True)
     spec = config.start_replicas
@@ -704,6 +750,15 @@ def simulate_fluid(
             spec = desired
         live = len(fleet.ready) + len(fleet.unready)
         fleet.scale_to(spec, now, _drain_s(m, batch) if spec < live else 0.0, duration)
+        if fleet.prefetcher is not None:
+            fleet.expire_images(now)
+            fleet.prefetcher.plan(
+                now,
+                rec,
+                used=fleet.used,
+                warm=fleet.image,
+                pods_on={i: u // tp for i, u in enumerate(fleet.used) if u},
+            )
         max_live = max(max_live, spec)
         timeline.append(TickRecord.of(now, spec, snapshot, rec.winner, config.work_weights))
         last_tick = now + tick > duration
@@ -787,6 +842,8 @@ def simulate_fluid(
         tick_start=np.asarray(start_list, dtype=np.float64),
         tick_ok=np.asarray(ok_list, dtype=np.float64),
         final_backlog=backlog,
+        time_to_ready=fleet.started,
+        prefetch=fleet.prefetcher,
     )
 
 

@@ -81,6 +81,7 @@ def run_fluid(
             tick_s=req.tick_s,
             lifecycle=INSTANT if name == ORACLE else req.lifecycle,
             work_weights=weights,
+            prefetch=None if name == ORACLE else req.prefetch,
         )
         out = simulate_fluid(
             rates, window_s, policy, profile=profile, config=config, slo=slo, model=model

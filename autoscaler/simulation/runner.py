@@ -25,6 +25,7 @@ from autoscaler.simulation.oracle import (
     work_bound_gpu_hours,
     work_weights,
 )
+from autoscaler.simulation.prefetch import PrefetchSim
 from autoscaler.simulation.results import mean_over_seeds, run_figures
 from autoscaler.slo import SloSpec
 from autoscaler.traces.records import Trace
@@ -48,6 +49,8 @@ class RunRequest:
     capacity_seed_error: float = 0.0
     """Relative error injected into the policies' capacity seed (e.g. +0.3, -0.3)."""
     tick_s: float = 15.0
+    prefetch: PrefetchSim | None = None
+    """Prefetch planner and simulated pulls for every policy but the oracle (None: off)."""
 
 
 @dataclass
@@ -95,6 +98,7 @@ def describe_request(req: RunRequest) -> dict[str, object]:
             "pull_s": req.lifecycle.pull_s,
             "init_s": req.lifecycle.init_s,
             "provision_s": req.lifecycle.provision_s,
+            "prefetch": req.prefetch is not None,
         },
     }
 
@@ -128,6 +132,7 @@ def run_seed(base: Trace, req: RunRequest, seed: int, progress: Progress | None 
             tick_s=req.tick_s,
             lifecycle=lifecycle,
             work_weights=weights,
+            prefetch=None if name == ORACLE else req.prefetch,
         )
 
         def report(frac: float, _name: str = name) -> None:
