@@ -250,6 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
         "/v1 next to the current HPA's decision; don't wire an HPA to it yet",
     )
     srv.add_argument(
+        "--prefetch-dry-run",
+        action="store_true",
+        help="plan modelcar prefetches and log them, create no Job and set no label",
+    )
+    srv.add_argument(
         "--duration",
         type=_positive("--duration"),
         default=None,
@@ -818,6 +823,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         backfill_s=backfill_s,
         shadow=args.shadow,
         duration_s=args.duration,
+        prefetch_dry_run=args.prefetch_dry_run,
     )
     return serve(config, options)
 

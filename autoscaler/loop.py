@@ -59,6 +59,22 @@ class ShadowSource(Protocol):
     def current(self, namespace: str, name: str) -> CurrentAutoscaler | None: ...
 
 
+class Actuator(Protocol):
+    """Something that acts on a workload's fresh recommendation (the modelcar prefetcher).
+
+    Called in the tick's worker thread after the store is written, only for workloads whose
+    config enables it; it must not raise for API trouble (the prefetcher reports instead).
+    """
+
+    def reconcile(
+        self,
+        workload: WorkloadConfig,
+        recommendation: Recommendation | None,
+        forecast_replicas: float | None,
+        now: float,
+    ) -> object: ...
+
+
 class EventSink(Protocol):
     """Kubernetes Events about a workload (e.g. capacity unavailable)."""
 
@@ -132,6 +148,7 @@ class ControlLoop:
         replicas: ReplicaSource | None = None,
         shadow: ShadowSource | None = None,
         events: EventSink | None = None,
+        prefetcher: Actuator | None = None,
         clock: Callable[[], float] = time.time,
         policy_factory: Callable[[PolicyContext], Policy] = ForecastPolicy,
     ) -> None:
@@ -143,6 +160,7 @@ class ControlLoop:
         self.replicas = replicas
         self.shadow = shadow
         self.events = events
+        self.prefetcher = prefetcher
         self.clock = clock
         self.policies: dict[str, Policy] = {
             workload_key(w.namespace, w.name): policy_factory(workload_context(config, w))
@@ -196,6 +214,7 @@ class ControlLoop:
             self._report_pending_timeout(key, snap)
             if self.shadow is not None and self.store.get(key).info.shadow:
                 self._observe_shadow(key, rec, errors)
+            self._prefetch(key, rec, now, errors)
         duration = time.perf_counter() - start
         queries = self.queries_per_tick()
         self.metrics.tick_seconds.observe(duration)
@@ -246,6 +265,15 @@ class ControlLoop:
             self.metrics.events.labels("CapacityUnavailable").inc()
         except Exception as exc:  # Events are best effort
             log.warning("could not emit an Event for %s: %s", key, exc)
+
+    def _prefetch(self, key: str, rec: Recommendation, now: float, errors: list[str]) -> None:
+        workload = self._workloads[key]
+        if self.prefetcher is None or not workload.prefetch.enabled or rec.holds:
+            return  # never act on stale data: a held tick plans nothing
+        try:
+            self.prefetcher.reconcile(workload, rec, None, now)
+        except Exception as exc:  # prefetch is an optimisation; the tick must go on
+            errors.append(f"{key}: prefetch failed: {exc}")
 
     def _observe_shadow(self, key: str, rec: Recommendation, errors: list[str]) -> None:
         assert self.shadow is not None

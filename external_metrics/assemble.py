@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 import ssl
 import sys
 import tempfile
@@ -35,6 +37,7 @@ from autoscaler.loop import ControlLoop, EventSink, ReplicaSource, ShadowSource,
 from autoscaler.loop_metrics import LoopMetrics
 from autoscaler.policies.forecast import DESIRED_METRIC, FORECAST_METRIC, LOAD_METRIC
 from autoscaler.store import RecommendationStore
+from cache.prefetcher import Prefetcher
 from external_metrics.app import create_api_app
 from external_metrics.auth import AuthConfig, Authenticator, build_authenticator
 from external_metrics.health import create_health_app
@@ -60,6 +63,7 @@ class ServeOptions:
     backfill_s: float = 3600.0
     shadow: bool = False
     duration_s: float | None = None
+    prefetch_dry_run: bool = False
 
 
 def _tls_files(config: ServiceConfig, tmp: Path) -> tuple[str, str]:
@@ -102,6 +106,7 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
     events: EventSink | None = None
     kube: client.ApiClient | None = None
     watcher: PodWatcher | None = None
+    prefetcher: Prefetcher | None = None
     if options.use_kubernetes:
         kube = build_api_client(host=options.kube_api, kubeconfig=options.kubeconfig)
         watcher = PodWatcher(
@@ -114,6 +119,15 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
         replicas = watcher
         shadow = CurrentAutoscalerReader(kube)
         events = EventRecorder(kube)
+        if any(w.prefetch.enabled for w in config.workloads):
+            # only the Lease holder acts; the namespace comes from the downward API in deploy/
+            prefetcher = Prefetcher(
+                kube,
+                registry,
+                dry_run=options.prefetch_dry_run,
+                lease_namespace=os.environ.get("POD_NAMESPACE", "default"),
+                identity=os.environ.get("POD_NAME") or socket.gethostname(),
+            )
 
     with (
         PrometheusClient(config.service.prometheus_url) as prometheus,
@@ -128,6 +142,7 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
             replicas=replicas,
             shadow=shadow,
             events=events,
+            prefetcher=prefetcher,
         )
         log.info(
             "%d workload(s), %d PromQL queries per tick, tick %gs, Prometheus %s",
@@ -140,9 +155,13 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
         listeners = _listeners(config, options, store, registry, loop, cert_file, key_file, kube)
         if watcher is not None:
             watcher.start()
+        if prefetcher is not None:
+            prefetcher.start()
         try:
             asyncio.run(_main(loop, listeners, config, options))
         finally:
+            if prefetcher is not None:
+                prefetcher.stop()  # releases the Lease so another replica takes over at once
             if watcher is not None:
                 watcher.stop()
     return 0

@@ -352,3 +352,46 @@ def test_nan_demand_holds(bad):
     loop, store, _ = make(config("a"), FakePrometheus(results=data), clock)
     assert loop.tick().recommendations["llm/a"].holds
     assert store.freshness("llm/a") is Freshness.NO_DATA
+
+
+@dataclass
+class Prefetch:
+    calls: list[tuple[str, int | None]] = field(default_factory=list)
+    fail: bool = False
+
+    def reconcile(self, workload, recommendation, forecast_replicas, now):
+        if self.fail:
+            raise RuntimeError("API server gone")
+        self.calls.append((workload.name, recommendation.desired_replicas))
+
+
+def _prefetch_config() -> ServiceConfig:
+    cfg = config("a", "b")
+    image = "registry.example.com/m@sha256:" + "0" * 64
+    first = cfg.workloads[0].model_copy(
+        update={"image": image, "prefetch": cfg.workloads[0].prefetch.model_copy(
+            update={"enabled": True})}
+    )  # fmt: skip
+    return cfg.model_copy(update={"workloads": (first, cfg.workloads[1])})
+
+
+def test_the_prefetcher_acts_only_for_enabled_workloads_and_never_on_a_hold():
+    clock = Clock()
+    prefetch = Prefetch()
+    api = FakePrometheus(results=healthy(["a", "b"], clock.t))
+    loop, _, _ = make(_prefetch_config(), api, clock, prefetcher=prefetch)
+    rec = loop.tick().recommendations["llm/a"]
+    assert prefetch.calls == [("a", rec.desired_replicas)]
+    clock.t += 15
+    api.results = {}
+    loop.tick()  # stale: nothing is planned from missing data
+    assert len(prefetch.calls) == 1
+
+
+def test_a_failing_prefetcher_does_not_stop_the_tick():
+    clock = Clock()
+    api = FakePrometheus(results=healthy(["a", "b"], clock.t))
+    loop, store, _ = make(_prefetch_config(), api, clock, prefetcher=Prefetch(fail=True))
+    report = loop.tick()
+    assert any("prefetch failed" in e for e in report.errors)
+    assert store.freshness("llm/a") is Freshness.FRESH
