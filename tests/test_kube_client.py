@@ -43,13 +43,13 @@ from autoscaler.clients.kube import (
     KubernetesConfigError,
     KubernetesError,
     build_api_client,
+    format_selector,
     kubernetes_error,
 )
 from autoscaler.clients.kube.pods import (
     NotSyncedError,
     PodWatcher,
     WatchedWorkload,
-    format_selector,
 )
 from autoscaler.clients.kube.workloads import (
     CurrentAutoscalerReader,

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final
 
 import urllib3
@@ -43,7 +43,10 @@ __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
     "KubernetesConfigError",
     "KubernetesError",
+    "api_host",
     "build_api_client",
+    "call_json",
+    "format_selector",
     "kubernetes_error",
     "read_json",
 ]
@@ -193,3 +196,38 @@ def read_json(response: Any, operation: str, *, host: str | None = None) -> dict
             operation, f"the answer is a JSON {type(parsed).__name__}, not an object", host=host
         )
     return parsed
+
+
+def api_host(api_client: client.ApiClient) -> str | None:
+    """The API server URL of ``api_client``, for error messages."""
+    host = getattr(api_client.configuration, "host", None)
+    return host if isinstance(host, str) else None
+
+
+def call_json(
+    operation: str,
+    call: Callable[[], Any],
+    *,
+    host: str | None,
+    absent: Collection[int] = (),
+) -> dict[str, Any] | None:
+    """Run one ``_preload_content=False`` API call and read its JSON object.
+
+    None when the API answers a status in ``absent`` (404 for "not there", 409 for "already
+    there"), so callers say what that status means to them; any other failure is a
+    :class:`KubernetesError` naming ``operation``.
+    """
+    try:
+        response = call()
+    except client.ApiException as exc:
+        if exc.status in absent:
+            return None
+        raise kubernetes_error(operation, exc, host=host) from exc
+    except Exception as exc:
+        raise kubernetes_error(operation, exc, host=host) from exc
+    return read_json(response, operation, host=host)
+
+
+def format_selector(labels: Mapping[str, str]) -> str:
+    """``k1=v1,k2=v2`` (an equality label selector), sorted so the query string is stable."""
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))

@@ -30,16 +30,13 @@ from kubernetes import client
 from autoscaler.clients.kube import (
     DEFAULT_REQUEST_TIMEOUT,
     KubernetesError,
+    api_host,
+    call_json,
+    format_selector,
     kubernetes_error,
-    read_json,
 )
 
-__all__ = ["JobClient", "format_selector"]
-
-
-def format_selector(labels: Mapping[str, str]) -> str:
-    """``k1=v1,k2=v2``, sorted so the query string is stable."""
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+__all__ = ["JobClient"]
 
 
 class JobClient:
@@ -53,7 +50,7 @@ class JobClient:
     ) -> None:
         self._batch = client.BatchV1Api(api_client)
         self._apps = client.AppsV1Api(api_client)
-        self._host: str | None = getattr(api_client.configuration, "host", None)
+        self._host = api_host(api_client)
         self.request_timeout = request_timeout
 
     def create(self, namespace: str, manifest: Mapping[str, Any]) -> bool:
@@ -64,34 +61,32 @@ class JobClient:
             body = client.V1Job.from_dict(dict(manifest))
             if body is None:  # pragma: no cover - only for a None input
                 raise ValueError("the Job manifest did not validate")
-            response = self._batch.create_namespaced_job(
-                namespace,
-                body,
-                _preload_content=False,
-                _request_timeout=self.request_timeout,
-            )
-        except client.ApiException as exc:
-            if exc.status == 409:
-                return False
-            raise kubernetes_error(operation, exc, host=self._host) from exc
         except Exception as exc:
             raise kubernetes_error(operation, exc, host=self._host) from exc
-        read_json(response, operation, host=self._host)
-        return True
+        created = call_json(
+            operation,
+            lambda: self._batch.create_namespaced_job(
+                namespace, body, _preload_content=False, _request_timeout=self.request_timeout
+            ),
+            host=self._host,
+            absent=(409,),
+        )
+        return created is not None
 
     def list(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
         """Jobs in ``namespace`` carrying all of ``labels``."""
         operation = f"list jobs in {namespace} with {format_selector(labels)}"
-        try:
-            response = self._batch.list_namespaced_job(
+        answer = call_json(
+            operation,
+            lambda: self._batch.list_namespaced_job(
                 namespace,
                 label_selector=format_selector(labels),
                 _preload_content=False,
                 _request_timeout=self.request_timeout,
-            )
-        except Exception as exc:
-            raise kubernetes_error(operation, exc, host=self._host) from exc
-        items = read_json(response, operation, host=self._host).get("items") or []
+            ),
+            host=self._host,
+        )
+        items = (answer or {}).get("items") or []
         if not isinstance(items, list):
             raise KubernetesError(operation, "items is not a list", host=self._host)
         out = []
@@ -106,37 +101,28 @@ class JobClient:
     def delete(self, namespace: str, name: str) -> bool:
         """Delete the Job and (in the background) its pod; False when it was already gone."""
         operation = f"delete job {namespace}/{name}"
-        try:
-            response = self._batch.delete_namespaced_job(
+        deleted = call_json(
+            operation,
+            lambda: self._batch.delete_namespaced_job(
                 name,
                 namespace,
                 propagation_policy="Background",
                 _preload_content=False,
                 _request_timeout=self.request_timeout,
-            )
-        except client.ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise kubernetes_error(operation, exc, host=self._host) from exc
-        except Exception as exc:
-            raise kubernetes_error(operation, exc, host=self._host) from exc
-        read_json(response, operation, host=self._host)
-        return True
+            ),
+            host=self._host,
+            absent=(404,),
+        )
+        return deleted is not None
 
     def read_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Deployment as a raw dict, or None when there is none."""
         operation = f"get deployment {namespace}/{name}"
-        try:
-            response = self._apps.read_namespaced_deployment(
-                name,
-                namespace,
-                _preload_content=False,
-                _request_timeout=self.request_timeout,
-            )
-        except client.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise kubernetes_error(operation, exc, host=self._host) from exc
-        except Exception as exc:
-            raise kubernetes_error(operation, exc, host=self._host) from exc
-        return read_json(response, operation, host=self._host)
+        return call_json(
+            operation,
+            lambda: self._apps.read_namespaced_deployment(
+                name, namespace, _preload_content=False, _request_timeout=self.request_timeout
+            ),
+            host=self._host,
+            absent=(404,),
+        )

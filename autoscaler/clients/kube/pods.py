@@ -54,6 +54,7 @@ from kubernetes import client, watch
 from autoscaler.clients.kube import (
     DEFAULT_REQUEST_TIMEOUT,
     KubernetesError,
+    format_selector,
     kubernetes_error,
     read_json,
 )
@@ -69,7 +70,7 @@ from autoscaler.replica_states import (
 )
 from autoscaler.signals import ReplicaCounts
 
-__all__ = ["NotSyncedError", "PodWatcher", "WatchedWorkload", "format_selector"]
+__all__ = ["NotSyncedError", "PodWatcher", "WatchedWorkload"]
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +100,6 @@ class WatchedWorkload:
     def name(self) -> str:
         """The workload's (and its Deployment's) name."""
         return self.key.partition("/")[2]
-
-
-def format_selector(selector: Mapping[str, str]) -> str:
-    """The ``labelSelector`` query value: ``k1=v1,k2=v2``, sorted so equal selectors match."""
-    return ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
 
 
 class NotSyncedError(KubernetesError):
