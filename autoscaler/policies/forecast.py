@@ -34,11 +34,20 @@ from autoscaler.policies.base import Actuation, PolicyContext
 from autoscaler.policies.fallbacks import fill_demand
 from autoscaler.recommendation import Candidate, PublishedMetric, Recommendation, hold
 from autoscaler.signals import SignalSnapshot
+from forecasting.base import Forecaster
 from forecasting.holt import DampedHolt
 
 DESIRED_METRIC = "llm_desired_replicas"
 LOAD_METRIC = "llm_load_replicas"
 FORECAST_METRIC = "llm_forecast_load_replicas"
+
+
+def default_forecaster() -> Forecaster:
+    """The forecaster the policy runs on token-work demand (1-minute means, one per tick).
+
+    One place, so the report, the notebooks and the policy always use the same model.
+    """
+    return DampedHolt()
 
 
 class CapacityLearner:
@@ -89,7 +98,7 @@ class ForecastPolicy:
     def __init__(self, ctx: PolicyContext, setting: float | None = None) -> None:
         self.ctx = ctx
         self.headroom = 1.0 if setting is None else setting
-        self.forecaster = DampedHolt()
+        self.forecaster = default_forecaster()
         self.capacity = CapacityLearner(ctx.replica_token_capacity)
         self._ready_history: deque[int] = deque(maxlen=5)
         self._demand: deque[float] = deque(maxlen=4)
