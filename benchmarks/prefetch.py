@@ -43,11 +43,10 @@ from autoscaler.simulation.engine import SimConfig, simulate
 from autoscaler.simulation.fleet import LifecycleConfig
 from autoscaler.simulation.fluid import (
     build_replica_model,
-    fill_gaps,
     fluid_figures,
-    length_sample,
     simulate_fluid,
 )
+from autoscaler.simulation.fluid_runner import fluid_setup
 from autoscaler.simulation.oracle import oracle_plan, replica_capacity, work_weights
 from autoscaler.simulation.prefetch import PrefetchSim
 from autoscaler.simulation.results import run_figures
@@ -57,7 +56,6 @@ from autoscaler.traces.readers import read_trace
 from autoscaler.traces.records import Trace
 from autoscaler.traces.scaling import scale_rate
 from autoscaler.traces.servegen import read_rate_windows
-from autoscaler.traces.synthetic import AZURE_CONV_LENGTHS
 from cache.planner import PlannerSettings
 
 POLICY = "forecast"
@@ -184,20 +182,9 @@ def fluid(model_name: str, lifecycle: LifecycleConfig) -> dict[str, Any]:
     """One ServeGen model, 14 days, fluid mode (set-up as fluid_runner.run_fluid)."""
     windows = read_rate_windows(shared_or_exit(SERVEGEN), model_name)
     profile, slo = get_profile(), SloSpec()
-    rates = fill_gaps(windows.rate_rps)
-    prompts, outputs = length_sample(AZURE_CONV_LENGTHS)
-    weights = work_weights(profile, slo)
-    mix = Trace(
-        path="length-mixture",
-        format="synthetic",
-        arrival_s=np.arange(prompts.size, dtype=np.float64),
-        prompt_tokens=prompts,
-        output_tokens=outputs,
-        duration_s=float(prompts.size),
-    )
-    capacity = replica_capacity(mix, profile, slo, weights)
-    mean_work = float(np.mean(prompts * weights[0] + np.maximum(outputs, 1) * weights[1]))
-    per_window = np.maximum(1, np.ceil(rates * mean_work / capacity)).astype(np.int64)
+    setup = fluid_setup(windows, profile, slo)
+    rates, weights, per_window = setup.rates, setup.weights, setup.per_window
+    prompts, outputs = setup.prompts, setup.outputs
     peak = int(per_window.max())
     cap = max(2 * peak, peak + 4)
     req = RunRequest(policies=[POLICY], profile=profile, lifecycle=lifecycle)

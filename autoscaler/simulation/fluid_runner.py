@@ -12,9 +12,12 @@ request count. The fluid model is deterministic, so one run per policy stands fo
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
+from autoscaler.perf.model import PerfProfile
 from autoscaler.policies.base import Policy
 from autoscaler.policies.registry import make_policy
 from autoscaler.simulation.engine import SimConfig
@@ -34,6 +37,7 @@ from autoscaler.simulation.oracle import (
 )
 from autoscaler.simulation.results import mean_over_seeds
 from autoscaler.simulation.runner import ORACLE, RunRequest, describe_request, policy_context
+from autoscaler.slo import SloSpec
 from autoscaler.traces.records import Trace
 from autoscaler.traces.servegen import RateWindows
 from autoscaler.traces.synthetic import AZURE_CONV_LENGTHS
@@ -41,13 +45,28 @@ from autoscaler.traces.synthetic import AZURE_CONV_LENGTHS
 Progress = Callable[[str, float], None]
 
 
-def run_fluid(
-    windows: RateWindows, req: RunRequest, progress: Progress | None = None
-) -> dict[str, object]:
-    """Every policy of ``req`` (and the oracle) on ``windows`` in fluid mode."""
-    profile, slo = req.profile, req.slo
-    rates = fill_gaps(windows.rate_rps) * req.rate_scale
-    window_s = windows.window_s
+@dataclass(frozen=True, slots=True)
+class FluidSetup:
+    """What every fluid run of a rate-window trace starts from (the runner and the benchmarks)."""
+
+    rates: npt.NDArray[np.float64]
+    """Requests/s per window, gaps filled, rate-scaled."""
+    prompts: npt.NDArray[np.int64]
+    outputs: npt.NDArray[np.int64]
+    mix: Trace
+    """The length sample as a trace, for C* and the work bound."""
+    weights: tuple[float, float]
+    capacity: float
+    """C*: token work/s one replica sustains at the SLO with this length mix."""
+    per_window: npt.NDArray[np.int64]
+    """The oracle's replicas per window: ceil(window work / C*), at least 1."""
+
+
+def fluid_setup(
+    windows: RateWindows, profile: PerfProfile, slo: SloSpec, rate_scale: float = 1.0
+) -> FluidSetup:
+    """Rates, token lengths (the Azure-fitted mixture), C* and the oracle's per-window plan."""
+    rates = fill_gaps(windows.rate_rps) * rate_scale
     prompts, outputs = length_sample(AZURE_CONV_LENGTHS)
     weights = work_weights(profile, slo)
     mix = Trace(
@@ -61,6 +80,23 @@ def run_fluid(
     capacity = replica_capacity(mix, profile, slo, weights)
     mean_work = float(np.mean(prompts * weights[0] + np.maximum(outputs, 1) * weights[1]))
     per_window = np.maximum(1, np.ceil(rates * mean_work / capacity)).astype(np.int64)
+    return FluidSetup(rates, prompts, outputs, mix, weights, capacity, per_window)
+
+
+def run_fluid(
+    windows: RateWindows, req: RunRequest, progress: Progress | None = None
+) -> dict[str, object]:
+    """Every policy of ``req`` (and the oracle) on ``windows`` in fluid mode."""
+    profile, slo = req.profile, req.slo
+    setup = fluid_setup(windows, profile, slo, req.rate_scale)
+    rates, weights, capacity, per_window = (
+        setup.rates,
+        setup.weights,
+        setup.capacity,
+        setup.per_window,
+    )
+    prompts, outputs, mix = setup.prompts, setup.outputs, setup.mix
+    window_s = windows.window_s
     minutes_per_window = max(1, int(round(window_s / 60.0)))
     plan = tuple(int(r) for r in np.repeat(per_window, minutes_per_window))
     oracle_hours = float(np.sum(per_window)) * window_s * profile.tp / 3600.0
