@@ -168,15 +168,17 @@ class ControlLoop:
         }
         self._workloads = {workload_key(w.namespace, w.name): w for w in config.workloads}
         self._timed_out_reported: set[tuple[str, float]] = set()
+        # the config is fixed for the loop's life, so the query set is built once, not per tick
+        profile_of = {k: engines[w.engine] for k, w in self._workloads.items()}
+        fleet = build_fleet_queries(profile_of, window=config.service.rate_window)
+        self._queries_per_tick = sum(len(q) for q in fleet.values())
         self.health = _Health(started=clock())
 
     # -- one tick ------------------------------------------------------------------------
 
     def queries_per_tick(self) -> int:
         """The number of PromQL queries a tick sends: by engine, not by workload."""
-        profile_of = {k: self.engines[w.engine] for k, w in self._workloads.items()}
-        fleet = build_fleet_queries(profile_of, window=self.config.service.rate_window)
-        return sum(len(q) for q in fleet.values())
+        return self._queries_per_tick
 
     def tick(self) -> TickReport:
         """One control-loop step; never raises (a failure holds the workloads it touches)."""
