@@ -244,6 +244,8 @@ class PrefetchConfig(_Strict):
     """Most prefetch pulls running at once in one node pool (they share its network and disks)."""
     max_warm_nodes: int = Field(default=4, ge=0)
     """Most warm spare nodes: holding or pulling the image while running none of its pods."""
+    fleet_fraction: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Both caps above grow to this fraction of the nodes running the workload (0: fixed caps)."""
     spare_replicas: int = Field(default=1, ge=0)
     """Warm room kept beyond the forecast's need, in replicas (docs/prefetch.md)."""
     gc_high_threshold_percent: float = Field(default=85.0, gt=0, le=100)

@@ -1,13 +1,12 @@
 """Prefetch on vs off: warm scale-ups, time-to-ready, SLO attainment, GPU-hours, pull node-hours.
 
 The policy is ours (``forecast``); each case runs it with prefetch off, with prefetch on at the
-config defaults (``max_warm_nodes`` 4, ``max_concurrent_per_pool`` 2), and with the limits sized
-to the fleet (``max_warm_nodes`` and ``max_concurrent_per_pool`` = 10% of the oracle's peak nodes,
-at least the defaults): the defaults are per workload and meant for a handful of nodes, and a
-fleet of hundreds of nodes would be configured with more. Everything else is the simulator's
-default lifecycle (pull 180 s, init 60 s, 8-GPU nodes, 4 image slots), plus other tenants'
-churn on idle nodes: a node running none of the workload's pods gets another image every
-``--churn`` seconds (default 600), so the workload's image is evicted after 40 idle minutes.
+config defaults (``max_warm_nodes`` 4 and ``max_concurrent_per_pool`` 2, both growing to 10% of the
+nodes running the workload: ``fleet_fraction`` 0.1), and with the fixed caps alone
+(``fleet_fraction`` 0), which shows what the growth buys on fleets of hundreds of nodes. Everything
+else is the simulator's default lifecycle (pull 180 s, init 60 s, 8-GPU nodes, 4 image slots), plus
+other tenants' churn on idle nodes: a node running none of the workload's pods gets another image
+every ``--churn`` seconds (default 600), so the workload's image is evicted after 40 idle minutes.
 
 Cases (issue acceptance): ``azure2023_conv.csv`` at rate-scale 20 and
 ``mooncake_synthetic_trace.jsonl`` (request level, as benchmarks/policies.py runs them), and the
@@ -29,7 +28,6 @@ down, GPU-hours up by at most 2%.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -70,24 +68,14 @@ class Scenario:
     prefetch: PrefetchSim | None
 
 
-def sized_limit(peak_replicas: int, tp: int, node_gpus: int) -> int:
-    """10% of the oracle's peak nodes, at least the default ``max_warm_nodes``."""
-    return max(4, math.ceil(0.1 * math.ceil(peak_replicas * tp / node_gpus)))
-
-
 def scenarios(peak_replicas: int, tp: int, node_gpus: int) -> list[Scenario]:
-    sized = sized_limit(peak_replicas, tp, node_gpus)
+    """Off; on with the shipped defaults (caps growing to 10% of the workload's nodes); on with
+    the fixed caps alone (4 warm nodes, 2 pulls per pool: ``fleet_fraction`` 0)."""
+    del peak_replicas, tp, node_gpus  # nothing is sized from the oracle's peak any more
     return [
         Scenario("off", None),
         Scenario("on (defaults)", PrefetchSim()),
-        Scenario(
-            "on (sized)",
-            PrefetchSim(
-                settings=PlannerSettings(
-                    max_warm_nodes=sized, max_concurrent_per_pool=max(2, sized)
-                )
-            ),
-        ),
+        Scenario("on (fixed caps)", PrefetchSim(settings=PlannerSettings(fleet_fraction=0.0))),
     ]
 
 
@@ -143,7 +131,6 @@ def request_level(
     out: dict[str, Any] = {
         "requests": scaled.requests,
         "oracle_peak_replicas": peak,
-        "sized_limit": sized_limit(peak, profile.tp, lifecycle.node_gpus),
     }
     for sc in scenarios(peak, profile.tp, lifecycle.node_gpus):
         t0 = time.perf_counter()
@@ -192,7 +179,6 @@ def fluid(model_name: str, lifecycle: LifecycleConfig) -> dict[str, Any]:
     model = build_replica_model(profile, slo, prompts, outputs)
     out: dict[str, Any] = {
         "oracle_peak_replicas": peak,
-        "sized_limit": sized_limit(peak, profile.tp, lifecycle.node_gpus),
         "days": rates.size * windows.window_s / 86400,
     }
     for sc in scenarios(peak, profile.tp, lifecycle.node_gpus):
@@ -266,7 +252,7 @@ def table(title: str, case: dict[str, Any], pull_s: float) -> str:
         late_s = "-" if late is None else f"{100 * late:.1f}%"
         mean = "-" if f["ttr_mean_s"] is None else f"{f['ttr_mean_s']:.0f}"
         p90 = "-" if f["ttr_p90_s"] is None else f"{f['ttr_p90_s']:.0f}"
-        label = name if name != "on (sized)" else f"on (limits {_limit(case)})"
+        label = name
         lines.append(
             f"| {label} | {f['scale_ups']:.0f} | {warm} | {late_s} | {mean} | {p90} | "
             f"{100 * f['slo_attainment']:.2f}% | {f['gpu_hours']:.1f} | "
@@ -274,11 +260,6 @@ def table(title: str, case: dict[str, Any], pull_s: float) -> str:
             f"{'-' if name == 'off' else goals(off, f, pull_s)} |"
         )
     return "\n".join(lines)
-
-
-def _limit(case: dict[str, Any]) -> str:
-    value = case.get("sized_limit")
-    return "/".join(str(v) for v in value) if isinstance(value, list) else str(value)
 
 
 def main() -> None:

@@ -48,12 +48,13 @@ full, so the nodes warmed first are the ones cold replicas would otherwise land 
 
 Ties go to the node name, so a plan is deterministic.
 
-**Never.** More warm spare nodes (eligible nodes holding or pulling the image while running none
-of the workload's pods) than ``max_warm_nodes``; more pulls in flight in one node pool than
-``max_concurrent_per_pool`` (pulls are network- and disk-heavy, and a pool shares its uplink); a
-node without room for ``on_disk_factor`` x the image size (containerd keeps the compressed blob
-and the unpacked layers) under the kubelet's ``imageGCHighThresholdPercent`` (85%): past it, GC
-would start deleting images, perhaps this one.
+**Never.** More warm spare nodes (eligible nodes holding or pulling the image while running none of
+the workload's pods) than ``max_warm_nodes``; more pulls in flight in one node pool than
+``max_concurrent_per_pool`` (both grow to ``fleet_fraction`` of the nodes running the workload's
+pods when that is more; pulls are network- and disk-heavy, and a pool shares its uplink); a node
+without room for ``on_disk_factor`` x the image size (containerd keeps the compressed blob and the
+unpacked layers) under the kubelet's ``imageGCHighThresholdPercent`` (85%): past it, GC would start
+deleting images, perhaps this one.
 """
 
 from __future__ import annotations
@@ -108,12 +109,24 @@ class PlannerSettings:
     """Disk an image takes per byte of ``sizeBytes``: 2 with containerd's default (blob kept
     next to the unpacked layers); 1 with ``discard_unpacked_layers`` (kubespray, Talos)."""
     pool_label_keys: tuple[str, ...] = DEFAULT_POOL_LABELS
+    fleet_fraction: float = 0.1
+    """Both caps grow with the workload to this fraction of the nodes running its pods (the
+    absolute caps are floors): a fleet of 400 nodes scales up by tens of nodes at a time, which
+    four warm nodes and two pulls cannot cover, and its pools have that many more uplinks.
+    0 keeps the absolute caps."""
 
     def __post_init__(self) -> None:
         if self.max_warm_nodes < 0 or self.max_concurrent_per_pool < 1 or self.spare_replicas < 0:
             raise ValueError(
                 "max_warm_nodes and spare_replicas must be >= 0, max_concurrent_per_pool >= 1"
             )
+        if not 0.0 <= self.fleet_fraction <= 1.0:
+            raise ValueError("fleet_fraction must be in [0, 1]")
+
+    def caps(self, fleet_nodes: int) -> tuple[int, int]:
+        """(warm spare nodes, pulls per pool) allowed for a workload on ``fleet_nodes`` nodes."""
+        scaled = math.ceil(self.fleet_fraction * max(0, fleet_nodes) - 1e-9)
+        return max(self.max_warm_nodes, scaled), max(self.max_concurrent_per_pool, scaled)
         if not 0 < self.gc_high_threshold_percent <= 100 or self.on_disk_factor <= 0:
             raise ValueError("gc_high_threshold_percent must be in (0, 100], on_disk_factor > 0")
 
@@ -286,6 +299,7 @@ def plan_prefetch(
     candidates: list[tuple[NodeState, str]] = []
     skipped: dict[str, str] = {}
     pulling_set, known_set = set(pulling), set(known_warm)
+    max_warm, max_flight = settings.caps(sum(1 for n in on_node.values() if n > 0))
 
     for node in inventory.nodes:
         pool = node_pool(node, settings.pool_label_keys)
@@ -348,12 +362,12 @@ def plan_prefetch(
     if not candidates:
         detail = _summarise_skips(skipped) if skipped else "the cluster has no nodes"
         return done("no-eligible-node", head, f"no eligible node for {shape.image.text}: {detail}")
-    budget = settings.max_warm_nodes - spare_warm
+    budget = max_warm - spare_warm
     if budget <= 0:
         return done(
             "capped",
             head,
-            f"at the cap: {spare_warm} warm spare nodes (max_warm_nodes {settings.max_warm_nodes})",
+            f"at the cap: {spare_warm} warm spare nodes (max_warm_nodes {max_warm})",
         )
 
     ranked = _rank(candidates, shape, gpr)
@@ -362,7 +376,7 @@ def plan_prefetch(
     for node, pool, score in ranked:
         if room >= target or len(chosen) >= budget:
             break
-        if flight_per_pool.get(pool, 0) >= settings.max_concurrent_per_pool:
+        if flight_per_pool.get(pool, 0) >= max_flight:
             pool_full.add(pool)
             continue
         flight_per_pool[pool] = flight_per_pool.get(pool, 0) + 1
@@ -376,11 +390,10 @@ def plan_prefetch(
             + ", ".join(f"{p.node} (score {p.score:g}, room {p.room_replicas})" for p in chosen)
         )
     if room < target and len(chosen) >= budget:
-        reasons.append(f"stopped at max_warm_nodes {settings.max_warm_nodes}")
+        reasons.append(f"stopped at max_warm_nodes {max_warm}")
     if pool_full:
         reasons.append(
-            f"pools at max_concurrent_per_pool {settings.max_concurrent_per_pool}: "
-            + ", ".join(sorted(pool_full))
+            f"pools at max_concurrent_per_pool {max_flight}: " + ", ".join(sorted(pool_full))
         )
     # ``room`` now includes the chosen pulls; the plan reports the room before them
     room -= sum(p.room_replicas for p in chosen)

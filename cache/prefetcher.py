@@ -139,6 +139,7 @@ def planner_settings(workload: WorkloadConfig) -> PlannerSettings:
         max_warm_nodes=p.max_warm_nodes,
         max_concurrent_per_pool=p.max_concurrent_per_pool,
         spare_replicas=p.spare_replicas,
+        fleet_fraction=p.fleet_fraction,
         gc_high_threshold_percent=p.gc_high_threshold_percent,
         on_disk_factor=p.on_disk_factor,
         pool_label_keys=pools,

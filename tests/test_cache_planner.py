@@ -167,9 +167,10 @@ def test_plans_respect_every_limit(case):
     by_name = {n.name: n for n in inv.nodes}
     chosen = [p.node for p in plan.pulls]
     assert len(chosen) == len(set(chosen))
+    max_warm, max_flight = cfg.caps(sum(1 for v in (on_node or {}).values() if v > 0))
     if chosen:
         # never over the per-workload cap of warm spare nodes
-        assert plan.spare_warm_nodes + len(chosen) <= cfg.max_warm_nodes
+        assert plan.spare_warm_nodes + len(chosen) <= max_warm
         assert plan.status == "pull"
     per_pool: dict[str, int] = {}
     for name in pulling:
@@ -186,7 +187,7 @@ def test_plans_respect_every_limit(case):
         per_pool[p.pool] = per_pool.get(p.pool, 0) + 1
     for pool, count in per_pool.items():
         planned = sum(1 for p in plan.pulls if p.pool == pool)
-        assert planned == 0 or count <= cfg.max_concurrent_per_pool
+        assert planned == 0 or count <= max_flight
     # stop: never more pulls than needed to reach the target room
     if chosen:
         before_last = plan.warm_room_replicas + sum(p.room_replicas for p in plan.pulls[:-1])
@@ -394,3 +395,25 @@ def test_target_room_takes_the_largest_of_spare_growth_and_recent_rise():
     cfg = PlannerSettings(max_concurrent_per_pool=4)
     plan = plan_prefetch(Demand(2, 2, recent_rise=5), shape(), nodes, settings=cfg)
     assert plan.target_room_replicas == 5 and len(plan.pulls) == 3
+
+
+def test_caps_grow_with_the_nodes_running_the_workload():
+    # 40 nodes run the workload (2 replicas each, full); 30 empty nodes; a big rise is coming
+    warm = (IMAGE.text, 140)
+    busy = [node(f"w{i:02}", used=8, images=(warm,)) for i in range(40)]
+    empty = [node(f"e{i:02}") for i in range(30)]
+    on = {n.name: 2 for n in busy}
+    demand = Demand(replicas_needed=100, current_replicas=80)
+    fixed = plan_prefetch(
+        demand, shape(), inventory(busy + empty),
+        settings=PlannerSettings(fleet_fraction=0.0), replicas_on_node=on,
+    )  # fmt: skip
+    grown = plan_prefetch(
+        demand, shape(), inventory(busy + empty), settings=PlannerSettings(), replicas_on_node=on
+    )
+    assert len(fixed.pulls) == 2  # max_concurrent_per_pool 2
+    assert len(grown.pulls) == 4  # 10% of 40 nodes: 4 pulls, 4 warm spare nodes
+    assert PlannerSettings().caps(40) == (4, 4)
+    assert PlannerSettings().caps(95) == (10, 10)
+    assert PlannerSettings().caps(3) == (4, 2)  # the absolute caps are floors
+    assert PlannerSettings(fleet_fraction=0.0).caps(1000) == (4, 2)

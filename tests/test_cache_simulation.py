@@ -83,7 +83,7 @@ def test_prefetch_on_gives_more_warm_starts_and_shorter_starts_than_off():
 
 def test_a_cap_of_zero_warm_nodes_changes_nothing():
     off = run(None)
-    capped = run(PrefetchSim(settings=PlannerSettings(max_warm_nodes=0)))
+    capped = run(PrefetchSim(settings=PlannerSettings(max_warm_nodes=0, fleet_fraction=0.0)))
     assert capped.prefetch is not None and capped.prefetch.pulls_started == 0
     assert (capped.fleet.warm_starts, capped.fleet.cold_starts) == (
         off.fleet.warm_starts,

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autoscaler.policies.base import PolicyContext
-from autoscaler.policies.forecast import DESIRED_METRIC, CapacityLearner, ForecastPolicy
+from autoscaler.policies.forecast import (
+    DESIRED_METRIC,
+    LOAD_METRIC,
+    CapacityLearner,
+    ForecastPolicy,
+    RelativeBand,
+)
 from autoscaler.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.slo import SloSpec
 from forecasting.holt import DampedHolt
@@ -19,7 +28,8 @@ CTX = PolicyContext(
 
 
 def snap(t, *, ready=4, prompt_rate=2000.0, gen_rate=200.0, waiting=0.0, growth=0.0,
-         ttft=0.3, tpot=0.05, queue=0.05, kv=0.3, stale=False, starting_ages=()):  # fmt: skip
+         ttft=0.3, tpot=0.05, queue=0.05, kv=0.3, stale=False, starting_ages=(),
+         running=None, per_replica_waiting=()):  # fmt: skip
     return SignalSnapshot(
         workload="ns/llm",
         timestamp=t,
@@ -44,18 +54,24 @@ def snap(t, *, ready=4, prompt_rate=2000.0, gen_rate=200.0, waiting=0.0, growth=
         tpot_p90_s=tpot,
         queue_time_p90_s=queue,
         kv_usage=kv,
+        running=running,
+        per_replica_waiting=per_replica_waiting,
     )
 
 
-def test_steady_load_gives_load_over_capacity_and_publishes_replica_units():
+def test_steady_load_gives_load_over_capacity_plus_headroom_and_publishes_replica_units():
     policy = ForecastPolicy(CTX)
     for k in range(20):
         rec = policy.recommend(snap(15.0 * k))
-    # demand = 2000 + 5 * 200 = 3000 work/s, capacity 1000 -> 3 replicas
-    assert rec.desired_replicas == 3
+    # demand = 2000 + 5 * 200 = 3000 work/s; the plan keeps min_headroom (20%) below the learned
+    # capacity (was: exactly 3 replicas at the seed, before the head-room and the probe existed)
+    capacity = policy.capacity.capacity_
+    assert 1000.0 <= capacity <= 1200.0  # comfortable latency at 750/replica: a bounded probe
+    assert rec.desired_replicas == math.ceil(3000.0 * policy.min_headroom / capacity)
     assert rec.winner == "forecast"
     published = {m.name: m.value for m in rec.metrics}
-    assert published[DESIRED_METRIC] == 3.0
+    assert published[DESIRED_METRIC] == float(rec.desired_replicas)
+    assert published[LOAD_METRIC] == pytest.approx(3000.0 / capacity)
     assert policy.hpa_spec().metrics[0].target_type == "AverageValue"
 
 
@@ -65,6 +81,17 @@ def test_rising_demand_scales_ahead_of_the_current_load():
         rec = policy.recommend(snap(15.0 * k, prompt_rate=2000.0 + 300.0 * k, ready=8))
     current_need = (2000.0 + 300.0 * 19 + 1000.0) / 1000.0
     assert rec.desired_replicas is not None and rec.desired_replicas > current_need + 1
+
+
+def test_a_step_up_is_planned_for_at_once_not_a_minute_later():
+    policy = ForecastPolicy(CTX)
+    for k in range(20):
+        policy.recommend(snap(15.0 * k, ready=8))
+    rec = policy.recommend(snap(300.0, ready=8, prompt_rate=5000.0))  # 3000 -> 6000 work/s
+    capacity = policy.capacity.capacity_
+    # the latest 1-minute rate counts at once; the smoothed series would still say 3750
+    assert rec.desired_replicas is not None
+    assert rec.desired_replicas >= math.ceil(6000.0 * policy.min_headroom / capacity)
 
 
 def test_stale_or_missing_data_holds():
@@ -92,20 +119,114 @@ def test_replicas_pending_past_the_timeout_are_replaced():
     assert base is not None and late == base + 1
 
 
-def test_capacity_learner_drops_on_violation_and_probes_up_only_when_comfortable():
+def test_capacity_learner_drops_on_violation_without_compounding():
     learner = CapacityLearner(seed=1000.0)
-    assert learner.observe(800.0, 1.5) == 800.0 * 0.9
-    assert learner.observe(800.0, 1.5) == 800.0 * 0.9  # the same overload does not compound
+    first = learner.observe(800.0, 1.5)
+    # nothing within the target seen yet: the limit is below the load that broke, by at most 20%
+    assert 0.8 * 780.0 <= first <= 800.0
+    assert learner.observe(800.0, 1.5) == first  # the same overload does not compound
+    assert learner.observe(100.0, 3.0) == first  # far below capacity: no evidence about it
+
+
+def test_capacity_learner_probes_up_only_when_comfortable_near_capacity():
+    learner = CapacityLearner(seed=1000.0)
+    learner.observe(700.0, 0.65)  # inside the target but not comfortably: hold
+    assert learner.capacity_ == 1000.0
+    learner.observe(700.0, 0.4)  # comfortably inside at a real load: one small step up
+    assert 1000.0 < learner.capacity_ <= 1000.0 * (1 + learner.probe_step)
     before = learner.capacity_
-    learner.observe(600.0, 0.8)  # inside budget but not far inside: hold
+    learner.observe(300.0, 0.1)  # far below capacity: says nothing about the limit
     assert learner.capacity_ == before
-    learner.observe(600.0, 0.2)  # far inside budget at a real load: probe up a little
-    assert before < learner.capacity_ <= before * 1.01
-    learner.observe(100.0, 0.1)  # far below capacity: no evidence about the limit
-    assert learner.capacity_ <= before * 1.01
-    for _ in range(500):
-        learner.observe(2000.0, 0.1)
-    assert learner.capacity_ == 1500.0  # bounded at 1.5x the seed
+
+
+def test_capacity_learner_never_trusts_beyond_what_was_observed():
+    learner = CapacityLearner(seed=1000.0)
+    for _ in range(2000):
+        learner.observe(0.7 * learner.capacity_, 0.3)
+    # every observation comfortable: the probe climbs, but only to 1.5x the largest load seen
+    assert learner.limit_ == math.inf
+    assert learner.capacity_ <= (1 + learner.trust_margin) * learner.trusted_ + 1e-6
+    assert learner.trusted_ <= 0.7 * learner.capacity_ * 1.03
+
+
+def test_capacity_learner_finds_where_latency_crosses_the_target_by_isotonic_fit():
+    learner = CapacityLearner(seed=1000.0)
+    rng = np.random.default_rng(3)
+    loads = rng.uniform(500.0, 1500.0, 3000)
+    # latency rises with load and crosses the 0.75 target at 1200/replica; noisy, as per tick
+    for load in loads:
+        learner.observe(float(load), 0.45 + 0.3 * (load - 500.0) / 700.0 + rng.normal(0, 0.03))
+    assert learner.limit_ == pytest.approx(1200.0, rel=0.05)
+    assert learner.capacity_ <= learner.limit_ + 1e-9
+
+
+def test_capacity_learner_is_bounded_around_the_seed():
+    learner = CapacityLearner(seed=1000.0, floor=0.5, ceiling=2.0)
+    for _ in range(50):
+        learner.observe(learner.capacity_, 2.0)
+    assert learner.capacity_ == 500.0
+
+
+def test_relative_band_scores_forecasts_at_their_horizon():
+    band = RelativeBand(window=100, min_scored=3, prior=1.3)
+    for _ in range(3):  # a history shorter than the horizon: its forecasts are not scored
+        band.observe(100.0)
+        band.forecast(4, 50.0)
+    assert band.factor(0.9) == 1.3  # the prior, until enough forecasts were scored
+    for _ in range(20):
+        band.observe(100.0)
+        band.forecast(4, 80.0)
+    assert band.scored == 20 - 4  # every forecast made from a history as long as the horizon,
+    # except the last four, still pending
+    assert band.factor(0.5) == pytest.approx(100.0 / 80.0)
+
+
+def test_relative_band_is_an_empirical_quantile_and_skips_censored_minutes():
+    band = RelativeBand(window=1000, min_scored=1)
+    actuals = [100.0] * 90 + [150.0] * 10
+    for k in range(101):
+        band.observe(actuals[k - 1] if k else 100.0)
+        band.forecast(1, 100.0)
+    assert band.factor(0.5) == pytest.approx(1.0)
+    assert band.factor(0.95) == pytest.approx(1.5)
+    scored = band.scored
+    band.observe(1000.0, censored=True)  # an overloaded minute scores nothing
+    band.forecast(1, 100.0, censored=True)  # and makes no forecast to score
+    band.observe(100.0)
+    assert band.scored == scored
+
+
+def test_an_overload_teaches_no_capacity():
+    policy = ForecastPolicy(CTX)
+    for k in range(12):
+        policy.recommend(snap(15.0 * k, ttft=30.0, queue=25.0, tpot=0.5))
+    # latency far over budget at a steady load: the latency guard acts, the learner waits for
+    # a minute without overload (the demand and latency of an overload are censored)
+    assert policy.capacity.capacity_ == CTX.replica_token_capacity
+
+
+def test_running_requests_growing_count_as_demand():
+    grows, flat = ForecastPolicy(CTX), ForecastPolicy(CTX)
+    for k in range(5):
+        a = grows.recommend(snap(15.0 * k, running=10.0 + 20.0 * k))
+        b = flat.recommend(snap(15.0 * k, running=10.0))
+    load = {m.name: m.value for m in a.metrics}[LOAD_METRIC]
+    base = {m.name: m.value for m in b.metrics}[LOAD_METRIC]
+    # 80 more running over 60 s, half of 100 output tokens x decode weight 5 still to come each
+    assert load * CTX.replica_token_capacity == pytest.approx(
+        base * CTX.replica_token_capacity + 80.0 / 60.0 * 0.5 * 100.0 * 5.0
+    )
+
+
+def test_only_queues_that_outlast_the_lead_time_take_replicas_away():
+    policy = ForecastPolicy(CTX)
+    # mean work 1000 + 5 * 100 = 1500 per request; capacity 1000/s; lead 240 s
+    short = snap(0.0, waiting=100.0)  # 25 per replica: 37.5 s of work each, drained in time
+    assert policy._backlog_replicas(short, 1500.0, 1000.0, 240.0) == 0.0
+    long = snap(0.0, waiting=4 * 400.0)  # 400 per replica: 600 s each, 360 s past the lead
+    assert policy._backlog_replicas(long, 1500.0, 1000.0, 240.0) == pytest.approx(4.0)
+    one = snap(0.0, waiting=400.0, per_replica_waiting=(400.0, 0.0, 0.0, 0.0))
+    assert policy._backlog_replicas(one, 1500.0, 1000.0, 240.0) == pytest.approx(1.0)
 
 
 @settings(max_examples=50, deadline=None)

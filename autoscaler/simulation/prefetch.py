@@ -113,6 +113,7 @@ class SimPrefetcher:
         self.finished_at: dict[int, float] = {}
         self.pulls_started = 0
         self.pull_node_seconds = 0.0
+        self._fleet_nodes = 0
         self._nodes: dict[tuple[int, int, bool], NodeState] = {}
         self.history: deque[tuple[float, int]] = deque()
         """(tick, the workload's pods on nodes) over the last hour, for the recent rise."""
@@ -142,6 +143,7 @@ class SimPrefetcher:
         )
         if demand is None:
             return []
+        self._fleet_nodes = sum(1 for n in pods_on.values() if n > 0)
         grace = self.config.label_grace_s
         for i in [i for i, t in self.finished_at.items() if now - t >= grace]:
             del self.finished_at[i]
@@ -188,7 +190,8 @@ class SimPrefetcher:
         node on the ticks where nothing can happen (most of them), which keeps multi-day fluid
         runs of thousands of nodes fast; it never changes a decision."""
         cfg = self.config.settings
-        if len(self.pull_until) >= cfg.max_concurrent_per_pool:
+        max_warm, max_flight = cfg.caps(self._fleet_nodes)
+        if len(self.pull_until) >= max_flight:
             return True
         gpr = self._shape.gpus_per_replica
         room = spare = 0
@@ -199,7 +202,7 @@ class SimPrefetcher:
                 room += (gpus - u) // gpr
                 if u == 0:
                     spare += 1
-        return room >= target_room(demand, cfg) or spare >= cfg.max_warm_nodes
+        return room >= target_room(demand, cfg) or spare >= max_warm
 
     def finish(self, node: int, now: float) -> bool:
         """The pull on ``node`` ends at ``now``; False for an outdated timer."""
