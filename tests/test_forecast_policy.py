@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from autoscaler.policies.forecast import (
     CapacityLearner,
     ForecastPolicy,
     RelativeBand,
+    band_quantile_for,
 )
 from autoscaler.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.slo import SloSpec
@@ -194,6 +196,26 @@ def test_relative_band_is_an_empirical_quantile_and_skips_censored_minutes():
     band.forecast(1, 100.0, censored=True)  # and makes no forecast to score
     band.observe(100.0)
     assert band.scored == scored
+
+
+def test_the_band_quantile_follows_the_attainment_target():
+    assert band_quantile_for(0.9) == pytest.approx(0.5)
+    assert band_quantile_for(0.99) == pytest.approx(0.75)
+    assert band_quantile_for(0.999) == pytest.approx(0.875)
+    assert band_quantile_for(1.0) == pytest.approx(0.99)  # bounded, never infinite
+    assert band_quantile_for(0.5) == pytest.approx(0.5)
+    loose = ForecastPolicy(CTX)
+    strict = ForecastPolicy(replace(CTX, slo=SloSpec(attainment_target=0.999)))
+    assert (loose.band_quantile, strict.band_quantile) == (0.75, 0.875)
+    # the same history of noisy demand: the stricter target plans for more
+    minutes = 2000.0 * np.random.default_rng(3).lognormal(0.0, 0.5, size=60)
+    last = {}
+    for policy in (loose, strict):
+        for k in range(240):  # a level that changes every minute, by ~50%
+            rec = policy.recommend(snap(15.0 * k, prompt_rate=float(minutes[k // 4])))
+        last[policy.band_quantile] = rec.candidates[0].replicas
+        assert "band x" in rec.candidates[0].detail
+    assert last[0.875] > 1.1 * last[0.75]
 
 
 def test_an_overload_teaches_no_capacity():
