@@ -61,7 +61,7 @@ def band_quantile_for(attainment_target: float) -> float:
     ``nines = -log10(1 - target)`` (0.99 -> 0.75), within [0.5, 0.99] (see ForecastPolicy)."""
     miss = min(max(1.0 - attainment_target, 1e-9), 0.1)
     nines = -math.log10(miss)
-    return min(0.99, max(0.5, 1.0 - 2.0**-nines))
+    return float(min(0.99, max(0.5, 1.0 - 2.0**-nines)))
 
 
 class CapacityLearner:
