@@ -91,9 +91,14 @@ class CapacityLearner:
       with latency within the target (or the seed, whichever is more). The margin must exceed
       the policy's head-room, or the probe could never raise the capacity past the loads the
       head-room lets it see (a seed 30% low would then stay low).
-    * **Falling needs no patience.** Latency over the target at a load of at least half the
-      capacity lowers the capacity to the fitted limit at once (or, before one can be fitted,
-      to the load at which it broke, scaled by target / observed, by at most 20% at a time).
+    * **Falling needs no patience, but a fit.** Latency over the target at a load of at least
+      half the capacity lowers the capacity to the fitted limit at once. The fit includes that
+      observation: alone (or with only higher ratios at lower loads) it puts the limit below the
+      load that broke, by at most 20%; pooled with steady observations within the target at
+      that load and above, it may leave no limit at all, and then nothing drops. Measured on
+      ``azure2023_conv`` x20 with prefetch (60 s warm starts, a short lead): one window at
+      0.85x budget among nine within it cut the capacity 25%, for the rest of the run (+6.5%
+      GPU-hours, no SLO gained).
     * Bounded to [``floor``, ``ceiling``] x the seed, so a broken signal cannot run away.
     """
 
@@ -177,12 +182,11 @@ class CapacityLearner:
         self._record(load_per_replica, latency_ratio)
         near = load_per_replica >= self.probe_near * self.capacity_
         if latency_ratio > self.target_ratio and load_per_replica >= 0.5 * self.capacity_:
+            # the fit pools this observation with every other at similar loads: when they keep
+            # the fitted ratio within the target (no finite limit), one slow window is a burst
+            # the head-room absorbs, not a smaller replica
             self._fit()
-            if math.isfinite(self.limit_):
-                self.capacity_ = min(self.capacity_, self.limit_)
-            else:
-                cut = load_per_replica * max(0.8, self.target_ratio / latency_ratio)
-                self.capacity_ = min(self.capacity_, cut)
+            self.capacity_ = min(self.capacity_, self.limit_)
         elif latency_ratio < self.probe_below and near:
             if self._dirty:
                 self._fit()
