@@ -162,6 +162,18 @@ def test_capacity_learner_finds_where_latency_crosses_the_target_by_isotonic_fit
     assert learner.capacity_ <= learner.limit_ + 1e-9
 
 
+def test_one_slow_window_among_steady_ones_does_not_cut_the_capacity():
+    learner = CapacityLearner(seed=1000.0)
+    for load in (900.0, 950.0, 1000.0, 1050.0) * 3:  # within the target up to 1,050/replica
+        learner.observe(load, 0.7)
+    assert learner.capacity_ == 1000.0
+    learner.observe(1000.0, 0.85)  # one burst: pooled with the others, still within the target
+    assert learner.limit_ == math.inf and learner.capacity_ == 1000.0
+    for _ in range(10):  # repeated: now the fit crosses the target, and the capacity drops
+        learner.observe(1000.0, 0.95)
+    assert learner.limit_ < 1000.0 and learner.capacity_ == learner.limit_
+
+
 def test_capacity_learner_is_bounded_around_the_seed():
     learner = CapacityLearner(seed=1000.0, floor=0.5, ceiling=2.0)
     for _ in range(50):
