@@ -191,6 +191,7 @@ def _listeners(
         store,
         f"{options.host}:{config.service.ports.grpc}",
         tls=(Path(cert_file).read_bytes(), Path(key_file).read_bytes()),
+        max_workers=config.service.grpc_workers,
     )
     return Listeners(
         health=health, api=create_api_app(store, auth), ssl_context=ssl_context, grpc=grpc_server

@@ -113,6 +113,8 @@ BAD_CASES = [
     ("port-clash", ("service", "ports"), {"grpc": 9090}, "service.ports.grpc", "9090"),
     ("port-range", ("service", "ports"), {"https": 70000}, "service.ports.https", "65535"),
     ("tls-half", ("service", "tls_cert_file"), "/tls.crt", "service.tls_key_file", "together"),
+    ("grpc-workers", ("service", "grpc_workers"), 0, "service.grpc_workers", "1"),
+    ("fleet-frac", ("workloads", 0, "prefetch"), {"fleet_fraction": 2}, "fleet_fraction", "1"),
     ("no-workloads", ("workloads",), [], "workloads", "at least one"),
     ("no-workloads-key", ("workloads",), _DELETE, "workloads", "missing"),
 ]
