@@ -100,7 +100,8 @@ _TABLE: tuple[PolicyInfo, ...] = (
         factory=_make_forecast,
         actuation="hpa",
         help="ours: forecast token work over the lead time / learned capacity, with guards",
-        setting_name="setting passed to ForecastPolicy",
+        setting_name="scale of the learned capacity (below 1 buys head-room, above 1 trusts a "
+        "replica with more; default 1)",
         setting_range=SettingRange(0.0, math.inf),
     ),
     PolicyInfo(
