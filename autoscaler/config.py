@@ -18,7 +18,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import yaml  # type: ignore[import-untyped,unused-ignore]
 from pydantic import (
@@ -294,10 +294,13 @@ class PrefetchConfig(_Strict):
 
 
 class WorkloadConfig(_Strict):
-    """One scaled workload: a Deployment (or similar) of model-server pods."""
+    """One scaled workload: a Deployment or StatefulSet of model-server pods."""
 
     namespace: str
     name: str
+    kind: Literal["Deployment", "StatefulSet"] = "Deployment"
+    """The ``apps/v1`` object the HPA scales: its ``spec.replicas`` is read, Events are recorded
+    on it and prefetch Jobs belong to it."""
     engine: str
     selector: dict[str, str] = Field(min_length=1)
     profile: ProfileConfig = ProfileConfig()

@@ -6,9 +6,9 @@ separate from the calls that send them (STYLE.md, lesson 11). One short-lived Jo
 
 - in the **workload's namespace**: it needs the workload's pull secrets (copied from the pod
   template, with its service account, whose ``imagePullSecrets`` apply too), and an owner
-  reference cannot cross namespaces. The owner is the workload's Deployment (``controller:
-  false``, ``blockOwnerDeletion: false``, so no ``deployments/finalizers`` permission is
-  needed), so deleting the workload deletes its prefetch Jobs;
+  reference cannot cross namespaces. The owner is the workload's Deployment or StatefulSet
+  (``controller: false``, ``blockOwnerDeletion: false``, so no ``deployments/finalizers``
+  permission is needed), so deleting the workload deletes its prefetch Jobs;
 - **pinned with required node affinity on ``metadata.name``** (``matchFields``, what the
   DaemonSet controller uses), not ``spec.nodeName``. ``nodeName`` skips the scheduler: the pod
   would ignore ``NoSchedule`` taints, bypass scheduling gates and quota-aware admission, and
@@ -82,7 +82,7 @@ __all__ = [
     "job_name",
     "job_state",
     "prefetch_job",
-    "template_from_deployment",
+    "template_from_workload",
     "warm_label_key",
 ]
 
@@ -126,21 +126,24 @@ def job_name(workload_name: str, image_ref: str, node: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class JobTemplate:
-    """The parts of the workload's Deployment a prefetch Job carries over."""
+    """The parts of the workload (Deployment or StatefulSet) a prefetch Job carries over."""
 
     owner_name: str
     owner_uid: str | None = None
+    owner_kind: str = "Deployment"
     image_pull_secrets: tuple[str, ...] = ()
     service_account: str | None = None
     tolerations: tuple[Mapping[str, Any], ...] = ()
     pod_spec: Mapping[str, Any] = field(default_factory=dict)
-    """The Deployment's whole pod template spec (the planner reads placement from it)."""
+    """The workload's whole pod template spec (the planner reads placement from it)."""
 
 
-def template_from_deployment(deployment: Mapping[str, Any]) -> JobTemplate:
-    """The :class:`JobTemplate` of a raw ``apps/v1`` Deployment dict."""
-    metadata = deployment.get("metadata") or {}
-    spec = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+def template_from_workload(workload: Mapping[str, Any]) -> JobTemplate:
+    """The :class:`JobTemplate` of a raw ``apps/v1`` Deployment or StatefulSet dict (both keep
+    their pods' template under ``spec.template``)."""
+    metadata = workload.get("metadata") or {}
+    spec = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
+    kind = workload.get("kind")
     secrets = tuple(
         str(s["name"])
         for s in spec.get("imagePullSecrets") or ()
@@ -151,6 +154,7 @@ def template_from_deployment(deployment: Mapping[str, Any]) -> JobTemplate:
     return JobTemplate(
         owner_name=str(metadata.get("name") or ""),
         owner_uid=uid if isinstance(uid, str) and uid else None,
+        owner_kind=kind if kind == "StatefulSet" else "Deployment",
         image_pull_secrets=secrets,
         service_account=account if isinstance(account, str) and account else None,
         tolerations=tuple(t for t in spec.get("tolerations") or () if isinstance(t, Mapping)),
@@ -258,7 +262,7 @@ def prefetch_job(
         metadata["ownerReferences"] = [
             {
                 "apiVersion": "apps/v1",
-                "kind": "Deployment",
+                "kind": template.owner_kind,
                 "name": template.owner_name or workload_name,
                 "uid": template.owner_uid,
                 "controller": False,

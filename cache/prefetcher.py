@@ -57,7 +57,7 @@ from cache.executor import (
     LabelApi,
     PrefetchMetrics,
     image_hash,
-    template_from_deployment,
+    template_from_workload,
 )
 from cache.inventory import (
     Inventory,
@@ -106,10 +106,12 @@ class Elector(Protocol):
     def is_leader(self) -> bool: ...
 
 
-class DeploymentReader(Protocol):
+class WorkloadReader(Protocol):
     """:class:`autoscaler.clients.kube.jobs.JobClient` live."""
 
-    def read_deployment(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def read_workload(
+        self, namespace: str, name: str, kind: str = "Deployment"
+    ) -> dict[str, Any] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +205,8 @@ class Prefetcher:
         inventory: InventoryView | None = None,
         elector: Elector | None = None,
         jobs: JobApi | None = None,
-        deployments: DeploymentReader | None = None,
+        deployments: WorkloadReader | None = None,
+        workload_kinds: Mapping[str, str] | None = None,
         labels: LabelApi | None = None,
         events: EventApi | None = None,
         label_grace_s: float = 300.0,
@@ -236,7 +239,7 @@ class Prefetcher:
         if events is None and api_client is not None:
             from autoscaler.clients.kube.workloads import EventRecorder
 
-            events = EventRecorder(api_client, instance=identity)
+            events = EventRecorder(api_client, instance=identity, kinds=workload_kinds)
         if elector is None and lease_namespace is not None:
             if api_client is None:
                 raise ValueError("leader election needs an api_client")
@@ -310,7 +313,7 @@ class Prefetcher:
         state = self._state.setdefault(key, _WorkloadState())
         template = self._template(workload, state, now)
         if template is None:
-            return ReconcileReport(key, "no-deployment", detail=f"no Deployment {key}")
+            return ReconcileReport(key, "no-deployment", detail=f"no {workload.kind} {key}")
         try:
             image = parse_image_ref(workload.image)
         except ValueError as exc:
@@ -456,9 +459,9 @@ class Prefetcher:
             return state.template
         if self._deployments is None:
             raise ValueError("Prefetcher needs an api_client or a deployments reader")
-        deployment: Mapping[str, Any] | None = self._deployments.read_deployment(
-            workload.namespace, workload.name
+        found: Mapping[str, Any] | None = self._deployments.read_workload(
+            workload.namespace, workload.name, workload.kind
         )
-        state.template = template_from_deployment(deployment) if deployment is not None else None
+        state.template = template_from_workload(found) if found is not None else None
         state.template_read_at = now
         return state.template

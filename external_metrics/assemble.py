@@ -112,13 +112,14 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
         watcher = PodWatcher(
             kube,
             [
-                WatchedWorkload(f"{w.namespace}/{w.name}", w.namespace, w.selector)
+                WatchedWorkload(f"{w.namespace}/{w.name}", w.namespace, w.selector, w.kind)
                 for w in config.workloads
             ],
         )
         replicas = watcher
         shadow = CurrentAutoscalerReader(kube)
-        events = EventRecorder(kube)
+        kinds = {f"{w.namespace}/{w.name}": w.kind for w in config.workloads}
+        events = EventRecorder(kube, kinds=kinds)
         if any(w.prefetch.enabled for w in config.workloads):
             # only the Lease holder acts; the namespace comes from the downward API in deploy/
             prefetcher = Prefetcher(
@@ -127,6 +128,7 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
                 dry_run=options.prefetch_dry_run,
                 lease_namespace=os.environ.get("POD_NAMESPACE", "default"),
                 identity=os.environ.get("POD_NAME") or socket.gethostname(),
+                workload_kinds=kinds,
             )
 
     with (

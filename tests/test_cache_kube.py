@@ -99,6 +99,7 @@ RESOURCES = (
     "v1/events",
     "batch/v1/jobs",
     "apps/v1/deployments",
+    "apps/v1/statefulsets",
     "coordination.k8s.io/v1/leases",
 )
 
@@ -257,10 +258,11 @@ DEPLOYMENT = {
 }
 
 
-def workload(**prefetch: Any) -> WorkloadConfig:
+def workload(kind: str = "Deployment", **prefetch: Any) -> WorkloadConfig:
     return WorkloadConfig(
         namespace=NS,
         name=NAME,
+        kind=kind,
         engine="vllm",
         selector={"app": NAME},
         max_replicas=16,
@@ -409,6 +411,44 @@ def test_jobs_are_created_with_the_right_spec_on_the_right_nodes_once(cluster):
     assert sorted(again.plan.pulling_nodes) == ["n2", "n3"]
     assert [w for w in cluster.writes() if w[0] == "POST"] == posts_before
     assert len(cluster.objects("batch/v1/jobs", NS)) == 2
+
+
+def test_a_statefulset_workload_owns_its_jobs_and_gets_the_events(cluster):
+    standard_cluster(cluster)
+    # the workload is a StatefulSet; the Deployment of the same name must not be used
+    cluster.apps.delete_namespaced_deployment(NAME, NS)
+    missing = Prefetcher(
+        cluster.api, CollectorRegistry(), inventory=WatchedInventory(NodeClient(cluster.api))
+    )
+    missing.inventory.resync()
+    gone = missing.reconcile(workload("StatefulSet"), recommendation(4), 3.2, now=0.0)
+    assert gone.status == "no-deployment" and "no StatefulSet llm/llama" in gone.detail
+    sts = copy.deepcopy(DEPLOYMENT)
+    sts["kind"] = "StatefulSet"
+    sts["spec"]["serviceName"] = NAME
+    cluster.apps.create_namespaced_stateful_set(NS, sts)
+    uid = cluster.objects("apps/v1/statefulsets", NS)[0]["metadata"]["uid"]
+    prefetcher = Prefetcher(
+        cluster.api,
+        CollectorRegistry(),
+        inventory=WatchedInventory(NodeClient(cluster.api)),
+        workload_kinds={f"{NS}/{NAME}": "StatefulSet"},
+    )
+    prefetcher.inventory.resync()
+    report = prefetcher.reconcile(workload("StatefulSet"), recommendation(4), 3.2, now=1000.0)
+    assert report.status == "pull", report
+    jobs = jobs_in(cluster)
+    assert sorted(jobs) == ["n2", "n3"]  # the StatefulSet's template: H100 nodes only
+    (owner,) = jobs["n2"]["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("StatefulSet", NAME, uid)
+    assert jobs["n2"]["spec"]["template"]["spec"]["imagePullSecrets"] == [
+        {"name": "registry-creds"}
+    ]
+    # a failed pull's Event lands on the StatefulSet
+    cluster.finish_job(jobs["n2"]["metadata"]["name"], failed="DeadlineExceeded")
+    prefetcher.reconcile(workload("StatefulSet"), recommendation(4), 3.2, now=1015.0)
+    (event,) = events(cluster, "PrefetchFailed")
+    assert event["involvedObject"]["kind"] == "StatefulSet"
 
 
 def test_an_image_without_a_shell_gets_the_static_helper(cluster):
@@ -713,7 +753,7 @@ def test_the_inventory_follows_a_watch_of_nodes_and_pods(cluster):
 
 def test_job_client_round_trip_and_errors(cluster):
     jobs = JobClient(cluster.api)
-    assert jobs.read_deployment(NS, "missing") is None
+    assert jobs.read_workload(NS, "missing") is None
     assert jobs.delete(NS, "missing") is False
     manifest = {
         "apiVersion": "batch/v1",

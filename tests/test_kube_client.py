@@ -68,6 +68,7 @@ SELECTOR = {"app": "llama"}
 T0 = 1_714_564_800.0  # 2024-05-01T12:00:00Z
 PODS = "v1/pods"
 DEPLOYMENTS = "apps/v1/deployments"
+STATEFULSETS = "apps/v1/statefulsets"
 HPAS = "autoscaling/v2/horizontalpodautoscalers"
 EVENTS = "v1/events"
 
@@ -119,7 +120,7 @@ class Emulator:
     async def _open(self) -> None:
         self.kmock = kmock.KubernetesEmulator()
         await self.kmock.__aenter__()
-        for resource in (PODS, DEPLOYMENTS, HPAS, EVENTS):
+        for resource in (PODS, DEPLOYMENTS, STATEFULSETS, HPAS, EVENTS):
             self.kmock.resources[resource] = kmock.ResourceInfo()
 
     def serve(self, port: int | None = None) -> Emulator:
@@ -445,6 +446,35 @@ def test_spec_replicas_come_from_the_deployment_when_there_is_one(emulator, api,
     assert watcher.spec_replicas(KEY) == 4
     emulator.forget(DEPLOYMENTS, "llama")
     eventually(lambda: _assert(watcher.spec_replicas(KEY) is None))
+
+
+def test_spec_replicas_of_a_statefulset_workload_come_from_the_statefulset(
+    emulator, api, watchers
+):
+    emulator.put(PODS, ready_pod("a", T0, 60))
+    decoy = {  # a Deployment of the same name is not the scale target of a StatefulSet workload
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "llama", "namespace": NS},
+        "spec": {"replicas": 9, "selector": {"matchLabels": SELECTOR}},
+    }
+    emulator.put(DEPLOYMENTS, decoy)
+    emulator.put(
+        STATEFULSETS,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "llama", "namespace": NS},
+            "spec": {"replicas": 3, "selector": {"matchLabels": SELECTOR}},
+        },
+    )
+    watcher = start_watcher(api, watchers, [WatchedWorkload(KEY, NS, SELECTOR, "StatefulSet")])
+    eventually(lambda: _assert(watcher.synced(KEY)))
+    eventually(lambda: _assert(watcher.counts(KEY, T0).spec == 3))
+    assert emulator.requests(kmock.action.FETCH, "statefulsets")
+    assert not emulator.requests(kmock.action.FETCH, "deployments")
+    with pytest.raises(ValueError, match="kind 'DaemonSet'"):
+        WatchedWorkload(KEY, NS, SELECTOR, "DaemonSet")
 
 
 def test_workloads_sharing_a_selector_share_one_watch(emulator, api, watchers):
@@ -797,6 +827,17 @@ def test_warn_is_a_warning_event_for_the_loop(emulator, api):
     (created,) = emulator.requests(kmock.action.CREATE, "events")
     stored = emulator.get(EVENTS, created.data["metadata"]["name"])
     assert stored["type"] == "Warning" and stored["count"] == 2
+
+
+def test_events_land_on_the_workloads_own_kind(emulator, api):
+    recorder = EventRecorder(api, kinds={KEY: "StatefulSet"})
+    on_sts = recorder.record(NS, "llama", "CapacityUnavailable", "pending", type="Warning")
+    on_dep = recorder.record(NS, "mistral", "CapacityUnavailable", "pending", type="Warning")
+    assert on_sts.name is not None and on_dep.name is not None
+    assert emulator.get(EVENTS, on_sts.name)["involvedObject"]["kind"] == "StatefulSet"
+    assert emulator.get(EVENTS, on_dep.name)["involvedObject"]["kind"] == "Deployment"
+    with pytest.raises(ValueError, match="kind"):
+        EventRecorder(api, kinds={KEY: "Pod"})
 
 
 def test_an_event_that_expired_in_the_cluster_is_created_anew(emulator, api):

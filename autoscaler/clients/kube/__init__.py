@@ -41,6 +41,7 @@ from autoscaler.errors import ExternalSystemError, InputError
 
 __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
+    "WORKLOAD_KINDS",
     "KubernetesConfigError",
     "KubernetesError",
     "api_host",
@@ -49,7 +50,12 @@ __all__ = [
     "format_selector",
     "kubernetes_error",
     "read_json",
+    "read_workload_call",
 ]
+
+WORKLOAD_KINDS: Final[tuple[str, ...]] = ("Deployment", "StatefulSet")
+"""The ``apps/v1`` kinds a workload can be: the object the HPA scales, the pods' template, the
+owner of prefetch Jobs and the object Events are recorded on."""
 
 DEFAULT_REQUEST_TIMEOUT: Final[tuple[float, float]] = (5.0, 30.0)
 """(connect, read) seconds for one ordinary (non-watch) API call."""
@@ -231,3 +237,21 @@ def call_json(
 def format_selector(labels: Mapping[str, str]) -> str:
     """``k1=v1,k2=v2`` (an equality label selector), sorted so the query string is stable."""
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def read_workload_call(
+    apps: client.AppsV1Api,
+    kind: str,
+    namespace: str,
+    name: str,
+    timeout: tuple[float, float],
+) -> Callable[[], Any]:
+    """The raw (``_preload_content=False``) GET of workload ``namespace/name`` of ``kind``."""
+    read: Callable[..., Any]
+    if kind == "Deployment":
+        read = apps.read_namespaced_deployment
+    elif kind == "StatefulSet":
+        read = apps.read_namespaced_stateful_set
+    else:
+        raise ValueError(f"unknown workload kind {kind!r}; known: {', '.join(WORKLOAD_KINDS)}")
+    return lambda: read(name, namespace, _preload_content=False, _request_timeout=timeout)

@@ -1,4 +1,5 @@
-"""Prefetch Jobs (``batch/v1``) and the Deployment they copy from and belong to.
+"""Prefetch Jobs (``batch/v1``) and the workload (Deployment or StatefulSet) they copy from and
+belong to.
 
 :class:`JobClient` is the executor's whole write path besides node labels and Events:
 
@@ -10,14 +11,14 @@
   a server or an emulator may return more than was asked for);
 - :meth:`JobClient.delete`: delete a Job and its pod (``propagationPolicy: Background``); 404 is
   ``False``;
-- :meth:`JobClient.read_deployment`: the workload's Deployment, raw: its ``uid`` for the Jobs'
-  owner reference (so deleting the workload deletes its prefetch Jobs) and its pod template, from
-  which the Jobs take pull secrets, service account, tolerations and the placement rules the
-  planner applies. None when it does not exist.
+- :meth:`JobClient.read_workload`: the workload's Deployment or StatefulSet, raw: its ``uid``
+  for the Jobs' owner reference (so deleting the workload deletes its prefetch Jobs) and its pod
+  template, from which the Jobs take pull secrets, service account, tolerations and the
+  placement rules the planner applies. None when it does not exist.
 
 RBAC: ``jobs: create, delete, get, list, watch`` in the workloads' namespaces (watch is not used
 today; listed so a Job informer can replace the per-tick list without a new role),
-``deployments: get``.
+``deployments, statefulsets: get``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from autoscaler.clients.kube import (
     call_json,
     format_selector,
     kubernetes_error,
+    read_workload_call,
 )
 
 __all__ = ["JobClient"]
@@ -115,14 +117,14 @@ class JobClient:
         )
         return deleted is not None
 
-    def read_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The Deployment as a raw dict, or None when there is none."""
-        operation = f"get deployment {namespace}/{name}"
+    def read_workload(
+        self, namespace: str, name: str, kind: str = "Deployment"
+    ) -> dict[str, Any] | None:
+        """The workload (``kind``: Deployment or StatefulSet) as a raw dict, or None when there
+        is none."""
         return call_json(
-            operation,
-            lambda: self._apps.read_namespaced_deployment(
-                name, namespace, _preload_content=False, _request_timeout=self.request_timeout
-            ),
+            f"get {kind.lower()} {namespace}/{name}",
+            read_workload_call(self._apps, kind, namespace, name, self.request_timeout),
             host=self._host,
             absent=(404,),
         )

@@ -28,8 +28,9 @@ workloads means a handful of long-lived connections, which the API server handle
 Objects are also checked against the selector here, because a server (or an emulator) may
 return more than was asked for; a pod that stops matching is dropped like a deleted one.
 
-The scale target's ``spec.replicas`` (the ``apps/v1`` Deployment named like the workload) is
-read by one more thread every ``spec_interval_s``; a missing Deployment (404) means "unknown"
+The scale target's ``spec.replicas`` (the ``apps/v1`` Deployment or StatefulSet named like the
+workload, ``WatchedWorkload.kind``) is read by one more thread every ``spec_interval_s``; a
+missing one (404) means "unknown"
 and :func:`~autoscaler.replica_states.replica_counts` falls back to the pods it sees.
 
 Accessors are thread-safe and cheap (no I/O): they read the cache under one lock. Before the
@@ -53,10 +54,12 @@ from kubernetes import client, watch
 
 from autoscaler.clients.kube import (
     DEFAULT_REQUEST_TIMEOUT,
+    WORKLOAD_KINDS,
     KubernetesError,
     format_selector,
     kubernetes_error,
     read_json,
+    read_workload_call,
 )
 from autoscaler.replica_states import (
     DEFAULT_TIME_TO_READY_WINDOW,
@@ -85,8 +88,14 @@ class WatchedWorkload:
     key: str
     namespace: str
     selector: Mapping[str, str]
+    kind: str = "Deployment"
+    """The ``apps/v1`` kind whose ``spec.replicas`` is read (``WORKLOAD_KINDS``)."""
 
     def __post_init__(self) -> None:
+        if self.kind not in WORKLOAD_KINDS:
+            raise ValueError(
+                f"workload {self.key}: kind {self.kind!r} is not one of {', '.join(WORKLOAD_KINDS)}"
+            )
         namespace, sep, name = self.key.partition("/")
         if not sep or not name or namespace != self.namespace:
             raise ValueError(
@@ -494,15 +503,12 @@ class PodWatcher:
             self._stopping.wait(self.spec_interval_s)
 
     def _read_spec(self, workload: WatchedWorkload) -> None:
-        """Read the Deployment's ``spec.replicas``; keep the last value when the read fails."""
-        operation = f"get deployment {workload.key}"
+        """Read the workload's ``spec.replicas``; keep the last value when the read fails."""
+        operation = f"get {workload.kind.lower()} {workload.key}"
         try:
-            response = self._apps.read_namespaced_deployment(
-                workload.name,
-                workload.namespace,
-                _preload_content=False,
-                _request_timeout=self.request_timeout,
-            )
+            response = read_workload_call(
+                self._apps, workload.kind, workload.namespace, workload.name, self.request_timeout
+            )()
             body = read_json(response, operation, host=self._host)
         except client.ApiException as exc:
             if exc.status == 404:
@@ -529,7 +535,7 @@ class PodWatcher:
         if problem is not None:
             self._log_spec_problem(key, problem, previous)
         elif previous is not None:
-            log.info("deployment %s: readable again", key)
+            log.info("workload %s: readable again", key)
 
     def _set_spec_error(self, key: str, error: KubernetesError) -> None:
         with self._lock:

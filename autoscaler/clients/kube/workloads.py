@@ -6,8 +6,8 @@
   ScaledObject overrides it, and labelled ``scaledobject.keda.sh/name``), so no ScaledObject CRD
   needs to exist or be readable; the answer then names the ScaledObject, which is what the team
   edits. The choice among HPAs is pure (:func:`find_current_autoscaler`).
-- :class:`EventRecorder`: core/v1 Events on the workload's Deployment ("capacity unavailable",
-  fail-static holds...), visible in ``kubectl describe deployment``.
+- :class:`EventRecorder`: core/v1 Events on the workload's Deployment or StatefulSet ("capacity
+  unavailable", fail-static holds...), visible in ``kubectl describe``.
 
 Event de-duplication bumps the count (as client-go's event correlator does), it does not drop:
 an Event with the same (namespace, Deployment, reason) recorded within ``dedup_window_s``
@@ -36,6 +36,7 @@ from kubernetes import client
 
 from autoscaler.clients.kube import (
     DEFAULT_REQUEST_TIMEOUT,
+    WORKLOAD_KINDS,
     KubernetesError,
     kubernetes_error,
     read_json,
@@ -228,11 +229,14 @@ def _rfc3339(seconds: float) -> str:
 
 
 class EventRecorder:
-    """Posts core/v1 Events about workloads (their Deployment), de-duplicated by count.
+    """Posts core/v1 Events about workloads (their Deployment or StatefulSet), de-duplicated by
+    count.
 
     ``clock`` (Unix seconds) is injected for the window and the timestamps; ``instance`` is
-    this replica's name (e.g. the pod name) for ``reportingInstance``. Thread-safe: one lock
-    serialises records, so two threads cannot both create the Event for one key.
+    this replica's name (e.g. the pod name) for ``reportingInstance``; ``kinds`` maps a
+    workload's ``namespace/name`` to its kind when it is not a Deployment, so the Event lands on
+    the object ``kubectl describe`` shows. Thread-safe: one lock serialises records, so two
+    threads cannot both create the Event for one key.
     """
 
     def __init__(
@@ -244,9 +248,14 @@ class EventRecorder:
         dedup_window_s: float = 600.0,
         clock: Callable[[], float] = time.time,
         request_timeout: tuple[float, float] = DEFAULT_REQUEST_TIMEOUT,
+        kinds: Mapping[str, str] | None = None,
     ) -> None:
         self._core = client.CoreV1Api(api_client)
         self._host: str | None = getattr(api_client.configuration, "host", None)
+        self.kinds: dict[str, str] = dict(kinds or {})
+        for key, kind in self.kinds.items():
+            if kind not in WORKLOAD_KINDS:
+                raise ValueError(f"workload {key}: kind {kind!r} is not one of {WORKLOAD_KINDS}")
         self.component = component
         self.instance = instance
         self.dedup_window_s = dedup_window_s
@@ -263,7 +272,7 @@ class EventRecorder:
         message: str,
         type: EventType = "Normal",
     ) -> EventOutcome:
-        """Record ``reason``/``message`` on Deployment ``namespace/workload_name``.
+        """Record ``reason``/``message`` on workload ``namespace/workload_name``.
 
         Never raises for API trouble: a failure is logged and returned (``action="failed"``
         with the :class:`KubernetesError`), because an Event is worth less than the tick that
@@ -292,7 +301,7 @@ class EventRecorder:
             return outcome
 
     def warn(self, namespace: str, name: str, reason: str, message: str) -> None:
-        """A Warning Event on Deployment ``namespace/name`` (the loop's event sink); the
+        """A Warning Event on workload ``namespace/name`` (the loop's event sink); the
         outcome is logged by :meth:`record`, so a failure is not raised."""
         self.record(namespace, name, reason, message, "Warning")
 
@@ -335,6 +344,7 @@ class EventRecorder:
     ) -> EventOutcome:
         # client-go's naming: the object's name and a unique hex suffix from the time.
         name = f"{workload_name}.{time.time_ns():x}"
+        kind = self.kinds.get(f"{namespace}/{workload_name}", "Deployment")
         timestamp = _rfc3339(now)
         body: dict[str, Any] = {
             "apiVersion": "v1",
@@ -342,7 +352,7 @@ class EventRecorder:
             "metadata": {"name": name, "namespace": namespace},
             "involvedObject": {
                 "apiVersion": "apps/v1",
-                "kind": "Deployment",
+                "kind": kind,
                 "name": workload_name,
                 "namespace": namespace,
             },
@@ -357,7 +367,7 @@ class EventRecorder:
         }
         if self.instance:
             body["reportingInstance"] = self.instance
-        operation = f"create event {reason} on deployment {namespace}/{workload_name}"
+        operation = f"create event {reason} on {kind.lower()} {namespace}/{workload_name}"
         try:
             event = client.CoreV1Event.from_dict(body)
             if event is None:  # pragma: no cover - only for a None input
