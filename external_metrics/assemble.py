@@ -33,6 +33,7 @@ from autoscaler.clients.prometheus import PrometheusClient
 from autoscaler.config import ServiceConfig
 from autoscaler.engines.registry import ENGINES
 from autoscaler.errors import InputError
+from autoscaler.ksm_replicas import KubeStateMetricsReplicas
 from autoscaler.loop import ControlLoop, EventSink, ReplicaSource, ShadowSource, workload_info
 from autoscaler.loop_metrics import LoopMetrics
 from autoscaler.policies.forecast import DESIRED_METRIC, FORECAST_METRIC, LOAD_METRIC
@@ -109,14 +110,15 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
     prefetcher: Prefetcher | None = None
     if options.use_kubernetes:
         kube = build_api_client(host=options.kube_api, kubeconfig=options.kubeconfig)
-        watcher = PodWatcher(
-            kube,
-            [
-                WatchedWorkload(f"{w.namespace}/{w.name}", w.namespace, w.selector, w.kind)
-                for w in config.workloads
-            ],
-        )
-        replicas = watcher
+        if config.service.replica_source == "kubernetes":
+            watcher = PodWatcher(
+                kube,
+                [
+                    WatchedWorkload(f"{w.namespace}/{w.name}", w.namespace, w.selector, w.kind)
+                    for w in config.workloads
+                ],
+            )
+            replicas = watcher
         shadow = CurrentAutoscalerReader(kube)
         kinds = {f"{w.namespace}/{w.name}": w.kind for w in config.workloads}
         events = EventRecorder(kube, kinds=kinds)
@@ -135,6 +137,9 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
         PrometheusClient(config.service.prometheus_url) as prometheus,
         tempfile.TemporaryDirectory() as tmp,
     ):
+        if config.service.replica_source == "kube-state-metrics":
+            replicas = KubeStateMetricsReplicas(prometheus, config.workloads)
+            log.info("replica states from kube-state-metrics in Prometheus")
         loop = ControlLoop(
             config,
             prometheus=prometheus,

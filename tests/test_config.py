@@ -115,6 +115,7 @@ BAD_CASES = [
     ("tls-half", ("service", "tls_cert_file"), "/tls.crt", "service.tls_key_file", "together"),
     ("grpc-workers", ("service", "grpc_workers"), 0, "service.grpc_workers", "1"),
     ("bad-kind", ("workloads", 0, "kind"), "DaemonSet", "workloads[0].kind", "StatefulSet"),
+    ("bad-source", ("service", "replica_source"), "ksm", "service.replica_source", "kube-state"),
     ("fleet-frac", ("workloads", 0, "prefetch"), {"fleet_fraction": 2}, "fleet_fraction", "1"),
     ("no-workloads", ("workloads",), [], "workloads", "at least one"),
     ("no-workloads-key", ("workloads",), _DELETE, "workloads", "missing"),
