@@ -45,7 +45,7 @@ from external_metrics.health import create_health_app
 from external_metrics.keda.server import create_grpc_server
 from external_metrics.self_signed import self_signed_pair
 from external_metrics.service import Listeners, run_service
-from external_metrics.tls import server_ssl_context
+from external_metrics.tls import CertificateFiles, server_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -198,10 +198,16 @@ def _listeners(
         store,
         f"{options.host}:{config.service.ports.grpc}",
         tls=(Path(cert_file).read_bytes(), Path(key_file).read_bytes()),
+        tls_files=CertificateFiles(cert_file, key_file),
         max_workers=config.service.grpc_workers,
     )
+    https_files = CertificateFiles(cert_file, key_file)
     return Listeners(
-        health=health, api=create_api_app(store, auth), ssl_context=ssl_context, grpc=grpc_server
+        health=health,
+        api=create_api_app(store, auth),
+        ssl_context=ssl_context,
+        grpc=grpc_server,
+        tls_reload=lambda: https_files.reload_into(ssl_context),
     )
 
 

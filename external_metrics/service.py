@@ -10,10 +10,12 @@ that cannot be bound is a clear error before any tick runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from aiohttp import web
 
@@ -40,6 +42,13 @@ class Listeners:
     api: web.Application | None = None
     ssl_context: ssl.SSLContext | None = None
     grpc: GrpcServer | None = None
+    tls_reload: Callable[[], object] | None = None
+    """Called every ``TLS_RELOAD_S`` while serving: loads a renewed certificate into
+    ``ssl_context`` (``CertificateFiles.reload_into``)."""
+
+
+TLS_RELOAD_S: Final = 30.0
+"""How often the serving certificate files are checked for a renewal (a stat, no read)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +62,9 @@ class BoundPorts:
 async def _site(
     app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None, what: str
 ) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, shutdown_timeout=2.0)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError as exc:
@@ -108,10 +117,34 @@ async def run_service(
             log.info("KEDA external scaler (gRPC) on %s:%d", host, ports.grpc)
         if on_bound is not None and not on_bound.done():
             on_bound.set_result(BoundPorts(health=health_port, api=api_port))
-        await loop.run(stop)
+        reloader = (
+            asyncio.create_task(_reload_tls(listeners.tls_reload, stop))
+            if listeners.tls_reload is not None
+            else None
+        )
+        try:
+            await loop.run(stop)
+        finally:
+            if reloader is not None:
+                reloader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reloader
     finally:
         log.info("shutting down")
         if grpc_started and listeners.grpc is not None:
             listeners.grpc.stop(2.0)
         for runner in reversed(runners):
             await runner.cleanup()
+
+
+async def _reload_tls(reload: Callable[[], object], stop: asyncio.Event) -> None:
+    """Check the certificate files every ``TLS_RELOAD_S`` until ``stop``; never raises."""
+    while not stop.is_set():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), TLS_RELOAD_S)
+        if stop.is_set():
+            return
+        try:
+            reload()
+        except Exception as exc:  # a bad renewal must not stop the service
+            log.warning("TLS reload failed, keeping the current certificate: %s", exc)

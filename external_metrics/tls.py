@@ -9,6 +9,8 @@ The kube-aggregator only speaks HTTPS to an APIService (it checks our serving ce
   *optional* but, when sent, must chain to that CA or the handshake fails; a connection without
   one (a bearer-token client) still works. ``external_metrics.auth`` then checks the CN.
 
+:class:`CertificateFiles` re-reads a renewed certificate (cert-manager) without a restart.
+
 Without a configured certificate ``serve`` makes a self-signed one
 (:mod:`external_metrics.self_signed`); the APIService must then say
 ``insecureSkipTLSVerify: true``. Production mounts a real one (cert-manager), see
@@ -17,8 +19,14 @@ Without a configured certificate ``serve`` makes a self-signed one
 
 from __future__ import annotations
 
+import logging
 import ssl
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+log = logging.getLogger(__name__)
 
 
 def server_ssl_context(
@@ -38,3 +46,67 @@ def server_ssl_context(
     else:
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+class CertificateFiles:
+    """The serving certificate and key files, re-read when they change on disk.
+
+    cert-manager renews a certificate in place: the kubelet swaps the Secret volume's ``..data``
+    symlink, so both files change at once without a restart. Each consumer (the HTTPS context,
+    the gRPC credentials) keeps its own ``CertificateFiles`` and asks :meth:`changed_pair` when it
+    may swap: the files' (inode, size, mtime) are compared, nothing is read while they are
+    unchanged. A pair that does not load (half written, a key that does not match) is logged
+    and skipped; the previous certificate keeps serving, and the next check tries again.
+    """
+
+    def __init__(self, cert_file: str | Path, key_file: str | Path) -> None:
+        self.cert_file = Path(cert_file)
+        self.key_file = Path(key_file)
+        self._stamp = self._stat()
+
+    def _stat(self) -> tuple[tuple[int, int, int], ...] | None:
+        try:
+            return tuple(
+                (st.st_ino, st.st_size, st.st_mtime_ns)
+                for st in (self.cert_file.stat(), self.key_file.stat())
+            )
+        except OSError:
+            return None
+
+    def changed_pair(self) -> tuple[bytes, bytes] | None:
+        """``(certificate_pem, key_pem)`` when the files changed since the last good read and
+        now hold a matching pair; None otherwise."""
+        stamp = self._stat()
+        if stamp is None or stamp == self._stamp:
+            return None
+        try:
+            cert_pem, key_pem = self.cert_file.read_bytes(), self.key_file.read_bytes()
+            check_pair(cert_pem, key_pem)
+        except (OSError, ValueError) as exc:
+            log.warning("TLS: %s / %s changed but cannot be used yet: %s",
+                        self.cert_file, self.key_file, exc)  # fmt: skip
+            return None
+        self._stamp = stamp
+        log.info("TLS: serving the renewed certificate from %s", self.cert_file)
+        return cert_pem, key_pem
+
+    def reload_into(self, ctx: ssl.SSLContext) -> bool:
+        """Load a changed pair into ``ctx`` (new handshakes use it); True when it did."""
+        if self.changed_pair() is None:
+            return False
+        ctx.load_cert_chain(certfile=str(self.cert_file), keyfile=str(self.key_file))
+        return True
+
+
+def check_pair(cert_pem: bytes, key_pem: bytes) -> None:
+    """Raise ValueError unless ``cert_pem`` is PEM X.509 and ``key_pem`` its unencrypted key."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as exc:
+        raise ValueError(f"the certificate is not PEM X.509: {exc}") from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"the private key is not an unencrypted PEM key: {exc}") from None
+    if cert.public_key() != key.public_key():
+        raise ValueError("the private key does not match the certificate")

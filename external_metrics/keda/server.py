@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent import futures
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import grpc
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from autoscaler.store import RecommendationStore
 from external_metrics.keda import externalscaler_pb2_grpc as pb_grpc
 from external_metrics.keda.errors import BindError
 from external_metrics.keda.reading import DEFAULT_ACTIVATION_EPSILON
 from external_metrics.keda.servicer import DEFAULT_KEEPALIVE_S, ExternalScalerServicer
+from external_metrics.tls import CertificateFiles, check_pair
 
 DEFAULT_MAX_WORKERS: Final = 16
 """Worker threads; every open ``external-push`` stream holds one of them."""
@@ -85,6 +85,7 @@ def create_grpc_server(
     *,
     tls: tuple[bytes, bytes] | None,
     client_ca: bytes | None = None,
+    tls_files: CertificateFiles | None = None,
     max_workers: int = DEFAULT_MAX_WORKERS,
     keepalive_s: float = DEFAULT_KEEPALIVE_S,
     activation_epsilon: float = DEFAULT_ACTIVATION_EPSILON,
@@ -94,6 +95,8 @@ def create_grpc_server(
 
     ``tls`` is ``(certificate_chain_pem, private_key_pem)``, or None for plaintext (only for
     tests or a mesh that terminates TLS). ``client_ca`` (PEM) turns on mutual TLS.
+    ``tls_files`` (the files ``tls`` was read from) makes renewed certificates take effect
+    without a restart.
     """
     if max_workers < 1:
         raise ValueError(f"max_workers must be at least 1, not {max_workers}")
@@ -111,7 +114,7 @@ def create_grpc_server(
         if tls is None:
             port = server.add_insecure_port(address)
         else:
-            port = server.add_secure_port(address, _credentials(tls, client_ca))
+            port = server.add_secure_port(address, _credentials(tls, client_ca, tls_files))
     except RuntimeError as exc:  # grpc raises "Failed to bind to address ..."
         raise BindError(f"KEDA scaler: cannot listen on {address!r}: {exc}") from exc
     if port == 0:  # older grpc reports a failed bind as port 0
@@ -119,27 +122,41 @@ def create_grpc_server(
     return ScalerServer(server, port=port, servicer=servicer)
 
 
-def _credentials(tls: tuple[bytes, bytes], client_ca: bytes | None) -> grpc.ServerCredentials:
+def _credentials(
+    tls: tuple[bytes, bytes], client_ca: bytes | None, files: CertificateFiles | None = None
+) -> grpc.ServerCredentials:
+    """Server credentials; with ``files``, renewed certificates are picked up at the next
+    handshake (grpc asks the fetcher before each one; it only stats the files)."""
     cert_pem, key_pem = tls
     try:
-        cert = x509.load_pem_x509_certificate(cert_pem)
+        check_pair(cert_pem, key_pem)
     except ValueError as exc:
-        raise TlsConfigError(f"KEDA scaler TLS: the certificate is not PEM X.509: {exc}") from None
-    try:
-        key = serialization.load_pem_private_key(key_pem, password=None)
-    except (ValueError, TypeError) as exc:
-        raise TlsConfigError(
-            f"KEDA scaler TLS: the private key is not an unencrypted PEM key: {exc}"
-        ) from None
-    if cert.public_key() != key.public_key():
-        raise TlsConfigError("KEDA scaler TLS: the private key does not match the certificate")
+        raise TlsConfigError(f"KEDA scaler TLS: {exc}") from None
     if client_ca is not None:
         try:
             x509.load_pem_x509_certificates(client_ca)
         except ValueError as exc:
             raise TlsConfigError(f"KEDA scaler TLS: client_ca is not PEM X.509: {exc}") from None
-    return grpc.ssl_server_credentials(
-        [(key_pem, cert_pem)],
-        root_certificates=client_ca,
-        require_client_auth=client_ca is not None,
+    if files is None:
+        return grpc.ssl_server_credentials(
+            [(key_pem, cert_pem)],
+            root_certificates=client_ca,
+            require_client_auth=client_ca is not None,
+        )
+
+    def fetch() -> grpc.ServerCertificateConfiguration | None:
+        pair = files.changed_pair()
+        if pair is None:
+            return None
+        return grpc.ssl_server_certificate_configuration(
+            [(pair[1], pair[0])], root_certificates=client_ca
+        )
+
+    initial = grpc.ssl_server_certificate_configuration(
+        [(key_pem, cert_pem)], root_certificates=client_ca
+    )
+    # grpc's stub says the fetcher never returns None; grpc itself documents None as "keep"
+    fetcher = cast(Callable[[], grpc.ServerCertificateConfiguration], fetch)
+    return grpc.dynamic_ssl_server_credentials(
+        initial, fetcher, require_client_authentication=client_ca is not None
     )
