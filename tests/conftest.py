@@ -30,3 +30,21 @@ def shared_file() -> Callable[[str], Path]:
             pytest.skip(str(exc))
 
     return find
+
+
+@pytest.fixture
+def prometheus_binary() -> str:
+    """The Debian ``prometheus`` binary for the real-Prometheus tests: skipped with the reason
+    when it is missing, failed instead under CI (``.ci/run`` installs it)."""
+    import shutil
+
+    found = shutil.which("prometheus")
+    if found is None:
+        why = (
+            "the Debian `prometheus` binary is not installed "
+            "(apt-get install -y --no-install-recommends prometheus; .ci/run does it)"
+        )
+        if _require_shared() or os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    return found

@@ -3,8 +3,6 @@ Prometheus (the Debian binary) scraping a small exporter of KSM-format series on
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -20,8 +18,6 @@ from autoscaler.config import WorkloadConfig
 from autoscaler.ksm_replicas import KubeStateMetricsReplicas, ksm_queries, pods_by_workload
 from autoscaler.loop import ReplicaSource
 
-PROMETHEUS = shutil.which("prometheus")
-REQUIRED = bool(os.environ.get("REQUIRE_SHARED") or os.environ.get("CI"))
 NOW = 1_800_000_000.0
 
 
@@ -154,15 +150,7 @@ def exposition(now: float) -> str:
 
 
 @pytest.fixture
-def prometheus_with_ksm(tmp_path: Path) -> Iterator[tuple[str, float]]:
-    if PROMETHEUS is None:
-        why = (
-            "the Debian `prometheus` binary is not installed "
-            "(apt-get install -y --no-install-recommends prometheus; .ci/run does it)"
-        )
-        if REQUIRED:
-            pytest.fail(why)
-        pytest.skip(why)
+def prometheus_with_ksm(tmp_path: Path, prometheus_binary: str) -> Iterator[tuple[str, float]]:
     start = time.time()
     text = exposition(start).encode()
 
@@ -187,7 +175,7 @@ def prometheus_with_ksm(tmp_path: Path) -> Iterator[tuple[str, float]]:
     log = (tmp_path / "prometheus.log").open("wb")
     proc = subprocess.Popen(
         [
-            PROMETHEUS,
+            prometheus_binary,
             f"--config.file={tmp_path / 'prometheus.yml'}",
             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{prom_port}",

@@ -13,8 +13,6 @@ Everything waits on conditions with deadlines; nothing asserts a duration.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import socket
 import ssl
@@ -28,8 +26,6 @@ from pathlib import Path
 
 import pytest
 
-PROMETHEUS = shutil.which("prometheus")
-REQUIRED = bool(os.environ.get("REQUIRE_SHARED") or os.environ.get("CI"))
 WORKLOAD = {"namespace": "default", "workload": "llm"}
 
 def free_port() -> int:
@@ -110,15 +106,7 @@ def metric(url: str, name: str, labels: dict[str, str]) -> float | None:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[dict[str, object]]:
-    if PROMETHEUS is None:
-        why = (
-            "the Debian `prometheus` binary is not installed "
-            "(apt-get install -y --no-install-recommends prometheus; .ci/run does it)"
-        )
-        if REQUIRED:
-            pytest.fail(why)
-        pytest.skip(why)
+def stack(tmp_path: Path, prometheus_binary: str) -> Iterator[dict[str, object]]:
     trace = tmp_path / "step.csv"
     step_trace(trace, low_rps=0.5, high_rps=6.0, step_at=25.0, end=900.0)
     emu_port, prom_port = free_port(), free_port()
@@ -143,7 +131,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, object]]:
     prometheus = Proc(
         "prometheus",
         [
-            str(PROMETHEUS),
+            prometheus_binary,
             f"--config.file={tmp_path / 'prometheus.yml'}",
             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{prom_port}",
