@@ -138,8 +138,12 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
         tempfile.TemporaryDirectory() as tmp,
     ):
         if config.service.replica_source == "kube-state-metrics":
-            replicas = KubeStateMetricsReplicas(prometheus, config.workloads)
-            log.info("replica states from kube-state-metrics in Prometheus")
+            ksm = KubeStateMetricsReplicas(prometheus, config.workloads)
+            replicas = ksm
+            log.info(
+                "replica states from kube-state-metrics in Prometheus (%d more queries per tick)",
+                len(ksm.queries),
+            )
         loop = ControlLoop(
             config,
             prometheus=prometheus,
