@@ -87,3 +87,15 @@ def test_a_port_in_use_is_a_clear_error(tmp_path):
                     "--no-kubernetes", "--insecure-skip-auth", "--backfill", "0s")  # fmt: skip
     line = _error_line(proc)
     assert f"127.0.0.1:{port}" in line
+
+
+def test_kube_state_metrics_as_the_replica_source_runs_without_a_cluster(tmp_path):
+    path = _config(tmp_path)
+    path.write_text(
+        path.read_text().replace("service:\n", "service:\n  replica_source: kube-state-metrics\n")
+    )
+    proc = _run("--config", str(path), "--no-kubernetes", "--insecure-skip-auth",
+                "--backfill", "0s", "--duration", "3")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "replica states from kube-state-metrics in Prometheus (10 more queries" in proc.stderr
+    assert "Traceback" not in proc.stderr
