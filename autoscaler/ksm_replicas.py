@@ -16,8 +16,9 @@ A workload's pods are found by ownership, not by label (KSM exports pod labels o
 are allowlisted): a Deployment's through ``kube_pod_owner`` (pod → ReplicaSet) and
 ``kube_replicaset_owner`` (ReplicaSet → Deployment), a StatefulSet's directly. Ages count from
 ``kube_pod_created``. The time to ready is ``kube_pod_status_ready_time`` − created where KSM
-exports it (2.9 and later); otherwise the first tick that saw the pod Ready stands in for the
-Ready time (one tick of resolution).
+exports it; otherwise the first tick that saw the pod Ready stands in for the Ready time (one
+tick of resolution), for pods first seen not Ready (a pod Ready before the service started has
+no known Ready time and is not counted).
 
 One refresh per tick runs the same 10 queries for every workload (the namespaces are a regex
 matcher), so the query count does not grow with the workloads. A query that fails raises, and
@@ -176,6 +177,7 @@ class KubeStateMetricsReplicas:
         self._spec: dict[str, int] = {}
         self._problem: str | None = None
         self._first_ready: dict[str, float] = {}
+        self._unready: set[str] = set()
         self._ttr = {key: time_to_ready_window() for key in self._workloads}
 
     def refresh(self, now: float) -> None:
@@ -209,7 +211,11 @@ class KubeStateMetricsReplicas:
                 identity = p.uid or f"{p.namespace}/{p.name}@{p.created_at!r}"
                 seen.add(identity)
                 ready_at = p.ready_at
-                if p.ready and ready_at is None:  # no ready-time series: first tick seen Ready
+                if not p.ready:
+                    self._unready.add(identity)
+                elif ready_at is None and identity in self._unready:
+                    # no ready-time series: the first tick that saw it Ready, for a pod seen
+                    # before it was (one already Ready at start-up has no known Ready time)
                     ready_at = self._first_ready.setdefault(identity, now)
                 view = PodView(p.namespace, p.name, p.uid, _state(p), p.created_at, ready_at)
                 self._ttr[key].observe(view)
@@ -218,6 +224,7 @@ class KubeStateMetricsReplicas:
             if ref in specs:
                 self._spec[key] = specs[ref]
         self._first_ready = {k: v for k, v in self._first_ready.items() if k in seen}
+        self._unready &= seen
         self._at = now
 
     def counts(self, key: str, now: float) -> ReplicaCounts:

@@ -42,6 +42,7 @@ PODS = {
     "llama-b-1": ("ReplicaSet", "llama-b", "Running", 1, 1, True, NOW - 5000, NOW - 4800),
     "llama-b-2": ("ReplicaSet", "llama-b", "Succeeded", 0, 1, False, NOW - 6000, None),
     "qwen-0": ("StatefulSet", "qwen", "Running", 1, 1, False, NOW - 300, None),
+    "qwen-1": ("StatefulSet", "qwen", "Running", 0, 1, False, NOW - 100, None),
     "other-1": ("ReplicaSet", "other-x", "Running", 1, 1, False, NOW - 50, NOW - 10),
 }
 REPLICASETS = {"llama-a": "llama", "llama-b": "llama", "other-x": "other"}
@@ -79,8 +80,9 @@ def test_pods_are_grouped_by_their_owning_workload():
     grouped = pods_by_workload(canned())
     llama = {p.name for p in grouped[("llm", "Deployment", "llama")]}
     assert llama == {"llama-a-1", "llama-a-2", "llama-a-3", "llama-b-1"}  # not the finished one
-    assert {p.name for p in grouped[("llm", "StatefulSet", "qwen")]} == {"qwen-0"}
+    assert {p.name for p in grouped[("llm", "StatefulSet", "qwen")]} == {"qwen-0", "qwen-1"}
     assert ("llm", "Deployment", "other") in grouped
+    assert len(grouped[("llm", "StatefulSet", "qwen")]) == 2
 
 
 class FakePrometheus:
@@ -107,12 +109,22 @@ def test_counts_classify_like_the_pod_watch_with_one_refresh_per_tick():
     )  # fmt: skip
     assert llama.starting_ages_s == (900.0, 100.0)  # oldest unready first
     qwen = source.counts("llm/qwen", NOW)
-    assert (qwen.spec, qwen.ready) == (2, 1)
+    assert (qwen.spec, qwen.ready, qwen.starting) == (2, 1, 1)
     assert len(prom.calls) == 10  # both workloads from one refresh: the query count is fixed
     # ready_time - created of llama-a-1 (180 s) and llama-b-1 (200 s, Ready before it was deleted)
     assert source.time_to_ready_s("llm/llama") == 190.0
-    # no ready-time series (older KSM): the first tick that saw qwen-0 Ready stands in
-    assert source.time_to_ready_s("llm/qwen") == 300.0
+    # no ready-time series (older KSM): qwen-0 was Ready before we looked, so it tells nothing
+    assert source.time_to_ready_s("llm/qwen") is None
+    # qwen-1 turns Ready by the next tick: the first tick that saw it Ready stands in
+    for smp in prom.by_query[ksm_queries(["llm"])["ready"]]:
+        if smp.labels["pod"] == "qwen-1":
+            prom.by_query[ksm_queries(["llm"])["ready"]].remove(smp)
+            prom.by_query[ksm_queries(["llm"])["ready"]].append(
+                Sample(smp.labels, NOW + 30, 1.0)
+            )
+            break
+    assert source.counts("llm/qwen", NOW + 30).ready == 2
+    assert source.time_to_ready_s("llm/qwen") == 130.0  # (NOW + 30) - (NOW - 100)
 
 
 def test_missing_kube_state_metrics_fails_static_instead_of_counting_zero():
