@@ -34,8 +34,8 @@ from autoscaler.loop_metrics import LoopMetrics
 from autoscaler.perf.capacity import seed_capacity, work_weights
 from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.base import Policy, PolicyContext
-from autoscaler.policies.forecast import ForecastPolicy
-from autoscaler.recommendation import Recommendation, hold
+from autoscaler.policies.forecast import DESIRED_METRIC, ForecastPolicy
+from autoscaler.recommendation import Candidate, PublishedMetric, Recommendation, hold
 from autoscaler.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.store import CurrentAutoscaler, RecommendationStore, WorkloadInfo
 
@@ -209,7 +209,7 @@ class ControlLoop:
             elif key not in counts:
                 snap = replace(snap, stale=True)
             snap = self._with_lead_time(key, snap)
-            rec = self._recommend(key, snap, errors)
+            rec = no_scale_down_on_partial_scrape(self._recommend(key, snap, errors), snap)
             recs[key] = rec
             self.store.put(rec, snap)
             self.metrics.observe_recommendation(rec, snap.data_age_s)
@@ -363,3 +363,33 @@ def _short(rec: Recommendation) -> str:
     if rec.holds:
         return "hold"
     return f"{rec.desired_replicas}({rec.winner})"
+
+
+def no_scale_down_on_partial_scrape(rec: Recommendation, snap: SignalSnapshot) -> Recommendation:
+    """Hold the fleet up when Prometheus sees fewer replicas than the pod watch calls ready.
+
+    A replica whose scrape fails drops out of the fleet-wide sums, so demand reads low and the
+    policy would remove replicas because data is missing. While fewer pods report a per-replica
+    gauge than are ready, a recommendation below the current ``spec`` is raised to it (scaling
+    up stays allowed: missing data only biases demand down). A pod that just turned Ready and
+    was not scraped yet costs at most a tick without scale-down.
+    """
+    if rec.desired_replicas is None:
+        return rec
+    reporting = max(
+        len(snap.per_replica_running), len(snap.per_replica_waiting), len(snap.per_replica_kv_usage)
+    )
+    ready, spec = snap.replicas.ready, snap.replicas.spec
+    if reporting == 0 or reporting >= ready or rec.desired_replicas >= spec:
+        return rec
+    why = f"{ready - reporting} of {ready} ready replicas not scraped: no scale-down below {spec}"
+    return replace(
+        rec,
+        desired_replicas=spec,
+        winner="partial-scrape",
+        candidates=(*rec.candidates, Candidate("partial-scrape", float(spec), why)),
+        metrics=tuple(
+            PublishedMetric(m.name, float(spec)) if m.name == DESIRED_METRIC else m
+            for m in rec.metrics
+        ),
+    )

@@ -395,3 +395,20 @@ def test_a_failing_prefetcher_does_not_stop_the_tick():
     report = loop.tick()
     assert any("prefetch failed" in e for e in report.errors)
     assert store.freshness("llm/a") is Freshness.FRESH
+
+
+@pytest.mark.parametrize(("scraped", "guarded"), [(2, True), (6, False)])
+def test_ready_replicas_missing_from_the_scrape_block_a_scale_down(scraped, guarded):
+    clock = Clock()
+    six = ReplicaCounts(spec=6, ready=6, starting=0, pending=0, terminating=0)
+    api = FakePrometheus(results=healthy(["a"], clock.t, rate=1.0, pods=scraped))
+    loop, store, _ = make(config("a"), api, clock, replicas=Replicas({"llm/a": six}))
+    rec = loop.tick().recommendations["llm/a"]
+    assert rec.desired_replicas is not None
+    if guarded:  # 4 of 6 ready pods unseen: the low demand may be missing data
+        assert rec.desired_replicas == 6 and rec.winner == "partial-scrape"
+        assert "4 of 6 ready replicas not scraped" in rec.candidates[-1].detail
+        published = {m.name: m.value for m in rec.metrics}
+        assert published["llm_desired_replicas"] == 6.0
+    else:  # every ready pod reports: low demand is real, scale down
+        assert rec.desired_replicas < 6 and rec.winner != "partial-scrape"
