@@ -178,11 +178,16 @@ def with_scraped_pods(snap: SignalSnapshot) -> SignalSnapshot:
     Used where no Kubernetes watch is available (history, or ``serve`` without a cluster): it
     knows nothing of pending or starting replicas, so it is a floor on the fleet, not its state.
     """
-    pods = max(
-        len(snap.per_replica_running), len(snap.per_replica_waiting), len(snap.per_replica_kv_usage)
-    )
+    pods = scraped_pods(snap)
     counts = ReplicaCounts(spec=pods, ready=pods, starting=0, pending=0, terminating=0)
     return replace(snap, replicas=counts)
+
+
+def scraped_pods(snap: SignalSnapshot) -> int:
+    """How many pods Prometheus saw: the most that reported any per-replica gauge."""
+    return max(
+        len(snap.per_replica_running), len(snap.per_replica_waiting), len(snap.per_replica_kv_usage)
+    )
 
 
 def _profiles(

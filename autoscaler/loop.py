@@ -26,7 +26,13 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from autoscaler.clients.prometheus import PrometheusAPI
-from autoscaler.collection import collect, collect_history, with_scraped_pods, workload_key
+from autoscaler.collection import (
+    collect,
+    collect_history,
+    scraped_pods,
+    with_scraped_pods,
+    workload_key,
+)
 from autoscaler.config import ServiceConfig, WorkloadConfig
 from autoscaler.engines.base import EngineProfile
 from autoscaler.engines.promql import build_fleet_queries
@@ -376,9 +382,7 @@ def no_scale_down_on_partial_scrape(rec: Recommendation, snap: SignalSnapshot) -
     """
     if rec.desired_replicas is None:
         return rec
-    reporting = max(
-        len(snap.per_replica_running), len(snap.per_replica_waiting), len(snap.per_replica_kv_usage)
-    )
+    reporting = scraped_pods(snap)
     ready, spec = snap.replicas.ready, snap.replicas.spec
     if reporting == 0 or reporting >= ready or rec.desired_replicas >= spec:
         return rec
