@@ -113,11 +113,29 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def version_text() -> str:
+    """``llm-autoscaler X.Y.Z``, plus the source revision an image build baked in.
+
+    The version is the installed distribution's (pyproject.toml's ``version``); the container
+    image sets ``LLM_AUTOSCALER_REVISION`` to the git commit it was built from.
+    """
+    import os
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        text = f"{PROG} {version('llm-autoscaler')}"
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        text = f"{PROG} (not installed)"
+    revision = os.environ.get("LLM_AUTOSCALER_REVISION", "").strip()
+    return f"{text} (revision {revision})" if revision else text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="SLO-aware, forecasting autoscaler for LLM inference fleets.",
     )
+    parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=_Parser
     )
@@ -451,19 +469,10 @@ class _Progress:
 
 def _print_table(result: dict[str, Any], title: str) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    from autoscaler.tables import COLUMNS, rows
+    from autoscaler.tables import rich_table
 
-    table = Table(title=title)
-    for _, label in COLUMNS:
-        if label == "policy":
-            table.add_column(label, justify="left", no_wrap=True)
-        else:
-            table.add_column(label, justify="right")
-    for cells in rows(result["policies"]):
-        table.add_row(*cells)
-    Console().print(table)
+    Console().print(rich_table(result["policies"], title))
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -521,7 +530,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from autoscaler.plotting import plot_replicas
+    from autoscaler.plotting import plot_replicas, require_matplotlib
+
+    require_matplotlib("demo's replicas.png")
     from autoscaler.policies.registry import policy_names
     from autoscaler.simulation.results import mean_over_seeds
     from autoscaler.simulation.runner import ORACLE, run_seed
@@ -702,9 +713,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     import logging
     import time
 
+    from autoscaler.plotting import require_matplotlib
     from autoscaler.report import build, history, replay
     from autoscaler.simulation.oracle import work_weights
 
+    require_matplotlib("the report's plots")
     began = time.perf_counter()
     # Prometheus retries and failed batch queries are logged; say them like the CLI's own lines
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: warning: %(message)s")

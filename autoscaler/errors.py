@@ -6,6 +6,8 @@
     │   └── UnknownNameError           an unknown policy, format, model or GPU name
     ├── SharedDataMissing (FileNotFoundError)
     │                                  a file under ../shared (or $LLM_AUTOSCALER_DATA) is absent
+    ├── MissingExtraError              an optional part (``pip install 'llm-autoscaler[EXTRA]'``)
+    │                                  is not installed; says which extra brings it
     └── ExternalSystemError            a system we call (the Kubernetes API) did not answer as
                                        needed; subclasses live with their client
 
@@ -18,6 +20,22 @@ from __future__ import annotations
 
 class LlmAutoscalerError(Exception):
     """Base of every error this project raises on purpose."""
+
+
+class MissingExtraError(LlmAutoscalerError):
+    """A command needs an optional dependency group that this installation left out.
+
+    The serving image installs the app without the ``report`` extra (matplotlib and its fonts and
+    image libraries), so ``demo`` and ``report`` there fail with this one line, not an ImportError.
+    """
+
+    def __init__(self, module: str, extra: str, what: str) -> None:
+        self.module = module
+        self.extra = extra
+        super().__init__(
+            f"{what} needs {module}, which is not installed: "
+            f"pip install 'llm-autoscaler[{extra}]'"
+        )
 
 
 class InputError(LlmAutoscalerError, ValueError):

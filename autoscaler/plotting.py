@@ -5,7 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from autoscaler.errors import MissingExtraError
 from autoscaler.simulation.engine import RunOutput
+
+
+def require_matplotlib(what: str) -> None:
+    """Fail with one line naming the ``report`` extra when matplotlib is not installed.
+
+    Called before any long work starts, so a user without the extra does not wait through a
+    simulation to learn that the plot cannot be drawn.
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as e:
+        raise MissingExtraError("matplotlib", "report", what) from e
 
 
 def plot_replicas(outputs: Mapping[str, RunOutput], path: Path, title: str) -> Path:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 COLUMNS = (
     ("policy", "policy"),
@@ -67,3 +71,21 @@ def markdown(policies: Mapping[str, Mapping[str, object]], title: str | None = N
     for cells in rows(policies):
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def rich_table(policies: Mapping[str, Mapping[str, object]], title: str) -> Table:
+    """The figures as a terminal table that fits 80 columns uncut.
+
+    No vertical rules and collapsed padding (one space between columns): the heavy-box default
+    took 86 columns for the demo's eight policies, so an 80-column terminal cut the SLO and
+    several other columns to ``…``.
+    """
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for _, label in COLUMNS:
+        table.add_column(label, justify="left" if label == "policy" else "right", no_wrap=True)
+    for cells in rows(policies):
+        table.add_row(*cells)
+    return table

@@ -122,3 +122,35 @@ def test_validate_config_accepts_the_example_and_names_the_field_of_a_bad_one(tm
     proc = _run("validate-config", str(bad))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "tpot_s" in proc.stderr and str(bad) in proc.stderr
+
+
+def test_version_prints_the_installed_version_and_a_baked_in_revision(monkeypatch, capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"llm-autoscaler {version('llm-autoscaler')}"
+    monkeypatch.setenv("LLM_AUTOSCALER_REVISION", "0123abc")
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip().endswith("(revision 0123abc)")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["demo", "--out", "OUT"], ["report", "--prometheus", "http://127.0.0.1:9", "--out", "OUT"]],
+)
+def test_plots_without_the_report_extra_are_one_line_naming_the_extra(tmp_path, command):
+    """The serving image leaves matplotlib out; demo and report then say which extra brings it."""
+    argv = [a.replace("OUT", str(tmp_path / "out")) for a in command]
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"  # import matplotlib -> ImportError
+        "from autoscaler.cli import main\n"
+        f"raise SystemExit(main({argv!r}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "pip install 'llm-autoscaler[report]'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
