@@ -62,5 +62,19 @@ proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. \
 		external_metrics/keda/externalscaler.proto
 
+# The serving image (Containerfile; docs/deploy.md). buildah with the vfs driver, so it works
+# without a daemon or overlay support; the base is built with mmdebstrap when none can be pulled.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= localhost/llm-autoscaler
+BASE_IMAGE ?= localhost/llm-autoscaler-base:bookworm
+.PHONY: image image-test
+image: $(STAMP)
+	IMAGE=$(IMAGE) VERSION=$(VERSION) BASE_IMAGE=$(BASE_IMAGE) PYTHON=$(BIN)/python \
+		deploy/image/build.sh
+
+# Builds the image, then runs --version, serve --help and validate-config inside it.
+image-test: image
+	LLM_AUTOSCALER_TEST_IMAGE=$(IMAGE):$(VERSION) $(BIN)/python -m pytest -q tests/test_image.py
+
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build demo-output .pytest_cache .mypy_cache .ruff_cache

@@ -30,6 +30,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import tomllib
 import threading
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
@@ -592,6 +593,41 @@ def test_deployment_ports_are_the_config_defaults(
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
 
 
+def _project_version() -> str:
+    return str(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"])
+
+
+def _made_image() -> str:
+    """The repository `make image` tags: the Makefile's ``IMAGE ?=`` default."""
+    (image,) = re.findall(r"^IMAGE \?= (\S+)$", (REPO / "Makefile").read_text(), re.M)
+    return image
+
+
+def test_chart_app_version_is_the_project_version() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == _project_version()
+
+
+def test_a_pushed_image_is_set_in_one_place(tools: Tools, tmp_path: Path) -> None:
+    """docs/deploy.md: an overlay's `images:` entry (what `kustomize edit set image` writes) and
+    Helm's image.repository/image.tag move the Deployment to the image in the user's registry."""
+    pushed = "registry.example.com/platform/llm-autoscaler"
+    rel = Path(os.path.relpath(OVERLAYS / "hpa", tmp_path))
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [str(rel)],
+                "images": [{"name": _made_image(), "newName": pushed, "newTag": "0.1.0-rc1"}],
+            }
+        ),
+        encoding="utf-8",
+    )
+    helm = _helm(tools, f"image.repository={pushed}", "image.tag=0.1.0-rc1")
+    for objs in (_kustomize(tools, tmp_path), helm):
+        container = _container(_one(objs, "Deployment", "llm-autoscaler"))
+        assert container["image"] == f"{pushed}:0.1.0-rc1"
+
+
 def test_deployment_runs_serve_with_the_mounted_config_and_tls(
     kustomized: dict[str, list[Any]], helmed: dict[str, list[Any]]
 ) -> None:
@@ -599,7 +635,7 @@ def test_deployment_runs_serve_with_the_mounted_config_and_tls(
     for source, objs in _all_renders(kustomized, helmed):
         pod = _one(objs, "Deployment", "llm-autoscaler")["spec"]["template"]["spec"]
         container = _container({"spec": {"template": {"spec": pod}}})
-        assert container["image"] == "ghcr.io/llm-autoscaler/llm-autoscaler:0.1.0"
+        assert container["image"] == f"{_made_image()}:{_project_version()}", source
         argv = container["command"] + container["args"]
         assert argv == ["llm-autoscaler", "serve", "--config", "/etc/llm-autoscaler/config.yaml"]
         mounts = {m["name"]: m for m in container["volumeMounts"]}
