@@ -30,8 +30,8 @@ import re
 import subprocess
 import sys
 import tarfile
-import tomllib
 import threading
+import tomllib
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
