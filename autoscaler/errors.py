@@ -33,8 +33,7 @@ class MissingExtraError(LlmAutoscalerError):
         self.module = module
         self.extra = extra
         super().__init__(
-            f"{what} needs {module}, which is not installed: "
-            f"pip install 'llm-autoscaler[{extra}]'"
+            f"{what} needs {module}, which is not installed: pip install 'llm-autoscaler[{extra}]'"
         )
 
 
