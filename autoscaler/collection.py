@@ -13,13 +13,15 @@ What it does not do, on purpose:
   ``waiting_growth_rate`` (the ``deriv`` query) side by side. Counter resets are handled by
   ``rate()`` in Prometheus.
 - No made-up values (fail static). A NaN sample (``histogram_quantile`` over an idle window, a
-  0/0 mean) becomes ``None``. A query that fails (:class:`PrometheusError`) leaves every field it
-  fills ``None`` for every workload of that engine; once one query cannot connect at all
-  (:class:`PrometheusUnreachable`, after its retries), the tick's other queries are skipped, so
-  an outage costs one query's retries per tick, not every query's. A snapshot is ``stale`` when
-  a *core demand signal* (:data:`CORE_FIELDS`, those the engine exports) is missing, when the
-  workload has no sample at all, or when its newest sample is older than ``staleness_s``;
-  policies must then hold (no scale-down) and the APIs answer 503.
+  0/0 mean) becomes ``None``; so does an impossible one (negative, infinite, a KV share above 1:
+  :mod:`autoscaler.sample_checks`), which is also listed in the snapshot's ``rejected``. A
+  query that fails (:class:`PrometheusError`) leaves every field it fills ``None`` for every
+  workload of that engine; once one query cannot connect at all (:class:`PrometheusUnreachable`,
+  after its retries), the tick's other queries are skipped, so an outage costs one query's
+  retries per tick, not every query's. A snapshot is ``stale`` when a *core demand signal*
+  (:data:`CORE_FIELDS`, those the engine exports) is missing, when the workload has no sample
+  at all, or when its newest sample is older than ``staleness_s``; policies must then hold (no
+  scale-down) and the APIs answer 503.
 - No replica states: they come from the Kubernetes watch (``replicas``), zeros until then.
 
 ``data_age_s`` is ``now`` minus the newest sample timestamp of the workload (``inf`` when it has
@@ -47,6 +49,7 @@ from autoscaler.config import WorkloadConfig
 from autoscaler.engines.base import EngineProfile
 from autoscaler.engines.promql import GroupingLabels, Query, build_fleet_queries
 from autoscaler.errors import InputError, UnknownNameError
+from autoscaler.sample_checks import sample_problem
 from autoscaler.signals import ReplicaCounts, SignalSnapshot
 
 __all__ = [
@@ -63,13 +66,16 @@ log = logging.getLogger(__name__)
 CORE_FIELDS: Final[tuple[str, ...]] = ("request_rate", "waiting_growth_rate")
 """Demand signals without which a snapshot is stale (when the engine exports them)."""
 
+MAX_REJECTED: Final = 8
+"""Rejected samples listed per snapshot: enough to diagnose, bounded against a flood of pods."""
+
 NO_REPLICAS: Final = ReplicaCounts(spec=0, ready=0, starting=0, pending=0, terminating=0)
 """Replica counts before the Kubernetes watch has reported."""
 
 _SCALAR_FIELDS: Final[frozenset[str]] = frozenset(
     f.name
     for f in fields(SignalSnapshot)
-    if f.name not in ("workload", "timestamp", "replicas", "data_age_s", "stale")
+    if f.name not in ("workload", "timestamp", "replicas", "data_age_s", "stale", "rejected")
     and not f.name.startswith("per_replica_")
 )
 _PER_REPLICA_FIELDS: Final[frozenset[str]] = frozenset(
@@ -218,11 +224,12 @@ def _assemble(
     scalars: dict[str, dict[str, float | None]] = defaultdict(dict)
     per_pod: dict[str, dict[str, list[tuple[str, float]]]] = defaultdict(lambda: defaultdict(list))
     newest: dict[str, float] = {}
+    rejected: dict[str, list[str]] = defaultdict(list)
     for engine_name, queries in fleet.items():
         for q in queries:
             rows = results.get((engine_name, q.field))
             if rows is not None:
-                _assign(q, rows, members[engine_name], lb, scalars, per_pod, newest)
+                _assign(q, rows, members[engine_name], lb, scalars, per_pod, newest, rejected)
 
     out: dict[str, SignalSnapshot] = {}
     for w in workloads:
@@ -234,9 +241,12 @@ def _assemble(
         missing_core = [f for f in core if values.get(f) is None]
         age = now - newest[key] if key in newest else math.inf
         stale = bool(missing_core) or age > staleness_s
+        bad = tuple(rejected.get(key, ())[:MAX_REJECTED])
         if stale:
             why = f"missing {', '.join(missing_core)}" if missing_core else f"data age {age:.0f}s"
-            log.info("workload %s is stale (%s)", key, why)
+            if bad:
+                why += f"; rejected {', '.join(bad)}"
+            log.debug("workload %s is stale (%s)", key, why)
         pods = per_pod.get(key, {})
         out[key] = SignalSnapshot(
             workload=key,
@@ -244,6 +254,7 @@ def _assemble(
             replicas=(replicas or {}).get(key, NO_REPLICAS),
             data_age_s=age,
             stale=stale,
+            rejected=bad,
             **{f: v for f, v in values.items() if f in _SCALAR_FIELDS},  # type: ignore[arg-type]
             **{f: tuple(v for _, v in sorted(rows)) for f, rows in pods.items()},  # type: ignore[arg-type]
         )
@@ -258,8 +269,11 @@ def _assign(
     scalars: dict[str, dict[str, float | None]],
     per_pod: dict[str, dict[str, list[tuple[str, float]]]],
     newest: dict[str, float],
+    rejected: dict[str, list[str]],
 ) -> None:
-    """File each row of ``q``'s result under its workload (ignoring workloads not in ``wanted``)."""
+    """File each row of ``q``'s result under its workload (ignoring workloads not in ``wanted``).
+
+    An impossible value is filed as missing, and its reason under ``rejected``."""
     for row in rows:
         ns = row.labels.get(lb.namespace)
         name = row.labels.get(lb.workload)
@@ -271,6 +285,12 @@ def _assign(
         if math.isfinite(row.timestamp):
             newest[key] = max(newest.get(key, -math.inf), row.timestamp)
         value = None if math.isnan(row.value) else row.value
+        problem = sample_problem(q.field, row.value)
+        if problem is not None:
+            pod = row.labels.get(lb.pod)
+            where = f"{q.field}{{{lb.pod}={pod!r}}}" if pod else q.field
+            rejected[key].append(f"{where}={row.value:g}: {problem}")
+            value = None
         if q.field in _PER_REPLICA_FIELDS:
             if value is not None:
                 per_pod[key][q.field].append((row.labels.get(lb.pod, ""), value))

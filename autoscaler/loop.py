@@ -33,6 +33,7 @@ from autoscaler.collection import (
     with_scraped_pods,
     workload_key,
 )
+from autoscaler.completeness import default_coverage, raise_to_floor
 from autoscaler.config import ServiceConfig, WorkloadConfig
 from autoscaler.engines.base import EngineProfile
 from autoscaler.engines.promql import build_fleet_queries
@@ -41,7 +42,7 @@ from autoscaler.perf.capacity import seed_capacity, work_weights
 from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.policies.forecast import DESIRED_METRIC, ForecastPolicy
-from autoscaler.recommendation import Candidate, PublishedMetric, Recommendation, hold
+from autoscaler.recommendation import Recommendation, hold
 from autoscaler.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.store import CurrentAutoscaler, RecommendationStore, WorkloadInfo
 
@@ -179,6 +180,12 @@ class ControlLoop:
         fleet = build_fleet_queries(profile_of, window=config.service.rate_window)
         self._queries_per_tick = sum(len(q) for q in fleet.values())
         self.health = _Health(started=clock())
+        service = config.service
+        self.coverage = default_coverage(
+            service.rate_window_s, service.scrape_interval_s, service.tick_s
+        )
+        self._published: dict[str, int] = {}
+        """The last desired count published per workload: the floor while a window is partial."""
 
     # -- one tick ------------------------------------------------------------------------
 
@@ -215,10 +222,15 @@ class ControlLoop:
             elif key not in counts:
                 snap = replace(snap, stale=True)
             snap = self._with_lead_time(key, snap)
+            self.coverage.observe(key, now, fresh=not snap.stale, pods=scraped_pods(snap))
             rec = no_scale_down_on_partial_scrape(self._recommend(key, snap, errors), snap)
+            rec = self._no_scale_down_until_complete(key, rec, snap, now)
+            if rec.desired_replicas is not None:
+                self._published[key] = rec.desired_replicas
             recs[key] = rec
             self.store.put(rec, snap)
             self.metrics.observe_recommendation(rec, snap.data_age_s)
+            self.metrics.observe_rejected(key, snap.rejected)
             self._report_pending_timeout(key, snap)
             if self.shadow is not None and self.store.get(key).info.shadow:
                 self._observe_shadow(key, rec, errors)
@@ -235,6 +247,22 @@ class ControlLoop:
         for e in errors:
             log.warning("tick: %s", e)
         return TickReport(now, duration, recs, queries, tuple(errors))
+
+    def _no_scale_down_until_complete(
+        self, key: str, rec: Recommendation, snap: SignalSnapshot, now: float
+    ) -> Recommendation:
+        """Nothing lower than already published (or than the fleet) until the window is whole."""
+        covered = self.coverage.covered_s(key, now)
+        if covered >= self.coverage.required_s:
+            return rec
+        floor = max(self._published.get(key, 0), snap.replicas.spec)
+        why = (
+            f"rate window not covered since data resumed ({covered:.0f}s of "
+            f"{self.coverage.required_s:.0f}s): no scale-down below {floor}"
+        )
+        return raise_to_floor(
+            rec, floor, winner="incomplete-window", why=why, metric=DESIRED_METRIC
+        )
 
     def _with_lead_time(self, key: str, snap: SignalSnapshot) -> SignalSnapshot:
         if self.replicas is None or snap.time_to_ready_s is not None:
@@ -327,6 +355,10 @@ class ControlLoop:
             for key, snap in snapshots.items():
                 if not snap.stale:
                     self._recommend(key, snap, [])
+        # Where the history runs up to now without a hole, the first live tick's window is whole.
+        for t, snapshots in history:
+            for key, snap in snapshots.items():
+                self.coverage.observe(key, t, fresh=not snap.stale, pods=scraped_pods(snap))
         self.health.backfilled = True
         log.info("backfilled %d steps over the last %.0fs", replayed, lookback_s)
         return replayed
@@ -384,16 +416,7 @@ def no_scale_down_on_partial_scrape(rec: Recommendation, snap: SignalSnapshot) -
         return rec
     reporting = scraped_pods(snap)
     ready, spec = snap.replicas.ready, snap.replicas.spec
-    if reporting == 0 or reporting >= ready or rec.desired_replicas >= spec:
+    if reporting == 0 or reporting >= ready:
         return rec
     why = f"{ready - reporting} of {ready} ready replicas not scraped: no scale-down below {spec}"
-    return replace(
-        rec,
-        desired_replicas=spec,
-        winner="partial-scrape",
-        candidates=(*rec.candidates, Candidate("partial-scrape", float(spec), why)),
-        metrics=tuple(
-            PublishedMetric(m.name, float(spec)) if m.name == DESIRED_METRIC else m
-            for m in rec.metrics
-        ),
-    )
+    return raise_to_floor(rec, spec, winner="partial-scrape", why=why, metric=DESIRED_METRIC)

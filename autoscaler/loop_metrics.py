@@ -82,12 +82,26 @@ class LoopMetrics:
             [*_WORKLOAD, "winner"],
             registry=registry,
         )
+        self.rejected = Counter(
+            "llm_autoscaler_samples_rejected",
+            "Impossible samples (negative, infinite, a share above 1) left out as missing.",
+            [*_WORKLOAD, "signal", "problem"],
+            registry=registry,
+        )
         self.events = Counter(
             "llm_autoscaler_events",
             "Kubernetes Events the loop emitted, by reason.",
             ["reason"],
             registry=registry,
         )
+
+    def observe_rejected(self, workload: str, rejected: tuple[str, ...]) -> None:
+        """Count the snapshot's impossible samples by signal and problem (``field=v: problem``)."""
+        ns, _, name = workload.partition("/")
+        for entry in rejected:
+            field = entry.partition("=")[0].partition("{")[0]
+            problem = entry.rpartition(": ")[2]
+            self.rejected.labels(ns, name, field, problem).inc()
 
     def observe_recommendation(self, rec: Recommendation, data_age_s: float) -> None:
         ns, _, name = rec.workload.partition("/")

@@ -80,6 +80,9 @@ class SignalSnapshot:
     """Waiting requests of each ready replica (as ``sum by (pod)`` would give)."""
     per_replica_running: tuple[float, ...] = field(default=())
     per_replica_kv_usage: tuple[float, ...] = field(default=())
+    rejected: tuple[str, ...] = field(default=())
+    """Samples that were impossible (negative, infinite, a share above 1) and so left out, as
+    ``field=value: problem``; a rejected core demand signal makes the snapshot stale."""
 
     def demand_requests_per_s(self) -> float | None:
         """Completions plus queue growth, the demand estimate DESIGN.md asks for."""

@@ -68,6 +68,15 @@ def healthy(names: list[str], ts: float, rate: float = 20.0, pods: int = 2) -> d
     return out
 
 
+def whole_window_behind(loop: ControlLoop, key: str, now: float, pods: int = 2) -> None:
+    """Fresh data for a whole rate window before ``now``, as a backfill of intact history gives."""
+    step = loop.config.service.tick_s
+    t = now - loop.coverage.required_s - step
+    while t < now:
+        loop.coverage.observe(key, t, fresh=True, pods=pods)
+        t += step
+
+
 def make(cfg: ServiceConfig, api: FakePrometheus, clock: Clock, **kw):
     store = RecommendationStore(
         [workload_info(cfg, w) for w in cfg.workloads],
@@ -403,6 +412,7 @@ def test_ready_replicas_missing_from_the_scrape_block_a_scale_down(scraped, guar
     six = ReplicaCounts(spec=6, ready=6, starting=0, pending=0, terminating=0)
     api = FakePrometheus(results=healthy(["a"], clock.t, rate=1.0, pods=scraped))
     loop, store, _ = make(config("a"), api, clock, replicas=Replicas({"llm/a": six}))
+    whole_window_behind(loop, "llm/a", clock.t, pods=scraped)
     rec = loop.tick().recommendations["llm/a"]
     assert rec.desired_replicas is not None
     if guarded:  # 4 of 6 ready pods unseen: the low demand may be missing data
@@ -412,3 +422,47 @@ def test_ready_replicas_missing_from_the_scrape_block_a_scale_down(scraped, guar
         assert published["llm_desired_replicas"] == 6.0
     else:  # every ready pod reports: low demand is real, scale down
         assert rec.desired_replicas < 6 and rec.winner != "partial-scrape"
+
+
+def test_after_a_prometheus_gap_nothing_lower_is_published_until_a_window_is_whole():
+    """Data that comes back reads low (its rate window spans only the seconds since): hold up."""
+    clock = Clock()
+    api = FakePrometheus(results=healthy(["a"], clock.t, rate=20.0))
+    loop, store, _ = make(config("a"), api, clock)
+    whole_window_behind(loop, "llm/a", clock.t)
+    before = loop.tick().recommendations["llm/a"].desired_replicas
+    assert before is not None and before > 1
+    api.results = {}
+    for _ in range(4):  # one minute of outage: holds
+        clock.t += 15
+        assert loop.tick().recommendations["llm/a"].holds
+    resumed = clock.t + 15
+    seen = []
+    for _ in range(40):
+        clock.t += 15
+        api.results = healthy(["a"], clock.t, rate=0.5)
+        rec = loop.tick().recommendations["llm/a"]
+        published = {m.name: m.value for m in rec.metrics}["llm_desired_replicas"]
+        assert published == rec.desired_replicas
+        seen.append((clock.t - resumed, rec.desired_replicas, rec.winner))
+    required = loop.coverage.required_s
+    inside = [(t, d, w) for t, d, w in seen if t < required]
+    assert inside and all(d >= before for _, d, _ in inside), inside
+    assert any(w == "incomplete-window" for _, _, w in inside)
+    assert min(d for t, d, _ in seen if t >= required) < before, seen  # then low demand is real
+
+
+@pytest.mark.parametrize("bad", [-4.0, math.inf, -math.inf])
+def test_an_impossible_request_rate_holds_and_is_counted_and_shown(bad):
+    clock = Clock()
+    results = healthy(["a"], clock.t)
+    rate_query = VLLM["request_rate"]
+    results[rate_query] = [Sample({"namespace": "llm", "workload": "a"}, clock.t, bad)]
+    loop, store, registry = make(config("a"), FakePrometheus(results=results), clock)
+    rec = loop.tick().recommendations["llm/a"]
+    assert rec.holds
+    entry = store.get("llm/a")
+    assert entry.snapshot is not None and entry.snapshot.rejected[0].startswith("request_rate=")
+    problem = "negative" if bad == -4.0 else "infinite"
+    labels = {"namespace": "llm", "workload": "a", "signal": "request_rate", "problem": problem}
+    assert registry.get_sample_value("llm_autoscaler_samples_rejected_total", labels) == 1.0
