@@ -76,7 +76,8 @@ def rec(desired: int) -> Recommendation:
 
 
 def test_raise_to_floor_lifts_the_count_and_the_published_metric_and_says_why():
-    out = raise_to_floor(rec(2), 5, winner="incomplete-window", why="w", metric="llm_desired_replicas")
+    metric = "llm_desired_replicas"
+    out = raise_to_floor(rec(2), 5, winner="incomplete-window", why="w", metric=metric)
     assert out.desired_replicas == 5 and out.winner == "incomplete-window"
     assert dict((m.name, m.value) for m in out.metrics) == {
         "llm_desired_replicas": 5.0,

@@ -21,7 +21,10 @@ from autoscaler.signals import SignalSnapshot
 NOW = 1_700_000_000.0
 VLLM = {q.field: q.promql for q in build_queries(ENGINES["vllm"])}
 W = WorkloadConfig(namespace="llm", name="chat", engine="vllm", selector={"app": "chat"})
-SCALARS = sorted(f for f in VLLM if not f.startswith("per_replica_") and f in SignalSnapshot.__slots__)
+SCALARS = sorted(
+    f for f in VLLM if not f.startswith("per_replica_") and f in SignalSnapshot.__slots__
+)
+LABELS = {"namespace": "llm", "workload": "chat"}
 
 
 def prom_text(x: float) -> str:
@@ -31,6 +34,12 @@ def prom_text(x: float) -> str:
     if math.isinf(x):
         return "+Inf" if x > 0 else "-Inf"
     return repr(x)
+
+
+def vector(*rows: tuple[dict[str, str], float]) -> dict:
+    """A Prometheus instant-vector ``data`` object, values written as Prometheus writes them."""
+    result = [{"metric": labels, "value": [NOW, prom_text(x)]} for labels, x in rows]
+    return {"resultType": "vector", "result": result}
 
 
 values = st.one_of(
@@ -65,12 +74,8 @@ def test_no_impossible_value_reaches_a_snapshot(overrides, kv_by_pod):
     raw = {**healthy_raw(), **overrides}
     results = {}
     for field, x in raw.items():
-        body = {"resultType": "vector", "result": [
-            {"metric": {"namespace": "llm", "workload": "chat"}, "value": [NOW, prom_text(x)]}]}  # fmt: skip
-        results[VLLM[field]] = _parse_instant(body, VLLM[field])
-    pods = {"resultType": "vector", "result": [
-        {"metric": {"namespace": "llm", "workload": "chat", "pod": f"p{i}"},
-         "value": [NOW, prom_text(x)]} for i, x in enumerate(kv_by_pod)]}  # fmt: skip
+        results[VLLM[field]] = _parse_instant(vector((LABELS, x)), VLLM[field])
+    pods = vector(*[({**LABELS, "pod": f"p{i}"}, x) for i, x in enumerate(kv_by_pod)])
     results[VLLM["per_replica_kv_usage"]] = _parse_instant(pods, "kv")
     snap = collect(FakePrometheus(results=results), [W], now=NOW, staleness_s=45.0,
                    engines=ENGINES)["llm/chat"]  # fmt: skip
@@ -96,11 +101,7 @@ def test_a_negative_request_rate_is_named_in_the_snapshot_and_holds_the_policy()
 
     results = {VLLM[f]: [] for f in VLLM}
     for f, x in {**healthy_raw(), "request_rate": -3.2}.items():
-        results[VLLM[f]] = _parse_instant(
-            {"resultType": "vector", "result": [
-                {"metric": {"namespace": "llm", "workload": "chat"}, "value": [NOW, prom_text(x)]}]},  # fmt: skip
-            VLLM[f],
-        )
+        results[VLLM[f]] = _parse_instant(vector((LABELS, x)), VLLM[f])
     snap = collect(FakePrometheus(results=results), [W], now=NOW, staleness_s=45.0,
                    engines=ENGINES)["llm/chat"]  # fmt: skip
     assert snap.request_rate is None and snap.stale
