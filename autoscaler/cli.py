@@ -194,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the file and the field path; exit code 2 when the file is invalid.",
     )
     vc.add_argument("file", type=Path, help="configuration file (YAML)")
+    vc.add_argument(
+        "--skip-files",
+        action="store_true",
+        help="check only the YAML, not the files it names (TLS certificate and key); for a "
+        "config whose files are mounted only in the pod",
+    )
     vc.set_defaults(func=_cmd_validate_config)
 
     prof = sub.add_parser("profiles", help="list the replica performance profiles")
@@ -571,6 +577,17 @@ def _cmd_validate_config(args: argparse.Namespace) -> int:
     from autoscaler.config import describe, load_config
 
     config = load_config(args.file)
+    service = config.service
+    if service.tls_cert_file and service.tls_key_file and not args.skip_files:
+        from external_metrics.tls import check_certificate_pair
+
+        try:
+            check_certificate_pair(service.tls_cert_file, service.tls_key_file)
+        except InputError as exc:
+            raise InputError(
+                f"{args.file}: {exc} (--skip-files checks only the YAML, e.g. where the "
+                "files are mounted only in the pod)"
+            ) from None
     print(describe(config))
     return 0
 
@@ -838,7 +855,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         prefetch_dry_run=args.prefetch_dry_run,
     )
-    return serve(config, options)
+    try:
+        return serve(config, options)
+    except OSError as exc:  # a port in use, a host that does not resolve, a TLS file ssl refuses
+        raise InputError(f"serve cannot start: {exc}") from exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:

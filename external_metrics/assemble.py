@@ -45,7 +45,7 @@ from external_metrics.health import create_health_app
 from external_metrics.keda.server import create_grpc_server
 from external_metrics.self_signed import self_signed_pair
 from external_metrics.service import Listeners, run_service
-from external_metrics.tls import CertificateFiles, server_ssl_context
+from external_metrics.tls import CertificateFiles, check_certificate_pair, server_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,7 @@ class ServeOptions:
 def _tls_files(config: ServiceConfig, tmp: Path) -> tuple[str, str]:
     service = config.service
     if service.tls_cert_file and service.tls_key_file:
-        for what, path in (
-            ("tls_cert_file", service.tls_cert_file),
-            ("tls_key_file", service.tls_key_file),
-        ):
-            if not Path(path).is_file():
-                raise InputError(f"service.{what}: {path} does not exist")
+        check_certificate_pair(service.tls_cert_file, service.tls_key_file)
         return service.tls_cert_file, service.tls_key_file
     cert, key = self_signed_pair()
     (tmp / "tls.crt").write_bytes(cert)

@@ -26,7 +26,45 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from autoscaler.errors import InputError
+
 log = logging.getLogger(__name__)
+
+
+def check_certificate_pair(cert_file: str | Path, key_file: str | Path) -> x509.Certificate:
+    """The serving certificate, after checking offline what a TLS handshake would need.
+
+    Both files exist and are readable, the certificate file starts with a PEM certificate, the
+    key file holds an unencrypted PEM private key, and that key is the certificate's. Each
+    failure is one :class:`InputError` naming the config field and the file — ``ssl`` itself
+    would say only ``[SSL] PEM lib (_ssl.c:...)``. ``serve`` runs it before listening and
+    ``validate-config`` runs it where the files are.
+    """
+    blobs = {}
+    for field, path in (("tls_cert_file", cert_file), ("tls_key_file", key_file)):
+        try:
+            blobs[field] = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise InputError(f"service.{field}: {path} does not exist") from None
+        except OSError as exc:
+            raise InputError(f"service.{field}: cannot read {path}: {exc.strerror}") from exc
+    try:
+        cert = x509.load_pem_x509_certificate(blobs["tls_cert_file"])
+    except ValueError as exc:
+        raise InputError(f"service.tls_cert_file: {cert_file} is not a PEM certificate") from exc
+    try:
+        key = serialization.load_pem_private_key(blobs["tls_key_file"], password=None)
+    except (ValueError, TypeError) as exc:  # TypeError: the key is encrypted
+        raise InputError(
+            f"service.tls_key_file: {key_file} is not an unencrypted PEM private key"
+        ) from exc
+    fmt = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if key.public_key().public_bytes(der, fmt) != cert.public_key().public_bytes(der, fmt):
+        raise InputError(
+            f"service.tls_key_file: {key_file} is not the key of the certificate {cert_file}"
+        )
+    return cert
 
 
 def server_ssl_context(

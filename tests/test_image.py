@@ -112,7 +112,7 @@ def test_version_help_and_validate_config_run_in_the_image(
     assert help_.returncode == 0, help_.stderr
     assert help_.stdout.startswith("usage: llm-autoscaler serve")
 
-    validated = run("llm-autoscaler", "validate-config", EXAMPLE)
+    validated = run("llm-autoscaler", "validate-config", "--skip-files", EXAMPLE)
     assert validated.returncode == 0, validated.stderr
     assert "2 workload(s)" in validated.stdout
     assert validated.stderr == ""
