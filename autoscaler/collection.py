@@ -34,14 +34,16 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from typing import Final
 
 from autoscaler.clients.prometheus import (
     PrometheusAPI,
     PrometheusError,
+    PrometheusSlow,
     PrometheusUnreachable,
     Sample,
 )
@@ -99,6 +101,9 @@ def collect(
     labels: GroupingLabels | None = None,
     window: str = "1m",
     extra_matchers: Mapping[str, str] | None = None,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    problems: list[str] | None = None,
 ) -> dict[str, SignalSnapshot]:
     """Run one tick's batched queries and build a snapshot for every workload, keyed
     ``namespace/name``.
@@ -106,23 +111,37 @@ def collect(
     ``engines`` maps engine names (``WorkloadConfig.engine``) to profiles; ``replicas`` maps
     workload keys to counts from the Kubernetes watch (missing: :data:`NO_REPLICAS`).
     Never raises :class:`PrometheusError`: a failed query leaves its fields ``None``.
+
+    ``deadline`` (on ``clock``, monotonic seconds) is the tick's budget: no query starts and no
+    retry waits past it, the remaining queries are skipped and their fields stay ``None`` (so
+    the workloads hold). When Prometheus is unreachable or too slow for the budget, one line
+    naming Prometheus and the query is appended to ``problems``.
     """
     lb = labels or GroupingLabels()
     profile_of = _profiles(workloads, engines)
     fleet = build_fleet_queries(profile_of, lb, window, extra_matchers)
     results: dict[tuple[str, str], list[Sample]] = {}
-    unreachable: PrometheusUnreachable | None = None
+    stopped: str | None = None
     for engine_name, queries in fleet.items():
         for q in queries:
-            if unreachable is not None:
-                break  # no connection: every other query would wait out its retries too
+            if stopped is None and deadline is not None and clock() >= deadline:
+                stopped = (
+                    f"Prometheus slow: the tick's budget ran out before {q.field} ({engine_name})"
+                )
+            if stopped is not None:
+                break  # no connection, or no time: every other query would wait in vain too
             try:
-                results[(engine_name, q.field)] = api.query(q.promql, at=now)
+                results[(engine_name, q.field)] = api.query(q.promql, at=now, deadline=deadline)
             except PrometheusUnreachable as exc:
-                log.warning("skipping this tick's other queries: %s", exc)
-                unreachable = exc
+                stopped = f"Prometheus unreachable: {exc}"
+            except PrometheusSlow as exc:
+                stopped = f"Prometheus slow: {q.field} ({engine_name}): {exc}"
             except PrometheusError as exc:
                 log.warning("query for %s/%s failed: %s", engine_name, q.field, exc)
+    if stopped is not None:
+        log.warning("%s; skipped this tick's other queries", stopped)
+        if problems is not None:
+            problems.append(stopped)
     return _assemble(workloads, profile_of, fleet, results, lb, now, staleness_s, replicas)
 
 

@@ -140,6 +140,9 @@ class GlobalConfig(_Strict):
     scrape_interval_s: float = Field(default=15.0, gt=0)
     staleness_s: float | None = Field(default=None, gt=0)
     pending_timeout_s: float = Field(default=600.0, gt=0)
+    tick_budget_s: float | None = Field(default=None, gt=0)
+    """Time a tick may spend on Prometheus, retries included (default: half a tick). Past it
+    the tick holds ("Prometheus slow") and the next one starts on time."""
     shadow: bool = False
     ports: PortsConfig = PortsConfig()
     tls_cert_file: str | None = None
@@ -165,12 +168,23 @@ class GlobalConfig(_Strict):
             raise ValueError("must be longer than 0s")
         return value
 
-    @field_validator("tick_s", "scrape_interval_s", "staleness_s", "pending_timeout_s")
+    @field_validator(
+        "tick_s", "scrape_interval_s", "staleness_s", "pending_timeout_s", "tick_budget_s"
+    )
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
         if value is not None and not math.isfinite(value):
             raise ValueError("must be a finite number")
         return value
+
+    @model_validator(mode="after")
+    def _budget_within_tick(self) -> GlobalConfig:
+        if self.tick_budget_s is not None and self.tick_budget_s >= self.tick_s:
+            raise _located(
+                "tick_budget_s",
+                f"must be shorter than tick_s ({self.tick_s:g}s), got {self.tick_budget_s:g}s",
+            )
+        return self
 
     @model_validator(mode="after")
     def _tls_pair(self) -> GlobalConfig:
@@ -183,6 +197,11 @@ class GlobalConfig(_Strict):
     def rate_window_s(self) -> float:
         """The rate window in seconds."""
         return prom_duration_seconds(self.rate_window)
+
+    @property
+    def effective_tick_budget_s(self) -> float:
+        """What a tick may spend on Prometheus: ``tick_budget_s`` or half a tick."""
+        return self.tick_budget_s if self.tick_budget_s is not None else 0.5 * self.tick_s
 
     @property
     def effective_staleness_s(self) -> float:

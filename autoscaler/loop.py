@@ -139,6 +139,8 @@ class _Health:
     ticks: int = 0
     backfilled: bool = False
     errors: list[str] = field(default_factory=list)
+    held_by: str | None = None
+    """Why the last tick held (Prometheus down or slow), for readiness; None when it did not."""
 
 
 class ControlLoop:
@@ -206,6 +208,7 @@ class ControlLoop:
                 except Exception as exc:  # the watch is another thread's state; never crash
                     errors.append(f"{key}: replica states unavailable: {exc}")
         service = self.config.service
+        prometheus_problems: list[str] = []
         snapshots = collect(
             self.prometheus,
             self.config.workloads,
@@ -214,6 +217,8 @@ class ControlLoop:
             engines=self.engines,
             replicas=counts,
             window=service.rate_window,
+            deadline=time.monotonic() + service.effective_tick_budget_s,
+            problems=prometheus_problems,
         )
         recs: dict[str, Recommendation] = {}
         for key, snap in snapshots.items():
@@ -224,6 +229,8 @@ class ControlLoop:
             snap = self._with_lead_time(key, snap)
             self.coverage.observe(key, now, fresh=not snap.stale, pods=scraped_pods(snap))
             rec = no_scale_down_on_partial_scrape(self._recommend(key, snap, errors), snap)
+            if rec.holds and prometheus_problems:  # say why: name Prometheus and the query
+                rec = hold(key, now, f"{prometheus_problems[0]}; holding (fail static)")
             rec = self._no_scale_down_until_complete(key, rec, snap, now)
             if rec.desired_replicas is not None:
                 self._published[key] = rec.desired_replicas
@@ -239,11 +246,13 @@ class ControlLoop:
         queries = self.queries_per_tick()
         self.metrics.tick_seconds.observe(duration)
         self.metrics.queries.inc(queries)
-        self.metrics.ticks.labels("error" if errors else "ok").inc()
+        held = bool(prometheus_problems) and any(r.holds for r in recs.values())
+        self.metrics.ticks.labels("held" if held else "error" if errors else "ok").inc()
         self.metrics.last_tick.set(now)
         self.health.ticks += 1
         self.health.last_tick_end = self.clock()
         self.health.errors = errors
+        self.health.held_by = prometheus_problems[0] if held else None
         for e in errors:
             log.warning("tick: %s", e)
         return TickReport(now, duration, recs, queries, tuple(errors))

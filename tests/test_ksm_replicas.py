@@ -90,7 +90,9 @@ class FakePrometheus:
         self.by_query = {q: results[role] for role, q in ksm_queries(["llm"]).items()}
         self.calls: list[str] = []
 
-    def query(self, promql: str, *, at: float | None = None) -> list[Sample]:
+    def query(
+        self, promql: str, *, at: float | None = None, deadline: float | None = None
+    ) -> list[Sample]:
         self.calls.append(promql)
         return self.by_query[promql]
 

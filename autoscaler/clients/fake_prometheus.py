@@ -26,7 +26,9 @@ class FakePrometheus:
     times: list[float | None] = field(default_factory=list)
     """The ``at`` of every instant query, in order."""
 
-    def query(self, promql: str, *, at: float | None = None) -> list[Sample]:
+    def query(
+        self, promql: str, *, at: float | None = None, deadline: float | None = None
+    ) -> list[Sample]:
         self.calls.append(promql)
         self.times.append(at)
         if promql in self.errors:

@@ -7,7 +7,8 @@ Everything above this module sees only the narrow :class:`PrometheusAPI` Protoco
     ├── PrometheusUnavailable               connection refused, timeout, 429, 5xx (503 ...),
     │                                       a body that is not a Prometheus API response;
     │   │                                   raised after the retries are used up
-    │   └── PrometheusUnreachable           no connection at all (refused, reset, DNS)
+    │   ├── PrometheusUnreachable           no connection at all (refused, reset, DNS)
+    │   └── PrometheusSlow                  the caller's ``deadline`` passed (no retry past it)
     └── PrometheusQueryError                400/422 or ``"status": "error"``: the query itself is
                                             bad; ``.error`` is Prometheus' ``error`` text
 
@@ -55,6 +56,7 @@ __all__ = [
     "PrometheusClient",
     "PrometheusError",
     "PrometheusQueryError",
+    "PrometheusSlow",
     "PrometheusUnavailable",
     "PrometheusUnreachable",
     "RangeSeries",
@@ -166,6 +168,10 @@ class PrometheusUnreachable(PrometheusUnavailable):
     unlike a timeout or a 503, which can be one heavy query's trouble."""
 
 
+class PrometheusSlow(PrometheusUnavailable):
+    """The caller's deadline (a tick's budget) passed before Prometheus answered: no retry."""
+
+
 class PrometheusQueryError(PrometheusError):
     """Prometheus rejected the query; ``error`` and ``error_type`` are its own words."""
 
@@ -191,8 +197,14 @@ class PrometheusQueryError(PrometheusError):
 class PrometheusAPI(Protocol):
     """What the service needs from Prometheus. Implementations raise :class:`PrometheusError`."""
 
-    def query(self, promql: str, *, at: float | None = None) -> list[Sample]:
-        """Evaluate ``promql`` at ``at`` (Unix seconds; ``None``: the server's now)."""
+    def query(
+        self, promql: str, *, at: float | None = None, deadline: float | None = None
+    ) -> list[Sample]:
+        """Evaluate ``promql`` at ``at`` (Unix seconds; ``None``: the server's now).
+
+        ``deadline`` (``time.monotonic()`` seconds) bounds the call, retries included: past it
+        the call raises :class:`PrometheusSlow` instead of waiting or retrying.
+        """
         ...
 
     def query_range(self, promql: str, start: float, end: float, step: float) -> list[RangeSeries]:
@@ -221,6 +233,7 @@ class PrometheusClient:
         headers: Mapping[str, str] | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if retries < 0:
             raise ValueError("retries must be >= 0")
@@ -231,6 +244,7 @@ class PrometheusClient:
         self.max_backoff_s = max_backoff_s
         self.max_retry_after_s = max_retry_after_s
         self._sleep = sleep
+        self._clock = clock
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
         if headers:
@@ -252,11 +266,13 @@ class PrometheusClient:
     ) -> None:
         self.close()
 
-    def query(self, promql: str, *, at: float | None = None) -> list[Sample]:
+    def query(
+        self, promql: str, *, at: float | None = None, deadline: float | None = None
+    ) -> list[Sample]:
         form = {"query": promql}
         if at is not None:
             form["time"] = _fmt_time(at)
-        data = self._request("/api/v1/query", form, promql)
+        data = self._request("/api/v1/query", form, promql, deadline)
         return _parse_instant(data, promql)
 
     def query_range(self, promql: str, start: float, end: float, step: float) -> list[RangeSeries]:
@@ -271,15 +287,32 @@ class PrometheusClient:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _request(self, path: str, form: Mapping[str, str], promql: str) -> RawData:
+    def _request(
+        self, path: str, form: Mapping[str, str], promql: str, deadline: float | None = None
+    ) -> RawData:
         attempt = 0
         while True:
+            timeout = self.timeout_s
+            if deadline is not None:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    raise PrometheusSlow(
+                        "the deadline passed before the query was sent", promql=promql
+                    )
+                timeout = min(timeout, remaining)
             try:
-                return self._attempt(path, form, promql)
+                return self._attempt(path, form, promql, timeout)
             except PrometheusUnavailable as exc:
+                late = deadline is not None and self._clock() >= deadline
+                if late and not isinstance(exc, PrometheusUnreachable):
+                    raise PrometheusSlow(
+                        f"no answer within the deadline ({exc})", promql=promql, status=exc.status
+                    ) from exc
                 if attempt >= self.retries:
                     raise
                 delay = self._delay(attempt, exc)
+                if deadline is not None and self._clock() + delay >= deadline:
+                    raise  # a retry would end past the deadline: give the caller its time back
                 attempt += 1
                 log.warning(
                     "Prometheus unavailable (%s); retry %d/%d in %.2fs",
@@ -295,13 +328,16 @@ class PrometheusClient:
             return float(min(max(exc.retry_after_s, 0.0), self.max_retry_after_s))
         return float(min(self.backoff_s * 2.0**attempt, self.max_backoff_s))
 
-    def _attempt(self, path: str, form: Mapping[str, str], promql: str) -> RawData:
+    def _attempt(
+        self, path: str, form: Mapping[str, str], promql: str, timeout_s: float | None = None
+    ) -> RawData:
         url = self.url + path
+        timeout = self.timeout_s if timeout_s is None else timeout_s
         try:
-            response = self._session.post(url, data=dict(form), timeout=self.timeout_s)
+            response = self._session.post(url, data=dict(form), timeout=timeout)
         except requests.Timeout as e:
             raise PrometheusUnavailable(
-                f"Prometheus at {self.url} did not answer within {self.timeout_s}s",
+                f"Prometheus at {self.url} did not answer within {timeout:.3g}s",
                 promql=promql,
             ) from e
         except requests.RequestException as e:
