@@ -76,3 +76,19 @@ class ExternalSystemError(LlmAutoscalerError):
     package subclasses it (``autoscaler.clients.kube.KubernetesError``) with a message that names
     the system, the operation and the problem.
     """
+
+
+MAX_ECHO = 64
+"""Characters of a caller's input an error message repeats (see :func:`quoted`)."""
+
+
+def quoted(text: str, limit: int = MAX_ECHO) -> str:
+    """``text`` as ``repr`` shows it, cut to ``limit`` characters with its full length noted.
+
+    Error messages echo what the caller sent so they can find it; a 100 KB metric name echoed
+    whole overflowed gRPC's trailer limit and filled logs. Every message that repeats input
+    goes through here.
+    """
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text)} characters)"

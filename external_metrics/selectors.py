@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from autoscaler.errors import InputError
+from autoscaler.errors import InputError, quoted
 
 _NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
 _NAME_RE = re.compile(_NAME)
@@ -39,7 +39,9 @@ class SelectorError(InputError):
         self.selector = selector
         self.position = position
         self.problem = problem
-        super().__init__(f"invalid label selector {selector!r} at character {position}: {problem}")
+        super().__init__(
+            f"invalid label selector {quoted(selector)} at character {position}: {problem}"
+        )
 
 
 class Operator(Enum):
@@ -132,14 +134,17 @@ def validate_key(key: str) -> str | None:
         if not prefix:
             return "the prefix before '/' must not be empty"
         if len(prefix) > _MAX_PREFIX or not _DNS_SUBDOMAIN_RE.fullmatch(prefix):
-            return f"prefix {prefix!r} must be a DNS subdomain (lower case, at most 253 characters)"
+            return (
+                f"prefix {quoted(prefix)} must be a DNS subdomain "
+                "(lower case, at most 253 characters)"
+            )
     if not name:
         return "the name part must not be empty"
     if len(name) > _MAX_NAME:
-        return f"name {name!r} is longer than {_MAX_NAME} characters"
+        return f"name {quoted(name)} is longer than {_MAX_NAME} characters"
     if not _NAME_RE.fullmatch(name):
         return (
-            f"name {name!r} must be alphanumerics, '-', '_' or '.', "
+            f"name {quoted(name)} must be alphanumerics, '-', '_' or '.', "
             "starting and ending with an alphanumeric"
         )
     return None
@@ -150,10 +155,10 @@ def validate_value(value: str) -> str | None:
     if value == "":
         return None
     if len(value) > _MAX_NAME:
-        return f"value {value!r} is longer than {_MAX_NAME} characters"
+        return f"value {quoted(value)} is longer than {_MAX_NAME} characters"
     if not _NAME_RE.fullmatch(value):
         return (
-            f"value {value!r} must be alphanumerics, '-', '_' or '.', "
+            f"value {quoted(value)} must be alphanumerics, '-', '_' or '.', "
             "starting and ending with an alphanumeric"
         )
     return None
@@ -250,7 +255,7 @@ class _Parser:
                 self.pos += 1
                 bound, start = self.token()
                 if not _INTEGER_RE.fullmatch(bound):
-                    raise self.fail(f"'{symbol}' needs an integer, found {bound!r}", start)
+                    raise self.fail(f"'{symbol}' needs an integer, found {quoted(bound)}", start)
                 return Requirement(key, op, (bound,))
         word, start = self.token()
         if word == "in":
@@ -260,7 +265,7 @@ class _Parser:
         found = repr(word) if word else self.describe_here()
         raise self.fail(
             f"expected one of '=', '==', '!=', 'in', 'notin', '>', '<', ',' after key "
-            f"{key!r}, found {found}",
+            f"{quoted(key)}, found {found}",
             start,
         )
 

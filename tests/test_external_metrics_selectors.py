@@ -10,6 +10,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from autoscaler.errors import quoted
 from autoscaler.store import WorkloadInfo
 from external_metrics import negotiation, quantity, selectors
 from external_metrics.lookup import WorkloadIndex
@@ -76,7 +77,15 @@ def test_selector_errors_say_what_and_where(text, position, fragment):
         selectors.parse(text)
     assert err.value.position == position
     assert fragment in str(err.value)
-    assert str(err.value).startswith(f"invalid label selector {text!r} at character {position}")
+    shown = quoted(text)
+    assert str(err.value).startswith(f"invalid label selector {shown} at character {position}")
+
+
+def test_a_huge_selector_is_echoed_cut_to_a_bounded_message():
+    with pytest.raises(SelectorError) as err:
+        selectors.parse("a=" + "v" * 100_000)
+    assert len(str(err.value)) < 400
+    assert "(100002 characters)" in str(err.value)
 
 
 def test_selector_error_is_an_input_error():

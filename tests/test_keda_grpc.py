@@ -606,3 +606,19 @@ def test_unusable_tls_material_fails_at_start_with_a_message(pki):
 def test_a_busy_port_is_a_bind_error(scaler):
     with pytest.raises(BindError, match=f"cannot listen on '127.0.0.1:{scaler.server.port}'"):
         create_grpc_server(scaler.store, f"127.0.0.1:{scaler.server.port}", tls=None)
+
+
+@pytest.mark.parametrize("where", ["metadata", "request"])
+def test_a_huge_metric_name_gets_a_bounded_status_message(scaler, where):
+    """A 100 KB name echoed whole overflowed gRPC's trailer limit: the message is cut."""
+    scaler.store.put(recommendation())
+    huge = "m" * 100_000
+    if where == "metadata":
+        request = pb.GetMetricsRequest(scaledObjectRef=ref({**LLAMA, "metric": huge}))
+        code = grpc.StatusCode.INVALID_ARGUMENT
+    else:
+        request = pb.GetMetricsRequest(scaledObjectRef=ref(LLAMA), metricName=huge)
+        code = grpc.StatusCode.NOT_FOUND
+    err = rpc_error(lambda: scaler.stub.GetMetrics(request, timeout=WAIT_S))
+    assert err.code() == code
+    assert "(100000 characters)" in details(err) and len(details(err)) < 1000

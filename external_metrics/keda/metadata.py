@@ -20,6 +20,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from autoscaler.errors import quoted
 from external_metrics.keda.errors import BadMetadata
 
 WORKLOAD_KEY: Final = "workload"
@@ -61,7 +62,8 @@ def parse_scaler_metadata(
     metric = metadata.get(METRIC_KEY, "").strip() or default_metric
     if metric not in metrics:
         raise BadMetadata(
-            f"scalerMetadata.{METRIC_KEY}: {metric!r} is not a metric llm-autoscaler publishes; "
+            f"scalerMetadata.{METRIC_KEY}: {quoted(metric)} is not a metric llm-autoscaler "
+            "publishes; "
             f"use one of {', '.join(sorted(metrics))}",
             key=METRIC_KEY,
         )
@@ -81,7 +83,8 @@ def _workload(default_namespace: str, metadata: Mapping[str, str]) -> tuple[str,
         value = metadata[WORKLOAD_KEY].strip()
         if value.count("/") > 1:
             raise BadMetadata(
-                f"scalerMetadata.{WORKLOAD_KEY}: {value!r} is not '<namespace>/<name>' or '<name>'",
+                f"scalerMetadata.{WORKLOAD_KEY}: {quoted(value)} is not '<namespace>/<name>' "
+                "or '<name>'",
                 key=WORKLOAD_KEY,
             )
         namespace, _, name = value.rpartition("/")
@@ -106,13 +109,13 @@ def _workload(default_namespace: str, metadata: Mapping[str, str]) -> tuple[str,
         )
     if len(namespace) > 63 or not _DNS1123_LABEL.fullmatch(namespace):
         raise BadMetadata(
-            f"scalerMetadata.{namespace_key}: {namespace!r} is not a Kubernetes namespace name "
-            "(DNS-1123 label)",
+            f"scalerMetadata.{namespace_key}: {quoted(namespace)} is not a Kubernetes namespace "
+            "name (DNS-1123 label)",
             key=namespace_key,
         )
     if len(name) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(name):
         raise BadMetadata(
-            f"scalerMetadata.{name_key}: {name!r} is not a Kubernetes object name "
+            f"scalerMetadata.{name_key}: {quoted(name)} is not a Kubernetes object name "
             "(DNS-1123 subdomain)",
             key=name_key,
         )

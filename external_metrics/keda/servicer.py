@@ -37,6 +37,7 @@ from typing import Final, NoReturn, TypeVar
 
 import grpc
 
+from autoscaler.errors import quoted
 from autoscaler.recommendation import Recommendation
 from autoscaler.store import Entry, RecommendationStore
 from external_metrics.keda import externalscaler_pb2 as pb
@@ -151,7 +152,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
             metric = request.metricName or target.metric
             if metric not in self._metrics:
                 raise UnknownMetric(
-                    f"GetMetrics: metric {metric!r} is not published by llm-autoscaler "
+                    f"GetMetrics: metric {quoted(metric)} is not published by llm-autoscaler "
                     f"(published: {', '.join(self._metrics)})",
                     metric=metric,
                 )
