@@ -22,8 +22,10 @@ from aiohttp import web
 from autoscaler.config import PortsConfig
 from autoscaler.errors import InputError
 from autoscaler.loop import ControlLoop
+from external_metrics.request_log import RequestErrorLog
 
 log = logging.getLogger(__name__)
+_AIOHTTP_SERVER_LOG: Final = logging.getLogger("aiohttp.server")
 
 
 class GrpcServer(Protocol):
@@ -62,7 +64,9 @@ class BoundPorts:
 async def _site(
     app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None, what: str
 ) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    runner = web.AppRunner(
+        app, access_log=None, shutdown_timeout=2.0, logger=RequestErrorLog(_AIOHTTP_SERVER_LOG)
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     try:
