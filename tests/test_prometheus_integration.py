@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -176,7 +177,7 @@ def api_status(url: str) -> int:
         return int(exc.code)
 
 
-def api_json(url: str) -> dict | None:
+def api_json(url: str) -> dict[str, Any] | None:
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -253,6 +254,7 @@ def test_the_recommendation_follows_a_load_step_fails_static_and_recovers(stack)
     assert min(guarded) >= held, f"published below the held {held} after the gap: {seen}"
     # once the window is whole, the load is what the fleet does, not the seconds since the gap
     whole = fresh_value("llm_autoscaler_load_replicas")
+    assert isinstance(after_load, float)
     assert whole is not None and whole >= 0.6 * after_load, (whole, after_load)
 
     assert serve.stop(signal.SIGTERM) == 0
