@@ -7,8 +7,11 @@ gap, and the policy published scale-downs from it. A rate is whole only once a f
 (plus one scrape interval, so the window's first sample is in) has passed with data flowing.
 
 :class:`WindowCoverage` follows, per workload, since when the data has been continuously fresh:
-a stale tick, a silence longer than ``max_gap_s`` between fresh ticks, or more pods reporting
-than before (a target came back, its counter's window is partial) starts the clock again.
+a stale tick, a silence longer than ``max_gap_s`` between fresh ticks, or a change in the number
+of pods reporting (a target that came back has a partial window; targets that vanish leave
+``rate()`` summing series that are going stale — in a live test a fleet whose scrapes all
+failed still read a lower demand for three seconds before it went stale) starts the clock
+again.
 :func:`raise_to_floor` is how a guard keeps a recommendation from going below a floor; the loop
 uses it so that, while the window is not covered, nothing lower than what was already published
 (or than the current replica count) is published. Scaling up stays allowed: missing data only
@@ -46,8 +49,8 @@ class WindowCoverage:
             self._last_fresh.pop(key, None)
             return
         last = self._last_fresh.get(key)
-        came_back = pods > self._pods.get(key, pods)
-        if last is None or now - last > self.max_gap_s or now < last or came_back:
+        pods_changed = pods != self._pods.get(key, pods)
+        if last is None or now - last > self.max_gap_s or now < last or pods_changed:
             self._run_start[key] = now
         self._last_fresh[key] = now
         self._pods[key] = pods

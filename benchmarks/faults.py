@@ -11,7 +11,8 @@ from the three ways out: ``/v1/workloads/{ns}/{name}``, the External Metrics API
 For each fault: wait until both workloads are fresh and steady, take each one's published
 desired count as its baseline, inject the fault for ``--fault-s`` seconds, lift it, and watch
 until both are fresh again (winner neither a hold nor the incomplete-window guard) plus 10 s.
-``lower`` counts published values below the baseline during that time; ``recovery_s`` is from
+``lower`` counts published values below the baseline (the lowest value each workload published
+over the 10 s before the fault) during that time; ``recovery_s`` is from
 lifting the fault to the first fresh answer of both workloads. A ``control`` row does nothing,
 to show what a steady fleet publishes without a fault.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import shutil
 import signal
 import sys
@@ -40,14 +42,14 @@ import grpc
 import requests
 import urllib3
 from _common import emit
-from aiohttp import ClientSession, web
+from aiohttp import ClientError, ClientSession, web
 
 from external_metrics.keda import externalscaler_pb2 as pb
 from external_metrics.keda import externalscaler_pb2_grpc as pb_grpc
 from external_metrics.self_signed import self_signed_pair
 from tests.test_prometheus_integration import Proc, cli, free_port, step_trace
 
-WORKLOADS = {"llm": 3.0, "chat": 6.0}  # steady requests per second of each fleet
+WORKLOADS = {"llm": 9.0, "chat": 15.0}  # steady requests per second of each fleet
 METRIC = "llm_desired_replicas"
 
 
@@ -85,16 +87,19 @@ class FaultProxy:
             await asyncio.sleep(3.0)
         if mode == "garbage":
             return web.Response(text="<html>upstream proxy error</html>", content_type="text/html")
-        body = await request.read()
-        async with ClientSession() as s:
-            async with s.request(
-                request.method,
-                self.upstream + request.path_qs,
-                data=body,
-                headers={"Content-Type": request.headers.get("Content-Type", "")},
-            ) as r:
-                payload = await r.read()
-                status = r.status
+        try:
+            body = await request.read()
+            async with ClientSession() as s:
+                async with s.request(
+                    request.method,
+                    self.upstream + request.path_qs,
+                    data=body,
+                    headers={"Content-Type": request.headers.get("Content-Type", "")},
+                ) as r:
+                    payload = await r.read()
+                    status = r.status
+        except (OSError, ClientError):  # Prometheus is down: what a load balancer would say
+            return web.Response(status=502, text="bad gateway")
         if mode in ("nan", "inf", "negative") and status == 200:
             payload = _rewrite(payload, mode)
         return web.Response(body=payload, status=status, content_type="application/json")
@@ -144,7 +149,8 @@ class Poller:
 
     def _run(self) -> None:
         session = requests.Session()
-        session.verify = str(self.cert)
+        session.verify = False  # our own self-signed certificate; gRPC below checks it
+        session.trust_env = False  # else a CA bundle from the environment overrides verify
         creds = grpc.ssl_channel_credentials(root_certificates=self.cert.read_bytes())
         channel = grpc.secure_channel(f"127.0.0.1:{self.grpc_port}", creds)
         stub = pb_grpc.ExternalScalerStub(channel)
@@ -211,7 +217,7 @@ class Stack:
                     "--trace",
                     str(trace),
                     "--replicas",
-                    "3",
+                    "6",
                     "--port",
                     str(port),
                     "--workload",
@@ -357,6 +363,14 @@ def run_fault(stack: Stack, poller: Poller, fault: Fault, fault_s: float) -> dic
             return {"fault": fault.name, "error": "never steady before the fault"}
         time.sleep(0.5)
         baseline = steady(poller, began)
+    # the baseline: the lowest value each workload published over 10 s of steady data
+    before = time.monotonic()
+    time.sleep(10.0)
+    pre = [r for r in poller.readings if r.t >= before]
+    if not all(r.fresh for r in pre):
+        return {"fault": fault.name, "error": "data went stale before the fault"}
+    baseline = {n: min(float(r.value) for r in pre if r.workload == n and r.value is not None)
+                for n in WORKLOADS}  # fmt: skip
     start = time.monotonic()
     fault.start(stack)
     time.sleep(fault_s)
@@ -377,7 +391,10 @@ def run_fault(stack: Stack, poller: Poller, fault: Fault, fault_s: float) -> dic
         "baseline": baseline,
         "readings": len(window),
         "lower": len(lower),
-        "lower_examples": [f"{r.source} {r.workload}={r.value:g}" for r in lower[:5]],
+        "lower_examples": [
+            f"{r.source} {r.workload}={r.value:g} at {r.t - lifted:+.1f}s after the fault ended"
+            for r in lower[:6]
+        ],
         "unavailable_readings": len(unavailable),
         "guarded_readings": sum(1 for r in window if r.winner == "incomplete-window"),
         "recovery_s": None if recovered is None else round(max(0.0, recovered - lifted), 1),
@@ -394,6 +411,7 @@ def main() -> int:
         print("faults: needs the prometheus binary (apt-get install prometheus)", file=sys.stderr)
         return 2
     urllib3.disable_warnings()
+    logging.getLogger("aiohttp").setLevel(logging.CRITICAL)  # the proxy's own client errors
     faults = [f for f in FAULTS if not args.only or
               any(f.name.startswith(p.strip()) for p in args.only.split(","))]  # fmt: skip
     rows = []

@@ -34,14 +34,16 @@ def test_a_silence_longer_than_the_gap_restarts_the_clock():
     assert c.covered_s(K, 100.0) == 0.0
 
 
-def test_a_target_that_comes_back_restarts_the_clock():
+def test_a_target_that_comes_back_or_vanishes_restarts_the_clock():
     c = cov()
     for i in range(6):
         c.observe(K, 15.0 * i, fresh=True, pods=1)
     c.observe(K, 90.0, fresh=True, pods=2)  # its counter's window is partial
     assert not c.complete(K, 90.0)
-    c.observe(K, 105.0, fresh=True, pods=1)  # one leaves again: the rest is whole
+    c.observe(K, 105.0, fresh=True, pods=2)
     assert c.covered_s(K, 105.0) == 15.0
+    c.observe(K, 120.0, fresh=True, pods=0)  # its series are going stale inside the window
+    assert c.covered_s(K, 120.0) == 0.0
 
 
 @given(st.lists(st.tuples(st.floats(1.0, 60.0), st.booleans()), min_size=1, max_size=40))
