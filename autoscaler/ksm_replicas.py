@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -166,8 +167,14 @@ class KubeStateMetricsReplicas:
         workloads: Sequence[WorkloadConfig],
         *,
         time_to_ready_window: Callable[[], TimeToReadyWindow] = TimeToReadyWindow,
+        budget_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.prometheus = prometheus
+        self.budget_s = budget_s
+        """Time a tick's queries may take, retries included (a share of the tick budget)."""
+        self._clock = clock
+        self._failed: tuple[float, Exception] | None = None
         self._workloads = {
             f"{w.namespace}/{w.name}": (w.namespace, w.kind, w.name) for w in workloads
         }
@@ -181,9 +188,15 @@ class KubeStateMetricsReplicas:
         self._ttr = {key: time_to_ready_window() for key in self._workloads}
 
     def refresh(self, now: float) -> None:
-        """Run the tick's queries and rebuild every workload's pods; raises on a failed query."""
+        """Run the tick's queries and rebuild every workload's pods; raises on a failed query.
+
+        With ``budget_s`` no query starts or retries past it (``PrometheusSlow``)."""
         self._at = None
-        results = {role: self.prometheus.query(q, at=now) for role, q in self.queries.items()}
+        deadline = None if self.budget_s is None else self._clock() + self.budget_s
+        results = {
+            role: self.prometheus.query(q, at=now, deadline=deadline)
+            for role, q in self.queries.items()
+        }
         self._problem = (
             None
             if results["created"]
@@ -230,8 +243,14 @@ class KubeStateMetricsReplicas:
     def counts(self, key: str, now: float) -> ReplicaCounts:
         if key not in self._workloads:
             raise KeyError(f"workload {key} is not configured")
+        if self._failed is not None and self._failed[0] == now:
+            raise LookupError(f"kube-state-metrics: {self._failed[1]}")  # one try per tick
         if self._at != now:
-            self.refresh(now)
+            try:
+                self.refresh(now)
+            except Exception as exc:
+                self._failed = (now, exc)
+                raise LookupError(f"kube-state-metrics: {exc}") from exc
         if self._problem is not None:
             raise LookupError(self._problem)
         pods = self._pods.get(key, [])

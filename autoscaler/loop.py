@@ -199,6 +199,9 @@ class ControlLoop:
         """One control-loop step; never raises (a failure holds the workloads it touches)."""
         start = time.perf_counter()
         now = self.clock()
+        # one budget for the tick's Prometheus time: replica states (kube-state-metrics) and
+        # collection share it, so a slow Prometheus never stretches a tick past it
+        deadline = time.monotonic() + self.config.service.effective_tick_budget_s
         errors: list[str] = []
         counts: dict[str, ReplicaCounts] = {}
         if self.replicas is not None:
@@ -217,7 +220,7 @@ class ControlLoop:
             engines=self.engines,
             replicas=counts,
             window=service.rate_window,
-            deadline=time.monotonic() + service.effective_tick_budget_s,
+            deadline=deadline,
             problems=prometheus_problems,
         )
         recs: dict[str, Recommendation] = {}

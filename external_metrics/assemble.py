@@ -133,7 +133,11 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
         tempfile.TemporaryDirectory() as tmp,
     ):
         if config.service.replica_source == "kube-state-metrics":
-            ksm = KubeStateMetricsReplicas(prometheus, config.workloads)
+            ksm = KubeStateMetricsReplicas(
+                prometheus,
+                config.workloads,
+                budget_s=0.5 * config.service.effective_tick_budget_s,  # the rest: collect's
+            )
             replicas = ksm
             log.info(
                 "replica states from kube-state-metrics in Prometheus (%d more queries per tick)",

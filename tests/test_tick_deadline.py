@@ -116,3 +116,20 @@ def test_without_a_deadline_the_client_still_retries_a_timeout(slow):
         with pytest.raises(Exception, match="did not answer"):
             api.query("up")
     assert slow.requests == 3  # the first try and two retries
+
+
+def test_kube_state_metrics_replica_states_keep_to_their_share_of_the_budget(slow):
+    """The replica source's 10 queries obey the budget too, and a failed refresh is not
+    retried once per workload within the same tick."""
+    from autoscaler.ksm_replicas import KubeStateMetricsReplicas
+
+    workloads = [
+        WorkloadConfig(namespace="llm", name=n, engine="vllm", selector={"app": n})
+        for n in ("a", "b", "c")
+    ]
+    with PrometheusClient(f"http://127.0.0.1:{slow.server_port}", timeout_s=10.0) as api:
+        ksm = KubeStateMetricsReplicas(api, workloads, budget_s=0.3)
+        for w in workloads:
+            with pytest.raises(LookupError, match="kube-state-metrics: .*deadline"):
+                ksm.counts(f"llm/{w.name}", 1_700_000_000.0)
+    assert slow.requests == 1  # one query cut at the budget; no retry, no query per workload
