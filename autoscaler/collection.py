@@ -34,9 +34,8 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from typing import Final
 
@@ -102,7 +101,6 @@ def collect(
     window: str = "1m",
     extra_matchers: Mapping[str, str] | None = None,
     deadline: float | None = None,
-    clock: Callable[[], float] = time.monotonic,
     problems: list[str] | None = None,
 ) -> dict[str, SignalSnapshot]:
     """Run one tick's batched queries and build a snapshot for every workload, keyed
@@ -112,10 +110,11 @@ def collect(
     workload keys to counts from the Kubernetes watch (missing: :data:`NO_REPLICAS`).
     Never raises :class:`PrometheusError`: a failed query leaves its fields ``None``.
 
-    ``deadline`` (on ``clock``, monotonic seconds) is the tick's budget: no query starts and no
-    retry waits past it, the remaining queries are skipped and their fields stay ``None`` (so
-    the workloads hold). When Prometheus is unreachable or too slow for the budget, one line
-    naming Prometheus and the query is appended to ``problems``.
+    ``deadline`` (``time.monotonic()`` seconds) is the tick's budget, enforced by the client: no
+    query starts and no retry waits past it (:class:`PrometheusSlow`), the remaining queries are
+    skipped and their fields stay ``None`` (so the workloads hold). When Prometheus is
+    unreachable or too slow for the budget, one line naming Prometheus and the query is appended
+    to ``problems``.
     """
     lb = labels or GroupingLabels()
     profile_of = _profiles(workloads, engines)
@@ -124,10 +123,6 @@ def collect(
     stopped: str | None = None
     for engine_name, queries in fleet.items():
         for q in queries:
-            if stopped is None and deadline is not None and clock() >= deadline:
-                stopped = (
-                    f"Prometheus slow: the tick's budget ran out before {q.field} ({engine_name})"
-                )
             if stopped is not None:
                 break  # no connection, or no time: every other query would wait in vain too
             try:

@@ -139,8 +139,6 @@ class _Health:
     ticks: int = 0
     backfilled: bool = False
     errors: list[str] = field(default_factory=list)
-    held_by: str | None = None
-    """Why the last tick held (Prometheus down or slow), for readiness; None when it did not."""
 
 
 class ControlLoop:
@@ -255,7 +253,6 @@ class ControlLoop:
         self.health.ticks += 1
         self.health.last_tick_end = self.clock()
         self.health.errors = errors
-        self.health.held_by = prometheus_problems[0] if held else None
         for e in errors:
             log.warning("tick: %s", e)
         return TickReport(now, duration, recs, queries, tuple(errors))

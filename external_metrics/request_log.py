@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp.http_exceptions import HttpProcessingError
@@ -60,6 +60,3 @@ class RequestErrorLog(logging.LoggerAdapter[logging.Logger]):
         remote = args[0] if args else "?"
         what = quoted(str(exc.message or type(exc).__name__), limit=120)
         self.logger.info("malformed request from %s (HTTP %s): %s", remote, exc.code, what)
-
-    def process(self, msg: Any, kwargs: Mapping[str, Any]) -> tuple[Any, Any]:
-        return msg, kwargs

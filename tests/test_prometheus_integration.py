@@ -165,28 +165,25 @@ def stack(tmp_path: Path, prometheus_binary: str) -> Iterator[dict[str, object]]
             print(f"---- {p.name} log ----\n{p.tail()}")
 
 
-def api_status(url: str) -> int:
+def api_get(url: str) -> tuple[int, Any]:
+    """``(HTTP status, JSON body or None)`` of a GET on serve's HTTPS port."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # serve made itself a self-signed certificate
     try:
         with urllib.request.urlopen(url, timeout=5, context=ctx) as r:
-            json.loads(r.read())
-            return int(r.status)
+            return int(r.status), json.loads(r.read())
     except urllib.error.HTTPError as exc:
-        return int(exc.code)
+        return int(exc.code), None
+
+
+def api_status(url: str) -> int:
+    return api_get(url)[0]
 
 
 def api_json(url: str) -> dict[str, Any] | None:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    try:
-        with urllib.request.urlopen(url, timeout=5, context=ctx) as r:
-            body = json.loads(r.read())
-            return body if isinstance(body, dict) else None
-    except urllib.error.HTTPError:
-        return None
+    status, body = api_get(url)
+    return body if status == 200 and isinstance(body, dict) else None
 
 
 def test_the_recommendation_follows_a_load_step_fails_static_and_recovers(stack):
