@@ -3,7 +3,6 @@ Prometheus (the Debian binary) scraping a small exporter of KSM-format series on
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import threading
 import time
@@ -17,6 +16,7 @@ from autoscaler.clients.prometheus import PrometheusClient, Sample
 from autoscaler.config import WorkloadConfig
 from autoscaler.ksm_replicas import KubeStateMetricsReplicas, ksm_queries, pods_by_workload
 from autoscaler.loop import ReplicaSource
+from tests.ports import free_port
 
 NOW = 1_800_000_000.0
 
@@ -68,8 +68,13 @@ def canned() -> dict[str, list[Sample]]:
             out["ready_time"].append(s("kube_pod_status_ready_time", rt, **common))
     for rs, dep in REPLICASETS.items():
         out["rs_owner"].append(
-            s("kube_replicaset_owner", namespace="llm", replicaset=rs, owner_kind="Deployment",
-              owner_name=dep)  # fmt: skip
+            s(
+                "kube_replicaset_owner",
+                namespace="llm",
+                replicaset=rs,
+                owner_kind="Deployment",
+                owner_name=dep,
+            )  # fmt: skip
         )
     for (kind, name, metric), n in SPECS.items():
         out[f"{kind}_spec"].append(s(metric, n, namespace="llm", **{kind: name}))
@@ -121,9 +126,7 @@ def test_counts_classify_like_the_pod_watch_with_one_refresh_per_tick():
     for smp in prom.by_query[ksm_queries(["llm"])["ready"]]:
         if smp.labels["pod"] == "qwen-1":
             prom.by_query[ksm_queries(["llm"])["ready"]].remove(smp)
-            prom.by_query[ksm_queries(["llm"])["ready"]].append(
-                Sample(smp.labels, NOW + 30, 1.0)
-            )
+            prom.by_query[ksm_queries(["llm"])["ready"]].append(Sample(smp.labels, NOW + 30, 1.0))
             break
     assert source.counts("llm/qwen", NOW + 30).ready == 2
     assert source.time_to_ready_s("llm/qwen") == 130.0  # (NOW + 30) - (NOW - 100)
@@ -141,12 +144,6 @@ def test_missing_kube_state_metrics_fails_static_instead_of_counting_zero():
 
 
 # -- against the real Prometheus ---------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def exposition(now: float) -> str:
@@ -222,7 +219,6 @@ def test_counts_from_a_real_prometheus_scraping_kube_state_metrics(prometheus_wi
                 counts = source.counts("llm/llama", time.time())
                 break
             except Exception as exc:  # not up, or not scraped yet
-
                 if time.monotonic() > deadline:
                     raise AssertionError(f"Prometheus never served the KSM series: {exc}") from exc
                 time.sleep(0.5)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -60,6 +59,7 @@ from autoscaler.clients.kube.workloads import (
 from autoscaler.errors import ExternalSystemError, InputError
 from autoscaler.replica_states import ReplicaState
 from autoscaler.store import CurrentAutoscaler
+from tests.ports import free_port
 
 T = TypeVar("T")
 NS = "llm"
@@ -448,9 +448,7 @@ def test_spec_replicas_come_from_the_deployment_when_there_is_one(emulator, api,
     eventually(lambda: _assert(watcher.spec_replicas(KEY) is None))
 
 
-def test_spec_replicas_of_a_statefulset_workload_come_from_the_statefulset(
-    emulator, api, watchers
-):
+def test_spec_replicas_of_a_statefulset_workload_come_from_the_statefulset(emulator, api, watchers):
     emulator.put(PODS, ready_pod("a", T0, 60))
     decoy = {  # a Deployment of the same name is not the scale target of a StatefulSet workload
         "apiVersion": "apps/v1",
@@ -572,12 +570,6 @@ def test_a_dropped_connection_is_retried_with_a_new_list(emulator, api, watchers
 
     kubectl.create(pod_body("c", created=T0 + 10))  # the new watch is live
     eventually(lambda: _assert(state_counts(watcher) == (1, 0, 1, 0)))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def retry_delays(caplog: pytest.LogCaptureFixture) -> list[str]:

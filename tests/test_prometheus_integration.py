@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -27,12 +26,9 @@ from typing import Any
 
 import pytest
 
-WORKLOAD = {"namespace": "default", "workload": "llm"}
+from tests.ports import free_ports
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+WORKLOAD = {"namespace": "default", "workload": "llm"}
 
 
 def wait_for(what: str, check: Callable[[], object], timeout: float = 90.0) -> object:
@@ -110,8 +106,7 @@ def metric(url: str, name: str, labels: dict[str, str]) -> float | None:
 def stack(tmp_path: Path, prometheus_binary: str) -> Iterator[dict[str, object]]:
     trace = tmp_path / "step.csv"
     step_trace(trace, low_rps=0.5, high_rps=6.0, step_at=25.0, end=900.0)
-    emu_port, prom_port = free_port(), free_port()
-    health, https, grpc = free_port(), free_port(), free_port()
+    emu_port, prom_port, health, https, grpc = free_ports(5)
     (tmp_path / "prometheus.yml").write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         "scrape_configs:\n  - job_name: emulated-fleet\n    scrape_interval: 1s\n"
@@ -141,8 +136,17 @@ def stack(tmp_path: Path, prometheus_binary: str) -> Iterator[dict[str, object]]
     )
     serve = Proc(
         "serve",
-        cli("serve", "--config", str(tmp_path / "serve.yaml"), "--host", "127.0.0.1",
-            "--no-kubernetes", "--insecure-skip-auth", "--backfill", "0s"),  # fmt: skip
+        cli(
+            "serve",
+            "--config",
+            str(tmp_path / "serve.yaml"),
+            "--host",
+            "127.0.0.1",
+            "--no-kubernetes",
+            "--insecure-skip-auth",
+            "--backfill",
+            "0s",
+        ),  # fmt: skip
         tmp_path / "serve.log",
     )
     procs = [emulator, prometheus, serve]
@@ -209,9 +213,11 @@ def test_the_recommendation_follows_a_load_step_fails_static_and_recovers(stack)
     after_load = wait_for("the load step to show in the recommendation", stepped)
     after_desired = wait_for(
         "desired replicas to rise",
-        lambda: (d := metric(url, "llm_autoscaler_desired_replicas", WORKLOAD)) is not None
-        and d > before_desired
-        and d,
+        lambda: (
+            (d := metric(url, "llm_autoscaler_desired_replicas", WORKLOAD)) is not None
+            and d > before_desired
+            and d
+        ),
     )
     print(
         f"load step: load_replicas {before_load:.2f} -> {after_load:.2f}, "

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_ports
+
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -27,18 +29,13 @@ def _error_line(proc: subprocess.CompletedProcess[str]) -> str:
     return errors[0]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _config(tmp_path: Path, metrics_port: int | None = None) -> Path:
     path = tmp_path / "serve.yaml"
-    metrics = metrics_port or _free_port()
+    https, grpc, metrics = free_ports(3)
+    metrics = metrics_port or metrics
     path.write_text(
         "service:\n  prometheus_url: http://127.0.0.1:1\n"
-        f"  ports: {{https: {_free_port()}, metrics: {metrics}, grpc: {_free_port()}}}\n"
+        f"  ports: {{https: {https}, metrics: {metrics}, grpc: {grpc}}}\n"
         "workloads:\n  - {namespace: llm, name: a, engine: vllm, selector: {app: a}}\n"
     )
     return path

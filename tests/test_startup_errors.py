@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from external_metrics.self_signed import self_signed_pair
+from tests.ports import free_ports
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -32,12 +33,6 @@ def one_line_error(done: subprocess.CompletedProcess[str], *needles: str) -> str
     return last
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def pair(tmp_path: Path) -> tuple[Path, Path]:
     cert, key = self_signed_pair()
@@ -47,7 +42,8 @@ def pair(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def write_config(tmp_path: Path, cert: Path, key: Path, grpc_port: int | None = None) -> Path:
-    https, metrics, grpc = free_port(), free_port(), grpc_port or free_port()
+    https, metrics, grpc = free_ports(3)
+    grpc = grpc_port or grpc
     path = tmp_path / "serve.yaml"
     path.write_text(
         "service:\n  prometheus_url: http://127.0.0.1:9\n  tick_s: 1\n"

@@ -80,6 +80,7 @@ async def test_https_serves_the_renewed_certificate_to_new_connections(two):
     a, b, cert, key = two
     ctx = server_ssl_context(cert, key)
     files = CertificateFiles(cert, key)
+
     async def ok(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
