@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 DEFAULT_LEAD_TIME_S = 240.0
 """Lead time until the watch has seen a replica become ready: DESIGN.md's default cold start."""
 
+_SAME_POD_S = 2.0
+"""Creation times (tick time minus age) of one pod seen at two ticks differ by rounding only."""
+
 
 class ReplicaSource(Protocol):
     """Replica states of a workload (the Kubernetes pod watch)."""
@@ -118,6 +121,7 @@ def workload_context(config: ServiceConfig, workload: WorkloadConfig) -> PolicyC
         decode_weight=wd,
         gpus_per_replica=workload.profile.tp,
         default_lead_time_s=DEFAULT_LEAD_TIME_S,
+        pending_timeout_s=config.service.pending_timeout_s,
     )
 
 
@@ -174,7 +178,8 @@ class ControlLoop:
             for w in config.workloads
         }
         self._workloads = {workload_key(w.namespace, w.name): w for w in config.workloads}
-        self._timed_out_reported: set[tuple[str, float]] = set()
+        self._stuck_reported: dict[str, tuple[float, ...]] = {}
+        """Per workload, the creation times of the stuck replicas its last Event counted."""
         # the config is fixed for the loop's life, so the query set is built once, not per tick
         profile_of = {k: engines[w.engine] for k, w in self._workloads.items()}
         fleet = build_fleet_queries(profile_of, window=config.service.rate_window)
@@ -291,19 +296,31 @@ class ControlLoop:
             return hold(key, snap.timestamp, f"policy error: {exc}")
 
     def _report_pending_timeout(self, key: str, snap: SignalSnapshot) -> None:
+        """One aggregated ``CapacityUnavailable`` Event per workload, posted again only when a
+        replica that was not stuck before becomes stuck (the message carries the count).
+
+        A replica is identified by its creation time (the tick's time minus its age, within
+        ``_SAME_POD_S`` for rounding). The message depends only on the count and the timeout,
+        so service replicas that see the same pods write the same text, and the recorder's
+        stable Event name turns their posts into one Event (see ``EventRecorder``).
+        """
         timeout = self.config.service.pending_timeout_s
-        late = [a for a in snap.replicas.starting_ages_s if a > timeout]
-        if not late or self.events is None:
+        stuck = tuple(
+            sorted(snap.timestamp - a for a in snap.replicas.starting_ages_s if a > timeout)
+        )
+        before = self._stuck_reported.get(key, ())
+        if not stuck:
+            self._stuck_reported.pop(key, None)
             return
-        # one Event per stuck replica (identified by its creation time), not one per tick
-        created = round(snap.timestamp - max(late))
-        if (key, created) in self._timed_out_reported:
+        new = [c for c in stuck if all(abs(c - b) > _SAME_POD_S for b in before)]
+        self._stuck_reported[key] = stuck
+        if not new or self.events is None:
             return
-        self._timed_out_reported.add((key, created))
         ns, _, name = key.partition("/")
         message = (
-            f"{len(late)} replica(s) not ready after {timeout:.0f}s (no free GPU or node?); "
-            "they no longer count as capacity on the way"
+            f"{len(stuck)} replica(s) not ready after {timeout:.0f}s (no free GPU or node?): "
+            "they no longer count as capacity on the way, and the desired count does not "
+            "replace them"
         )
         try:
             self.events.warn(ns, name, "CapacityUnavailable", message)

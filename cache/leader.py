@@ -103,7 +103,7 @@ class LeaderElector:
         self._gauge = (
             Gauge(
                 "llm_autoscaler_leader",
-                "1 while this replica holds the prefetch Lease and may act on the cluster.",
+                "1 while this replica holds the leader Lease (it writes prefetch Jobs and Events).",
                 ["lease"],
                 registry=registry,
             )

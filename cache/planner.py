@@ -268,6 +268,20 @@ def _summarise_skips(skipped: Mapping[str, str]) -> str:
     return ", ".join(parts)
 
 
+def _no_candidate_detail(
+    skipped: Mapping[str, str], warm: list[str], pulling: list[str], room: int, target: int
+) -> str:
+    """Why no node is left to pull onto: the skipped nodes' reasons, and the nodes that already
+    hold or are pulling the image (they are not candidates, but they are not missing either)."""
+    parts = [_summarise_skips(skipped)] if skipped else []
+    if warm or pulling:
+        parts.append(
+            f"{len(warm)} already hold the image and {len(pulling)} are pulling it, with room "
+            f"for {room} of the {target} replicas"
+        )
+    return ", ".join(parts) if parts else "the cluster has no nodes"
+
+
 def plan_prefetch(
     demand: Demand,
     shape: WorkloadShape,
@@ -360,7 +374,7 @@ def plan_prefetch(
             "image size unknown (set image_size_gb, or wait until a node reports it)",
         )
     if not candidates:
-        detail = _summarise_skips(skipped) if skipped else "the cluster has no nodes"
+        detail = _no_candidate_detail(skipped, warm, in_flight, room, target)
         return done("no-eligible-node", head, f"no eligible node for {shape.image.text}: {detail}")
     budget = max_warm - spare_warm
     if budget <= 0:

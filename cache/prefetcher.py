@@ -240,6 +240,9 @@ class Prefetcher:
             from autoscaler.clients.kube.workloads import EventRecorder
 
             events = EventRecorder(api_client, instance=identity, kinds=workload_kinds)
+        self._owns_elector = elector is None and lease_namespace is not None
+        """Start and stop only an elector built here; an injected one is shared (``serve``'s
+        Lease also decides which replica posts the loop's Events) and its owner runs it."""
         if elector is None and lease_namespace is not None:
             if api_client is None:
                 raise ValueError("leader election needs an api_client")
@@ -262,11 +265,11 @@ class Prefetcher:
         start = getattr(self.inventory, "start", None)
         if callable(start):
             start()
-        if isinstance(self.elector, LeaderElector):
+        if self._owns_elector and isinstance(self.elector, LeaderElector):
             self.elector.start()
 
     def stop(self) -> None:
-        if isinstance(self.elector, LeaderElector):
+        if self._owns_elector and isinstance(self.elector, LeaderElector):
             self.elector.stop()
         stop = getattr(self.inventory, "stop", None)
         if callable(stop):

@@ -27,6 +27,7 @@ from kubernetes import client
 from prometheus_client import CollectorRegistry
 
 from autoscaler.clients.kube import build_api_client
+from autoscaler.clients.kube.leases import LeaseClient
 from autoscaler.clients.kube.pods import PodWatcher, WatchedWorkload
 from autoscaler.clients.kube.workloads import CurrentAutoscalerReader, EventRecorder
 from autoscaler.clients.prometheus import PrometheusClient
@@ -38,7 +39,8 @@ from autoscaler.loop import ControlLoop, EventSink, ReplicaSource, ShadowSource,
 from autoscaler.loop_metrics import LoopMetrics
 from autoscaler.policies.forecast import DESIRED_METRIC, FORECAST_METRIC, LOAD_METRIC
 from autoscaler.store import RecommendationStore
-from cache.prefetcher import Prefetcher
+from cache.leader import LeaderElector
+from cache.prefetcher import DEFAULT_LEASE_NAME, Prefetcher
 from external_metrics.app import create_api_app
 from external_metrics.auth import AuthConfig, Authenticator, build_authenticator
 from external_metrics.health import create_health_app
@@ -103,6 +105,7 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
     kube: client.ApiClient | None = None
     watcher: PodWatcher | None = None
     prefetcher: Prefetcher | None = None
+    elector: LeaderElector | None = None
     if options.use_kubernetes:
         kube = build_api_client(host=options.kube_api, kubeconfig=options.kubeconfig)
         if config.service.replica_source == "kubernetes":
@@ -116,15 +119,25 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
             replicas = watcher
         shadow = CurrentAutoscalerReader(kube)
         kinds = {f"{w.namespace}/{w.name}": w.kind for w in config.workloads}
-        events = EventRecorder(kube, kinds=kinds)
+        # One Lease decides which replica acts on the cluster: prefetch Jobs and the loop's
+        # Events (every replica sees the same pods; only one should say so). The namespace
+        # and the pod name come from the downward API in deploy/.
+        identity = os.environ.get("POD_NAME") or socket.gethostname()
+        elector = LeaderElector(
+            LeaseClient(kube),
+            namespace=os.environ.get("POD_NAMESPACE", "default"),
+            name=DEFAULT_LEASE_NAME,
+            identity=identity,
+            registry=registry,
+        )
+        events = EventRecorder(kube, kinds=kinds, instance=identity, leader=elector.is_leader)
         if any(w.prefetch.enabled for w in config.workloads):
-            # only the Lease holder acts; the namespace comes from the downward API in deploy/
             prefetcher = Prefetcher(
                 kube,
                 registry,
                 dry_run=options.prefetch_dry_run,
-                lease_namespace=os.environ.get("POD_NAMESPACE", "default"),
-                identity=os.environ.get("POD_NAME") or socket.gethostname(),
+                identity=identity,
+                elector=elector,
                 workload_kinds=kinds,
             )
 
@@ -165,13 +178,17 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
         listeners = _listeners(config, options, store, registry, loop, cert_file, key_file, kube)
         if watcher is not None:
             watcher.start()
+        if elector is not None:
+            elector.start()
         if prefetcher is not None:
             prefetcher.start()
         try:
             asyncio.run(_main(loop, listeners, config, options))
         finally:
             if prefetcher is not None:
-                prefetcher.stop()  # releases the Lease so another replica takes over at once
+                prefetcher.stop()
+            if elector is not None:
+                elector.stop()  # releases the Lease so another replica takes over at once
             if watcher is not None:
                 watcher.stop()
     return 0

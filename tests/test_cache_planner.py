@@ -298,6 +298,24 @@ def test_no_eligible_node_says_why():
     assert empty.status == "no-eligible-node" and "no nodes" in empty.summary
 
 
+def test_nodes_that_are_warm_or_pulling_are_not_called_missing():
+    """Every node already holds or pulls the image, and their free GPUs are too few: the Event
+    says so, not "the cluster has no nodes"."""
+    inv = inventory([node("a", used=4), node("b", used=4)])
+    plan = plan_prefetch(
+        Demand(4, 0), shape(), inv, settings=PlannerSettings(max_concurrent_per_pool=5),
+        known_warm=["a"], pulling=["b"],
+    )  # fmt: skip
+    assert plan.status == "no-eligible-node"
+    assert "no nodes" not in plan.summary
+    assert "1 already hold the image and 1 are pulling it, with room for 2 of the" in plan.summary
+    mixed = plan_prefetch(
+        Demand(4, 0), shape(), inventory([node("a", used=4), node("s", ready=False)]),
+        settings=PlannerSettings(), known_warm=["a"],
+    )  # fmt: skip
+    assert "1 not Ready" in mixed.summary and "1 already hold the image" in mixed.summary
+
+
 def test_tolerated_taint_and_selector_are_honoured():
     placement = Placement(
         node_selector={"gpu": "h100"},

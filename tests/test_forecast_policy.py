@@ -113,12 +113,51 @@ def test_latency_over_budget_wins_over_the_forecast():
     assert rec.desired_replicas == 15  # capped at 1.5x ready
 
 
-def test_replicas_pending_past_the_timeout_are_replaced():
+def test_stuck_replicas_are_reported_but_never_add_to_the_desired_count():
     policy = ForecastPolicy(CTX)
-    base = policy.recommend(snap(0.0, starting_ages=(30.0,))).desired_replicas
-    policy2 = ForecastPolicy(CTX)
-    late = policy2.recommend(snap(0.0, starting_ages=(700.0,))).desired_replicas
-    assert base is not None and late == base + 1
+    base = policy.recommend(snap(0.0, starting_ages=(30.0,)))
+    late = ForecastPolicy(CTX).recommend(snap(0.0, starting_ages=(700.0, 900.0)))
+    assert late.desired_replicas == base.desired_replicas
+    assert "capacity unavailable: 2 replica(s) not ready after 600s" in late.candidates[0].detail
+    assert "capacity unavailable" not in base.candidates[0].detail
+
+
+def test_the_pending_timeout_comes_from_the_context():
+    ctx = replace(CTX, pending_timeout_s=60.0)
+    rec = ForecastPolicy(ctx).recommend(snap(0.0, starting_ages=(90.0,)))
+    assert "1 replica(s) not ready after 60s" in rec.candidates[0].detail
+    rec = ForecastPolicy(CTX).recommend(snap(0.0, starting_ages=(90.0,)))
+    assert "capacity unavailable" not in rec.candidates[0].detail
+
+
+def test_a_cluster_short_of_gpus_does_not_ratchet_the_fleet_up():
+    """The live reproduction: 12 pods stuck Pending, load 0.6-0.9 replicas, an HPA that sets the
+    fleet to the published desired count. Adding stuck pods to the desired count took it
+    3 -> 20; now the fleet scales down to what the load needs and the stuck pods go first."""
+    slots, tick = 3, 15.0  # the cluster fits three replicas; every other pod pends forever
+    created = [-1200.0] * 3 + [-700.0 - i for i in range(12)]  # 3 ready, 12 stuck past 600 s
+    policy = ForecastPolicy(CTX)
+    desired_seen = []
+    for i in range(120):  # 30 minutes
+        t = i * tick
+        ready = min(slots, len(created))
+        starting = [t - c for c in created[ready:]]
+        work = 600.0 + 300.0 * (i % 7) / 6  # 0.6-0.9 replicas of work at 1000 work/s each
+        rec = policy.recommend(snap(t, ready=ready, prompt_rate=work, gen_rate=0.0,
+                                    starting_ages=starting))  # fmt: skip
+        assert rec.desired_replicas is not None
+        desired_seen.append(rec.desired_replicas)
+        if starting and any(a > CTX.pending_timeout_s for a in starting):
+            assert "capacity unavailable" in rec.candidates[0].detail
+        # the HPA: AverageValue 1 on llm_desired_replicas -> spec = desired; the ReplicaSet
+        # removes the newest (unscheduled) pods first and adds new ones at the end
+        if rec.desired_replicas < len(created):
+            created = created[: rec.desired_replicas]
+        else:
+            created += [t] * (rec.desired_replicas - len(created))
+    assert desired_seen[0] < 15, desired_seen[:5]  # a scale-down below the current count
+    assert max(desired_seen) <= slots, desired_seen
+    assert len(created) <= slots
 
 
 def test_capacity_learner_drops_on_violation_without_compounding():

@@ -821,6 +821,24 @@ def test_warn_is_a_warning_event_for_the_loop(emulator, api):
     assert stored["type"] == "Warning" and stored["count"] == 2
 
 
+def test_only_the_lease_holder_writes_events(emulator, api):
+    """Every service replica sees the same stuck pods; one Event, from the leader, names it."""
+    leading = {"llm-autoscaler-0": True, "llm-autoscaler-1": False}
+    recorders = [
+        EventRecorder(api, instance=name, leader=lambda name=name: leading[name])
+        for name in leading
+    ]
+    message = "12 replica(s) not ready after 600s"
+    outcomes = [r.record(NS, "llama", "CapacityUnavailable", message, "Warning") for r in recorders]
+    assert [o.action for o in outcomes] == ["created", "skipped"]
+    (created,) = emulator.requests(kmock.action.CREATE, "events")
+    stored = emulator.get(EVENTS, created.data["metadata"]["name"])
+    assert stored["reportingInstance"] == "llm-autoscaler-0" and stored["count"] == 1
+    leading.update({"llm-autoscaler-0": False, "llm-autoscaler-1": True})  # the Lease moved
+    outcomes = [r.record(NS, "llama", "CapacityUnavailable", message, "Warning") for r in recorders]
+    assert [o.action for o in outcomes] == ["skipped", "created"]
+
+
 def test_events_land_on_the_workloads_own_kind(emulator, api):
     recorder = EventRecorder(api, kinds={KEY: "StatefulSet"})
     on_sts = recorder.record(NS, "llama", "CapacityUnavailable", "pending", type="Warning")

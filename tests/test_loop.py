@@ -255,6 +255,42 @@ def test_a_replica_stuck_past_the_pending_timeout_raises_one_event():
     )
 
 
+def test_capacity_unavailable_counts_every_stuck_replica_and_posts_only_for_new_ones():
+    clock = Clock()
+    events = Events()
+
+    def stuck(*ages: float) -> Replicas:
+        return Replicas({"llm/a": ReplicaCounts(3 + len(ages), 3, 0, len(ages), 0,
+                                                max(ages, default=None), tuple(ages))})  # fmt: skip
+
+    twelve = stuck(*[601.0 + i for i in range(12)])
+    loop, _, registry = make(config("a"), FakePrometheus(results=healthy(["a"], clock.t)), clock,
+                             replicas=twelve, events=events)  # fmt: skip
+
+    def tick(replicas: Replicas) -> list[str]:
+        clock.t += 15
+        loop.replicas = replicas
+        loop.prometheus = FakePrometheus(results=healthy(["a"], clock.t))
+        loop.tick()
+        return [e[3] for e in events.sent]
+
+    loop.tick()
+    assert len(events.sent) == 1 and events.sent[0][3].startswith("12 replica(s) not ready")
+    # the same twelve, 15 s older, and one more pod that is not stuck yet: nothing new
+    assert len(tick(stuck(*[616.0 + i for i in range(12)], 100.0))) == 1
+    # that pod passes the timeout: one more Event, with the new count
+    sent = tick(stuck(*[631.0 + i for i in range(12)], 615.0))
+    assert len(sent) == 2 and sent[1].startswith("13 replica(s) not ready")
+    # all scheduled: nothing; one stuck again later: a new Event
+    assert len(tick(stuck())) == 2
+    sent = tick(stuck(650.0))
+    assert len(sent) == 3 and sent[2].startswith("1 replica(s) not ready")
+    assert (
+        registry.get_sample_value("llm_autoscaler_events_total", {"reason": "CapacityUnavailable"})
+        == 3
+    )
+
+
 @dataclass
 class Shadow:
     current_by_name: dict[str, CurrentAutoscaler | None]

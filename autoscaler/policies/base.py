@@ -37,6 +37,9 @@ class PolicyContext:
     mean of the length mixture fitted to ``azure2023_conv.csv`` (autoscaler.traces.synthetic)."""
     seed_mean_output_tokens: float = 212.0
     """Mean output size for the same fallbacks, same source."""
+    pending_timeout_s: float = 600.0
+    """How long a replica may be pending or starting before it stops counting as capacity on the
+    way (``service.pending_timeout_s`` live; DESIGN.md's default of 10 min)."""
     peak_replicas: int | None = None
     """Only for ``static-peak``: the replica count covering the trace's peak (from the oracle)."""
 

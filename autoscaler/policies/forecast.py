@@ -15,9 +15,15 @@ Desired replicas = max of these candidates (each keeps its reason; the winner is
 Demand is counted in token work (prefill tokens + weighted decode tokens) and estimated as the
 work served plus the growth of the work in the system (queued, and running requests' remaining
 decode), because completions saturate under overload and overshoot while a backlog drains.
-Minutes under overload are censored: they neither calibrate the band nor teach capacity. Replicas
-that are pending or starting count as capacity on the way, until the pending timeout (10 min),
-after which they are added back as missing. Stale or missing data -> hold (fail static).
+Minutes under overload are censored: they neither calibrate the band nor teach capacity. The
+desired count is the fleet the demand needs, so replicas pending or starting are capacity on the
+way by construction. Past the pending timeout (``PolicyContext.pending_timeout_s``, e.g. no free
+GPU) they are reported - the winning reason says capacity is unavailable, and the loop posts an
+Event - but never added to the desired count: replacements for pods the cluster cannot place
+cannot be placed either, each round of them would time out in turn, and the fleet would climb to
+its maximum and never scale down (12 stuck pods at a load of one replica took it 3 -> 20). A
+scale-down below the current count still happens when the load falls, and the ReplicaSet then
+removes unscheduled pods first. Stale or missing data -> hold (fail static).
 
 Capacity is learned online (:class:`CapacityLearner`) from (load per replica, latency) pairs
 observed while the fleet and its load were steady: an isotonic (scikit-learn) fit of latency
@@ -404,9 +410,17 @@ class ForecastPolicy:
             candidates.append(
                 Candidate("saturation", ready + max(1.0, 0.1 * ready), "KV or queue saturated")
             )
-        timed_out = sum(1 for age in snap.replicas.starting_ages_s if age > 600.0)
         best = max(candidates, key=lambda c: c.replicas)
-        desired = int(math.ceil(best.replicas - 1e-9)) + timed_out
+        desired = int(math.ceil(best.replicas - 1e-9))
+        stuck = sum(1 for age in snap.replicas.starting_ages_s if age > ctx.pending_timeout_s)
+        if stuck:
+            best = Candidate(
+                best.reason,
+                best.replicas,
+                f"{best.detail}; capacity unavailable: {stuck} replica(s) not ready after "
+                f"{ctx.pending_timeout_s:.0f}s (not added to the desired count)",
+            )
+            candidates = [best if c.reason == best.reason else c for c in candidates]
         desired = max(ctx.min_replicas, min(ctx.max_replicas, desired))
         return Recommendation(
             workload=snap.workload,

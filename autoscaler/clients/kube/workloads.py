@@ -14,7 +14,9 @@ an Event with the same (namespace, Deployment, reason) recorded within ``dedup_w
 (10 min) of the previous one is PATCHed with ``count + 1``, the new ``lastTimestamp`` and the
 latest message, so ``kubectl`` shows "x7 over 12m" instead of seven lines or one stale line.
 After a quiet window, or when the old Event is gone (Events expire after an hour by default),
-a new Event is created. Hence RBAC ``events: create, patch``.
+a new Event is created. Hence RBAC ``events: create, patch``. Every service replica runs the
+same loop and sees the same pods, so with ``leader`` given only the holder of the leader Lease
+writes (the others return ``skipped``), and ``reportingInstance`` names the pod that did.
 
 Both run synchronously on the ``kubernetes`` client; the asyncio loop calls them through
 ``asyncio.to_thread``. Failures never escape :meth:`EventRecorder.record` (they are logged and
@@ -193,8 +195,9 @@ class CurrentAutoscalerReader:
 class EventOutcome:
     """What :meth:`EventRecorder.record` did."""
 
-    action: Literal["created", "counted", "failed"]
-    """``created`` a new Event, ``counted`` (bumped an existing one), or ``failed``."""
+    action: Literal["created", "counted", "skipped", "failed"]
+    """``created`` a new Event, ``counted`` (bumped an existing one), ``skipped`` (not the
+    leader: another replica writes it), or ``failed``."""
     name: str | None = None
     """The Event object's name (None when nothing was written)."""
     count: int = 0
@@ -235,8 +238,9 @@ class EventRecorder:
     ``clock`` (Unix seconds) is injected for the window and the timestamps; ``instance`` is
     this replica's name (e.g. the pod name) for ``reportingInstance``; ``kinds`` maps a
     workload's ``namespace/name`` to its kind when it is not a Deployment, so the Event lands on
-    the object ``kubectl describe`` shows. Thread-safe: one lock serialises records, so two
-    threads cannot both create the Event for one key.
+    the object ``kubectl describe`` shows. ``leader`` (e.g. ``LeaderElector.is_leader``) says
+    whether this replica writes Events right now; None writes always (one replica). Thread-safe:
+    one lock serialises records, so two threads cannot both create the Event for one key.
     """
 
     def __init__(
@@ -249,8 +253,10 @@ class EventRecorder:
         clock: Callable[[], float] = time.time,
         request_timeout: tuple[float, float] = DEFAULT_REQUEST_TIMEOUT,
         kinds: Mapping[str, str] | None = None,
+        leader: Callable[[], bool] | None = None,
     ) -> None:
         self._core = client.CoreV1Api(api_client)
+        self.leader = leader
         self._host: str | None = getattr(api_client.configuration, "host", None)
         self.kinds: dict[str, str] = dict(kinds or {})
         for key, kind in self.kinds.items():
@@ -284,6 +290,8 @@ class EventRecorder:
             raise ValueError("an Event needs a reason (UpperCamelCase, e.g. CapacityUnavailable)")
         if len(message) > _MESSAGE_LIMIT:
             message = message[: _MESSAGE_LIMIT - 3] + "..."
+        if self.leader is not None and not self.leader():
+            return EventOutcome("skipped")
         key = (namespace, workload_name, reason)
         with self._lock:
             now = self.clock()
