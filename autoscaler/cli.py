@@ -578,11 +578,13 @@ def _cmd_validate_config(args: argparse.Namespace) -> int:
 
     config = load_config(args.file)
     service = config.service
-    if service.tls_cert_file and service.tls_key_file and not args.skip_files:
-        from external_metrics.tls import check_certificate_pair
+    if not args.skip_files:
+        from external_metrics.tls import check_service_files
 
         try:
-            check_certificate_pair(service.tls_cert_file, service.tls_key_file)
+            check_service_files(
+                service.tls_cert_file, service.tls_key_file, service.keda_client_ca_file
+            )
         except InputError as exc:
             raise InputError(
                 f"{args.file}: {exc} (--skip-files checks only the YAML, e.g. where the "

@@ -147,6 +147,14 @@ class GlobalConfig(_Strict):
     ports: PortsConfig = PortsConfig()
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    keda_client_ca_file: str | None = None
+    """PEM bundle of the CA(s) that sign KEDA's client certificate. Given, the KEDA gRPC port
+    (``ports.grpc``) completes a TLS handshake only with a client certificate that chains to
+    it (KEDA's ``TriggerAuthentication`` ``tlsClientCert``/``tlsClientKey``): without it, anyone
+    who reaches the port reads every workload's values and names."""
+    keda_require_client_cert: bool = False
+    """Refuse to start unless ``keda_client_ca_file`` is set: a latch for clusters where the
+    KEDA port must never be open to unauthenticated clients."""
     replica_source: Literal["kubernetes", "kube-state-metrics"] = "kubernetes"
     """Where replica states come from: the pod watch, or kube-state-metrics in Prometheus
     (``autoscaler/ksm_replicas.py``) where the service may not watch pods."""
@@ -191,6 +199,16 @@ class GlobalConfig(_Strict):
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             missing = "tls_key_file" if self.tls_key_file is None else "tls_cert_file"
             raise _located(missing, "tls_cert_file and tls_key_file must be given together")
+        return self
+
+    @model_validator(mode="after")
+    def _keda_mtls(self) -> GlobalConfig:
+        if self.keda_require_client_cert and self.keda_client_ca_file is None:
+            raise _located(
+                "keda_require_client_cert",
+                "is true but keda_client_ca_file is not set: give the PEM file of the CA that "
+                "signs KEDA's client certificate",
+            )
         return self
 
     @property
@@ -550,7 +568,8 @@ def describe(config: ServiceConfig) -> str:
         f"prometheus {s.prometheus_url}, tick {s.tick_s:g}s, rate window {s.rate_window}, "
         f"stale after {s.effective_staleness_s:g}s, pending timeout {s.pending_timeout_s:g}s",
         f"ports: https {s.ports.https}, metrics {s.ports.metrics}, grpc {s.ports.grpc}; "
-        f"TLS {s.tls_cert_file or 'not configured'}",
+        f"TLS {s.tls_cert_file or 'not configured'}; KEDA client certificates "
+        + (f"required (CA {s.keda_client_ca_file})" if s.keda_client_ca_file else "not checked"),
         f"{len(config.workloads)} workload(s):",
     ]
     for w in config.workloads:

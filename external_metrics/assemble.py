@@ -47,7 +47,12 @@ from external_metrics.health import create_health_app
 from external_metrics.keda.server import create_grpc_server
 from external_metrics.self_signed import self_signed_pair
 from external_metrics.service import Listeners, run_service
-from external_metrics.tls import CertificateFiles, check_certificate_pair, server_ssl_context
+from external_metrics.tls import (
+    CertificateFiles,
+    check_certificate_pair,
+    read_ca_bundle,
+    server_ssl_context,
+)
 
 log = logging.getLogger(__name__)
 
@@ -214,10 +219,20 @@ def _listeners(
     ssl_context: ssl.SSLContext = server_ssl_context(
         cert_file, key_file, client_ca_pem=auth.client_ca_pem if auth is not None else None
     )
+    keda_ca = config.service.keda_client_ca_file
+    if keda_ca:
+        log.info("KEDA gRPC port: client certificates signed by %s are required", keda_ca)
+    else:
+        log.warning(
+            "KEDA gRPC port: no keda_client_ca_file, any client that reaches port %d reads "
+            "every workload's values (see docs/keda.md, mutual TLS)",
+            config.service.ports.grpc,
+        )
     grpc_server = create_grpc_server(
         store,
         f"{options.host}:{config.service.ports.grpc}",
         tls=(Path(cert_file).read_bytes(), Path(key_file).read_bytes()),
+        client_ca=read_ca_bundle(keda_ca, "keda_client_ca_file") if keda_ca else None,
         tls_files=CertificateFiles(cert_file, key_file),
         max_workers=config.service.grpc_workers,
     )

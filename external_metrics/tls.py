@@ -67,6 +67,32 @@ def check_certificate_pair(cert_file: str | Path, key_file: str | Path) -> x509.
     return cert
 
 
+def read_ca_bundle(path: str | Path, field: str) -> bytes:
+    """The PEM CA bundle at ``path`` (every block a certificate), or one :class:`InputError`
+    naming the config ``field`` and the file - grpc would only refuse the handshake later."""
+    try:
+        pem = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"service.{field}: {path} does not exist") from None
+    except OSError as exc:
+        raise InputError(f"service.{field}: cannot read {path}: {exc.strerror}") from exc
+    try:
+        x509.load_pem_x509_certificates(pem)
+    except ValueError as exc:
+        raise InputError(f"service.{field}: {path} is not a PEM certificate bundle") from exc
+    return pem
+
+
+def check_service_files(
+    tls_cert_file: str | None, tls_key_file: str | None, keda_client_ca_file: str | None
+) -> None:
+    """Every file the config names, checked as ``serve`` will read it (``validate-config``)."""
+    if tls_cert_file and tls_key_file:
+        check_certificate_pair(tls_cert_file, tls_key_file)
+    if keda_client_ca_file:
+        read_ca_bundle(keda_client_ca_file, "keda_client_ca_file")
+
+
 def server_ssl_context(
     cert_file: str | Path,
     key_file: str | Path,

@@ -8,9 +8,12 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import queue
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -26,6 +29,7 @@ from external_metrics.keda import externalscaler_pb2 as pb
 from external_metrics.keda import externalscaler_pb2_grpc as pb_grpc
 from external_metrics.keda.errors import BindError
 from external_metrics.keda.server import ScalerServer, TlsConfigError, create_grpc_server
+from tests.ports import free_ports
 
 WAIT_S = 10.0
 """Deadline for anything we wait on; a healthy run never gets near it."""
@@ -622,3 +626,89 @@ def test_a_huge_metric_name_gets_a_bounded_status_message(scaler, where):
     err = rpc_error(lambda: scaler.stub.GetMetrics(request, timeout=WAIT_S))
     assert err.code() == code
     assert "(100000 characters)" in details(err) and len(details(err)) < 1000
+
+
+# -- mutual TLS through serve's config ------------------------------------------------------------
+
+
+def _serve_with_keda_ca(
+    tmp: Path, pki: Pki, *extra_config: str
+) -> tuple[subprocess.Popen[str], int]:
+    """``serve`` (no cluster, Prometheus unreachable: metric specs need no data) with the
+    serving pair and ``keda_client_ca_file`` from ``pki``; returns the process and gRPC port."""
+    (tmp / "tls.crt").write_bytes(pki.server[0])
+    (tmp / "tls.key").write_bytes(pki.server[1])
+    (tmp / "keda-ca.crt").write_bytes(pki.ca_pem)
+    https, metrics, grpc_port = free_ports(3)
+    config = tmp / "serve.yaml"
+    config.write_text(
+        "service:\n  prometheus_url: http://127.0.0.1:9\n  tick_s: 1\n"
+        f"  ports: {{https: {https}, metrics: {metrics}, grpc: {grpc_port}}}\n"
+        f"  tls_cert_file: {tmp / 'tls.crt'}\n  tls_key_file: {tmp / 'tls.key'}\n"
+        f"  keda_client_ca_file: {tmp / 'keda-ca.crt'}\n" + "".join(extra_config)
+        + "workloads:\n  - {namespace: prod, name: llama, engine: vllm, selector: {app: llama}}\n"
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autoscaler.cli", "serve", "--config", str(config),
+         "--host", "127.0.0.1", "--no-kubernetes", "--insecure-skip-auth", "--backfill", "0s",
+         "--duration", "60"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    return proc, grpc_port
+
+
+def test_serve_requires_keda_client_certificates_from_the_configured_ca(pki, tmp_path):
+    proc, port = _serve_with_keda_ca(tmp_path, pki, "  keda_require_client_cert: true\n")
+    try:
+        cert, key = pki.client
+        ours = grpc.ssl_channel_credentials(pki.ca_pem, private_key=key, certificate_chain=cert)
+        channel, stub = _secure_stub(port, ours)
+        with channel:
+            grpc.channel_ready_future(channel).result(timeout=60)  # serve is up
+            spec = stub.GetMetricSpec(ref(LLAMA), timeout=WAIT_S)
+            assert spec.metricSpecs[0].targetSize == 1
+        channel, stub = _secure_stub(port, grpc.ssl_channel_credentials(pki.ca_pem))
+        with channel:  # no client certificate: the handshake fails
+            err = rpc_error(lambda: stub.GetMetricSpec(ref(LLAMA), timeout=WAIT_S))
+            assert err.code() == grpc.StatusCode.UNAVAILABLE
+        rogue, rogue_key = _ca("test-ca")  # same name as the real CA, another key
+        cert, key = _leaf(rogue, rogue_key, "keda-operator", server=False)
+        foreign = grpc.ssl_channel_credentials(pki.ca_pem, private_key=key, certificate_chain=cert)
+        channel, stub = _secure_stub(port, foreign)
+        with channel:
+            err = rpc_error(lambda: stub.GetMetricSpec(ref(LLAMA), timeout=WAIT_S))
+            assert err.code() == grpc.StatusCode.UNAVAILABLE
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=30)
+    assert "client certificates signed by" in stderr
+
+
+def test_requiring_client_certificates_without_a_ca_is_a_config_error(tmp_path):
+    config = tmp_path / "serve.yaml"
+    config.write_text(
+        "service:\n  keda_require_client_cert: true\n"
+        "workloads:\n  - {namespace: prod, name: llama, engine: vllm, selector: {app: llama}}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "autoscaler.cli", "validate-config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "keda_require_client_cert" in done.stderr and "keda_client_ca_file" in done.stderr
+
+
+def test_validate_config_checks_the_keda_ca_file(tmp_path):
+    (tmp_path / "ca.crt").write_text("not a certificate\n")
+    config = tmp_path / "serve.yaml"
+    config.write_text(
+        f"service:\n  keda_client_ca_file: {tmp_path / 'ca.crt'}\n"
+        "workloads:\n  - {namespace: prod, name: llama, engine: vllm, selector: {app: llama}}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "autoscaler.cli", "validate-config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "service.keda_client_ca_file" in done.stderr and "not a PEM" in done.stderr
