@@ -5,21 +5,30 @@
 When they are missing these tests skip with that reason, unless CI or REQUIRE_SHARED is set,
 where they fail: CI must never pass by skipping them.
 
-What is checked, per mode (hpa, keda):
+What is checked, per variant (the hpa and keda overlays, each component, the chart with the
+matching values, the example workload with and without its component):
 
-* every core Kubernetes object against the Kubernetes 1.37 OpenAPI schema (kubernetes-validate,
-  strict: an unknown field fails), the ScaledObject and ServiceMonitor against the JSON schemas
-  in tests/schemas/ (written from KEDA's and prometheus-operator's documented fields);
+* every core Kubernetes object against the OpenAPI schema of **every supported minor**
+  (autoscaler/kubernetes_support.py: 1.29 to 1.37; kubernetes-validate, strict: an unknown
+  field fails), the ScaledObject and ServiceMonitor against the JSON schemas in tests/schemas/
+  (written from KEDA's and prometheus-operator's documented fields), a ScaledObject's HPA
+  behaviour also against each minor's HorizontalPodAutoscalerBehavior. The test ids show the
+  matrix (``[1.29-kustomize:hpa]``);
+* the opt-in variants of newer features (HPA tolerance, image volumes) are valid from the minor
+  whose API knows the field and rejected by every supported minor before it;
 * kustomize and Helm produce the same objects, field for field once labels are set aside;
-* the HPA and ScaledObject behaviour is ``SHIPPED_BEHAVIOR``, the one the simulator runs;
+* the HPA and ScaledObject behaviour is ``SHIPPED_BEHAVIOR`` (without its tolerance by default,
+  complete with the opt-in), the one the simulator runs;
 * the Deployment's ports are the config defaults, the config in the ConfigMap is valid;
-* RBAC grants exactly what docs/deploy.md lists, in the scope it lists;
-* the example vLLM workload agrees with the config, and its preStop drain really waits.
+* RBAC grants exactly what docs/deploy.md lists, in the scope it lists; the /v1 reader role
+  grants what the service's SubjectAccessReviews ask, for every /v1 route;
+* the example vLLM workload agrees with the config, its modelcar link and preStop drain work.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import importlib.util
 import io
@@ -27,10 +36,12 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tarfile
 import threading
+import time
 import tomllib
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
@@ -41,21 +52,35 @@ from types import ModuleType
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped,unused-ignore]
-import kubernetes_validate  # type: ignore[import-untyped,unused-ignore]
 import pytest
+import referencing
 import yaml  # type: ignore[import-untyped,unused-ignore]
-from kubernetes_validate.utils import latest_version  # type: ignore[import-untyped,unused-ignore]
+from kubernetes_validate.utils import (  # type: ignore[import-untyped,unused-ignore]
+    all_versions,
+    schema_contents,
+)
 
 from autoscaler.config import PortsConfig, ServiceConfig, parse_config
 from autoscaler.hpa import render
 from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR, behavior_to_dict
+from autoscaler.kubernetes_support import (
+    HPA_TOLERANCE,
+    IMAGE_VOLUME,
+    NEWEST_MINOR,
+    OLDEST_MINOR,
+    OPTIONAL_FEATURES,
+    SUPPORTED_VERSIONS,
+    OptionalFeature,
+    version,
+)
 from autoscaler.policies.forecast import DESIRED_METRIC
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 CHART = DEPLOY / "helm" / "llm-autoscaler"
 OVERLAYS = DEPLOY / "kustomize" / "overlays"
-MONITORING = DEPLOY / "kustomize" / "components" / "monitoring"
+COMPONENTS = DEPLOY / "kustomize" / "components"
+MONITORING = COMPONENTS / "monitoring"
 BASE_CONFIG = DEPLOY / "kustomize" / "base" / "config.yaml"
 VLLM_EXAMPLE = DEPLOY / "examples" / "vllm-workload.yaml"
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
@@ -66,8 +91,8 @@ RELEASE = "llm-autoscaler"
 NAMESPACE = "llm-autoscaler"
 """The namespace the overlays install into; Helm renders with ``--namespace`` the same."""
 
-K8S_VERSION = latest_version()
-"""The newest Kubernetes schema kubernetes-validate ships (1.37 at the time of writing)."""
+NEWEST = version(NEWEST_MINOR)
+"""The newest supported minor (1.37), the default of :func:`_validation_errors`."""
 
 CRD_SCHEMAS = {
     ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_v1alpha1_scaledobject.json",
@@ -87,6 +112,69 @@ DASHBOARD_METRICS = frozenset(
     }
 )
 """What the serve loop exports (docs/serve.md) and the dashboard must chart."""
+
+
+# --- what is rendered ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of installing: kustomize resources and components (paths under deploy/), and the
+    Helm values that give the same objects (None: the chart does not render it)."""
+
+    name: str
+    resources: tuple[str, ...]
+    components: tuple[str, ...] = ()
+    helm: tuple[str, ...] | None = None
+    features: tuple[OptionalFeature, ...] = ()
+    """Opt-ins newer than the oldest supported minor that this variant switches on."""
+
+
+VARIANTS = (
+    Variant("hpa", ("kustomize/overlays/hpa",), helm=("mode=hpa",)),
+    Variant("keda", ("kustomize/overlays/keda",), helm=("mode=keda",)),
+    Variant(
+        "hpa+monitoring",
+        ("kustomize/overlays/hpa",),
+        ("kustomize/components/monitoring",),
+        helm=("mode=hpa", "serviceMonitor.enabled=true", "grafanaDashboard.enabled=true"),
+    ),
+    Variant(
+        "keda+network-policy",
+        ("kustomize/overlays/keda",),
+        ("kustomize/components/network-policy",),
+        helm=("mode=keda", "networkPolicy.enabled=true"),
+    ),
+    Variant(
+        "hpa+tolerance",
+        ("kustomize/overlays/hpa",),
+        ("kustomize/components/hpa-tolerance",),
+        helm=("mode=hpa", "autoscaling.tolerance.enabled=true"),
+        features=(HPA_TOLERANCE,),
+    ),
+    Variant(
+        "keda+tolerance",
+        ("kustomize/overlays/keda",),
+        ("kustomize/components/hpa-tolerance",),
+        helm=("mode=keda", "autoscaling.tolerance.enabled=true"),
+        features=(HPA_TOLERANCE,),
+    ),
+    Variant("example", ("examples",)),
+    Variant(
+        "example+image-volume",
+        ("examples",),
+        ("examples/image-volume",),
+        features=(IMAGE_VOLUME,),
+    ),
+)
+BY_NAME = {v.name: v for v in VARIANTS}
+CHART_VARIANTS = tuple(v.name for v in VARIANTS if v.helm is not None)
+"""Variants both tools render (kustomize and Helm must agree on them)."""
+RENDERS = ("hpa", "keda", "hpa+monitoring")
+"""The defaults of each mode, which most checks below look at."""
+
+REJECTED_FIELD = {HPA_TOLERANCE.name: "tolerance", IMAGE_VOLUME.name: "'image'"}
+"""How a minor older than a feature's field names it when it rejects the object."""
 
 
 # --- the tools -----------------------------------------------------------------------------
@@ -130,7 +218,7 @@ class Tools:
         return done
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tools(tmp_path_factory: pytest.TempPathFactory) -> Tools:
     home = tmp_path_factory.mktemp("helm-home")
     env = {
@@ -157,44 +245,49 @@ def _kustomize(tools: Tools, directory: Path) -> list[dict[str, Any]]:
     return _objects(tools.run(tools.kubectl, "kustomize", directory).stdout, str(directory))
 
 
-def _helm(tools: Tools, *sets: str) -> list[dict[str, Any]]:
+def _helm_argv(tools: Tools, *sets: str) -> list[str | Path]:
     argv: list[str | Path] = [tools.helm, "template", RELEASE, CHART, "--namespace", NAMESPACE]
     for s in sets:
         argv += ["--set", s]
-    return _objects(tools.run(*argv).stdout, f"helm template {' '.join(sets)}")
+    return argv
 
 
-@pytest.fixture(scope="module")
+def _helm(tools: Tools, *sets: str) -> list[dict[str, Any]]:
+    return _objects(tools.run(*_helm_argv(tools, *sets)).stdout, f"helm template {' '.join(sets)}")
+
+
+def _user_kustomization(
+    directory: Path, resources: tuple[str, ...], components: tuple[str, ...] = (), **extra: Any
+) -> Path:
+    """A user's own kustomization using deploy/'s overlays and components, as docs/deploy.md
+    shows (kustomize wants relative paths there)."""
+    rel = Path(os.path.relpath(DEPLOY, directory))
+    body: dict[str, Any] = {"resources": [str(rel / r) for r in resources]}
+    if components:
+        body["components"] = [str(rel / c) for c in components]
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump({**body, **extra}))
+    return directory
+
+
+@pytest.fixture(scope="session")
 def kustomized(tools: Tools, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Any]]:
-    """Renders by name: ``hpa``, ``keda`` and ``hpa+monitoring`` (overlay plus component)."""
-    out = {mode: _kustomize(tools, OVERLAYS / mode) for mode in MODES}
-    # The component is used from a user's own kustomization, as docs/deploy.md shows; kustomize
-    # wants relative paths there.
-    user = tmp_path_factory.mktemp("user-kustomization")
-    rel = Path(os.path.relpath(DEPLOY, user))
-    (user / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "resources": [str(rel / "kustomize" / "overlays" / "hpa")],
-                "components": [str(rel / "kustomize" / "components" / "monitoring")],
-            }
-        ),
-        encoding="utf-8",
-    )
-    out["hpa+monitoring"] = _kustomize(tools, user)
+    """Every variant by name; a bare overlay is rendered from its own directory (what
+    `kubectl apply -k` reads), one with components from a user kustomization."""
+    out = {}
+    for variant in VARIANTS:
+        if variant.components:
+            user = tmp_path_factory.mktemp(f"user-{variant.name}")
+            directory = _user_kustomization(user, variant.resources, variant.components)
+        else:
+            (resource,) = variant.resources
+            directory = DEPLOY / resource
+        out[variant.name] = _kustomize(tools, directory)
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def helmed(tools: Tools) -> dict[str, list[Any]]:
-    out = {mode: _helm(tools, f"mode={mode}") for mode in MODES}
-    out["hpa+monitoring"] = _helm(
-        tools, "mode=hpa", "serviceMonitor.enabled=true", "grafanaDashboard.enabled=true"
-    )
-    return out
-
-
-RENDERS = ("hpa", "keda", "hpa+monitoring")
+    return {v.name: _helm(tools, *v.helm) for v in VARIANTS if v.helm is not None}
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str | None, str]:
@@ -217,7 +310,8 @@ def _one(objs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict
 def _all_renders(
     kustomized: dict[str, list[Any]], helmed: dict[str, list[Any]]
 ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    for name in RENDERS:
+    """Every install of llm-autoscaler itself (not the example workload), by both tools."""
+    for name in CHART_VARIANTS:
         yield f"kustomize {name}", kustomized[name]
         yield f"helm {name}", helmed[name]
 
@@ -231,43 +325,138 @@ def _crd_validator(api_version: str, kind: str) -> jsonschema.Draft202012Validat
     return jsonschema.Draft202012Validator(schema)
 
 
-def _validation_errors(obj: dict[str, Any]) -> list[str]:
-    """Schema problems of one object, each as ``Kind/name: path: message``; [] when valid."""
+@functools.cache
+def _k8s_validator(k8s: str, schema_name: str) -> jsonschema.Draft202012Validator | None:
+    """The strict schema ``schema_name`` (``<kind>-<group>-<version>``, kubernetes-validate's
+    file naming) of Kubernetes ``k8s`` exactly, loaded once; None when that minor has none."""
+    directory = f"kubernetes-json-schema/v{k8s}.0-local-strict"
+    try:
+        schema = schema_contents(f"{directory}/{schema_name}.json", k8s)
+    except FileNotFoundError:
+        return None
+    definitions = schema_contents(f"{directory}/_definitions.json", k8s)
+    registry: referencing.Registry[Any] = referencing.Registry().with_resources(
+        (r.id() or "", r)
+        for r in (
+            referencing.Resource.from_contents(schema),
+            referencing.Resource.from_contents(definitions),
+        )
+    )
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def _schema_name(api_version: str, kind: str) -> str:
+    """kubernetes-validate's file name: ``rbac.authorization.k8s.io/v1`` -> ``rbac-v1``."""
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    return f"{kind.lower()}-{group_version}"
+
+
+def _errors(validator: jsonschema.Draft202012Validator, doc: Any, where: str) -> list[str]:
+    return sorted(
+        f"{where}: {'.'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(doc)
+    )
+
+
+def _validation_errors(obj: dict[str, Any], k8s: str = NEWEST) -> list[str]:
+    """Schema problems of one object on Kubernetes ``k8s``, each ``Kind/name: path: message``;
+    [] when valid. A ScaledObject's HPA behaviour is checked against ``k8s``'s too: KEDA hands
+    it to the HPA it creates."""
     where = f"{obj['kind']}/{obj['metadata'].get('name')}"
     crd = (obj["apiVersion"], obj["kind"])
     if crd in CRD_SCHEMAS:
-        validator = _crd_validator(*crd)
-        return [
-            f"{where}: {'.'.join(map(str, e.absolute_path))}: {e.message}"
-            for e in validator.iter_errors(obj)
-        ]
-    try:
-        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as e:
-        return [f"{where}: {'.'.join(map(str, e.path))}: {e.message}"]
-    except kubernetes_validate.SchemaNotFoundError as e:
-        return [f"{where}: no schema: {e.message} (add one to tests/schemas/)"]
-    return []
+        errors = _errors(_crd_validator(*crd), obj, where)
+        advanced = obj.get("spec", {}).get("advanced", {})
+        behavior = advanced.get("horizontalPodAutoscalerConfig", {}).get("behavior")
+        if obj["kind"] == "ScaledObject" and behavior is not None:
+            validator = _k8s_validator(k8s, "horizontalpodautoscalerbehavior-autoscaling-v2")
+            assert validator is not None, f"Kubernetes {k8s} has no HPA behavior schema"
+            path = f"{where}: spec.advanced.horizontalPodAutoscalerConfig.behavior"
+            errors += _errors(validator, behavior, path)
+        return errors
+    validator = _k8s_validator(k8s, _schema_name(*crd))
+    if validator is None:
+        return [f"{where}: Kubernetes {k8s} has no schema for {crd} (add one to tests/schemas/)"]
+    return _errors(validator, obj, where)
 
 
-def test_the_newest_kubernetes_schema_is_used() -> None:
-    major, minor = (int(p) for p in K8S_VERSION.split(".")[:2])
-    assert (major, minor) >= (1, 37)
+def test_kubernetes_validate_ships_every_supported_minor() -> None:
+    shipped = set(all_versions())
+    assert SUPPORTED_VERSIONS == tuple(f"1.{m}" for m in range(OLDEST_MINOR, NEWEST_MINOR + 1))
+    assert {f"{v}.0" for v in SUPPORTED_VERSIONS} <= shipped, (
+        "pip install kubernetes-validate>=1.37"
+    )
 
 
-@pytest.mark.parametrize("render_name", RENDERS)
-def test_every_object_matches_its_schema(
-    render_name: str, kustomized: dict[str, list[Any]], helmed: dict[str, list[Any]]
+def test_each_minor_is_validated_against_its_own_schema() -> None:
+    """No silent fallback to another minor's schema: the field sets really differ."""
+    hpa = render.render_hpa("a", "b", "a", render.EXAMPLE_SPEC, tolerance=True)
+    before = version(HPA_TOLERANCE.accepted_from - 1)
+    assert _validation_errors(hpa, before) and not _validation_errors(hpa, HPA_TOLERANCE.floor)
+    assert _k8s_validator("1.28", "service-v1") is not None
+    assert _validation_errors({"apiVersion": "v9", "kind": "Nope", "metadata": {"name": "x"}})
+
+
+def _matrix(*, features: bool) -> list[Any]:
+    cases = []
+    for variant in VARIANTS:
+        if bool(variant.features) != features:
+            continue
+        for source in ("kustomize", "helm") if variant.helm is not None else ("kustomize",):
+            for k8s in SUPPORTED_VERSIONS:
+                minor = int(k8s.split(".")[1])
+                valid = all(minor >= f.accepted_from for f in variant.features)
+                suffix = "" if not features else ("-valid" if valid else "-rejected")
+                cases.append(
+                    pytest.param(
+                        k8s, source, variant.name, id=f"{k8s}-{source}:{variant.name}{suffix}"
+                    )
+                )
+    return cases
+
+
+@pytest.mark.parametrize(("k8s", "source", "variant"), _matrix(features=False))
+def test_every_object_is_valid_on_every_supported_minor(
+    k8s: str,
+    source: str,
+    variant: str,
+    kustomized: dict[str, list[Any]],
+    helmed: dict[str, list[Any]],
 ) -> None:
-    for source, objs in (("kustomize", kustomized[render_name]), ("helm", helmed[render_name])):
-        errors = [msg for obj in objs for msg in _validation_errors(obj)]
-        assert errors == [], f"{source} {render_name}:\n" + "\n".join(errors)
+    objs = (kustomized if source == "kustomize" else helmed)[variant]
+    errors = [msg for obj in objs for msg in _validation_errors(obj, k8s)]
+    assert errors == [], f"{source} {variant} on Kubernetes {k8s}:\n" + "\n".join(errors)
 
 
-def test_vllm_example_matches_the_kubernetes_schema() -> None:
-    objs = _objects(VLLM_EXAMPLE.read_text(encoding="utf-8"), str(VLLM_EXAMPLE))
-    assert [o["kind"] for o in objs] == ["Deployment", "Service"]
-    assert [m for o in objs for m in _validation_errors(o)] == []
+@pytest.mark.parametrize(("k8s", "source", "variant"), _matrix(features=True))
+def test_opt_ins_are_valid_from_their_version_and_rejected_before(
+    k8s: str,
+    source: str,
+    variant: str,
+    kustomized: dict[str, list[Any]],
+    helmed: dict[str, list[Any]],
+) -> None:
+    """Valid on every minor whose API knows the feature's field; every older supported minor
+    rejects it, for that field only (so the documented version is the real boundary)."""
+    objs = (kustomized if source == "kustomize" else helmed)[variant]
+    errors = [msg for obj in objs for msg in _validation_errors(obj, k8s)]
+    minor = int(k8s.split(".")[1])
+    missing = [f for f in BY_NAME[variant].features if minor < f.accepted_from]
+    if not missing:
+        assert errors == [], f"{source} {variant} on Kubernetes {k8s}:\n" + "\n".join(errors)
+        return
+    assert errors, f"Kubernetes {k8s} accepted {variant}, but {missing[0].name} needs newer"
+    for message in errors:
+        assert any(REJECTED_FIELD[f.name] in message for f in missing), message
+
+
+def test_the_version_floors_are_consistent() -> None:
+    for feature in OPTIONAL_FEATURES:
+        assert OLDEST_MINOR < feature.accepted_from <= feature.default_on_from <= NEWEST_MINOR
+        assert feature.floor == version(feature.default_on_from)
+        assert (REPO / feature.kustomize / "kustomization.yaml").is_file(), feature.kustomize
+        assert feature.sources and feature.name in REJECTED_FIELD
+    assert {f.name for v in VARIANTS for f in v.features} == {f.name for f in OPTIONAL_FEATURES}
 
 
 def test_crd_schemas_cover_the_custom_kinds(
@@ -384,6 +573,8 @@ def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
     spec = out.get("spec", {})
     if obj["kind"] in ("Deployment", "PodDisruptionBudget", "Service", "ServiceMonitor"):
         spec.pop("selector", None)
+    if obj["kind"] == "NetworkPolicy":
+        spec.pop("podSelector")
     if obj["kind"] == "Deployment":
         spec["template"].pop("metadata", None)
         spec["template"]["spec"]["affinity"]["podAntiAffinity"][
@@ -394,7 +585,7 @@ def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize("render_name", RENDERS)
+@pytest.mark.parametrize("render_name", CHART_VARIANTS)
 def test_kustomize_and_helm_render_the_same_objects(
     render_name: str, kustomized: dict[str, list[Any]], helmed: dict[str, list[Any]]
 ) -> None:
@@ -473,17 +664,23 @@ def test_hpa_is_the_rendered_example_plus_its_workload_selector(
     for objs in (kustomized["hpa"], helmed["hpa"]):
         hpa = _one(objs, "HorizontalPodAutoscaler")
         assert hpa["spec"] == expected["spec"]
-        assert hpa["spec"]["behavior"] == behavior_to_dict(SHIPPED_BEHAVIOR)
+        # Valid on every supported minor: the per-HPA tolerance is the opt-in below.
+        assert hpa["spec"]["behavior"] == behavior_to_dict(SHIPPED_BEHAVIOR, tolerance=False)
+    for objs in (kustomized["hpa+tolerance"], helmed["hpa+tolerance"]):
+        hpa = _one(objs, "HorizontalPodAutoscaler")
+        assert hpa["spec"]["behavior"] == behavior_to_dict(SHIPPED_BEHAVIOR), "as simulated"
+        assert {**hpa["spec"], "behavior": None} == {**expected["spec"], "behavior": None}
 
 
 def test_scaled_objects_run_the_shipped_behavior(
     kustomized: dict[str, list[Any]], helmed: dict[str, list[Any]]
 ) -> None:
-    for objs in (kustomized["keda"], helmed["keda"]):
-        advanced = _one(objs, "ScaledObject")["spec"]["advanced"]
-        assert advanced["horizontalPodAutoscalerConfig"]["behavior"] == behavior_to_dict(
-            SHIPPED_BEHAVIOR
-        )
+    for name, tolerance in (("keda", False), ("keda+tolerance", True)):
+        for objs in (kustomized[name], helmed[name]):
+            advanced = _one(objs, "ScaledObject")["spec"]["advanced"]
+            assert advanced["horizontalPodAutoscalerConfig"]["behavior"] == behavior_to_dict(
+                SHIPPED_BEHAVIOR, tolerance=tolerance
+            ), name
 
 
 def test_hpas_and_scaled_objects_follow_the_config(
@@ -720,6 +917,9 @@ def test_helm_apiservice_trust_options(tools: Tools) -> None:
         (("tls.secretName=",), "/tls/secretName"),
         (("replicaCount=0",), "/replicaCount"),
         (("serviceMonitor.enable=true",), "enable"),
+        (("autoscaling.behavior.scaleUp.tolerance=0",), "use autoscaling.tolerance"),
+        (("autoscaling.tolerance.scaleDown=10%",), "/autoscaling/tolerance/scaleDown"),
+        (("jsonApi.readers[0].name=grafana",), "kind"),
     ],
 )
 def test_helm_rejects_bad_values_with_a_clear_message(
@@ -738,6 +938,222 @@ def test_helm_rejects_bad_values_with_a_clear_message(
 def test_helm_lint_is_clean(tools: Tools, mode: str) -> None:
     done = tools.run(tools.helm, "lint", "--strict", CHART, "--set", f"mode={mode}")
     assert "1 chart(s) linted, 0 chart(s) failed" in done.stdout
+
+
+# --- the supported Kubernetes versions -----------------------------------------------------
+
+
+def test_the_chart_declares_the_supported_range(tools: Tools) -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
+    assert chart["kubeVersion"] == f">={version(OLDEST_MINOR)}.0-0"
+    older = tools.run(*_helm_argv(tools), "--kube-version", f"1.{OLDEST_MINOR - 1}.0", ok=False)
+    assert older.returncode != 0 and "chart requires kubeVersion" in older.stderr
+    for k8s in (version(OLDEST_MINOR), NEWEST):
+        tools.run(*_helm_argv(tools), "--kube-version", f"{k8s}.0")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_helm_refuses_the_tolerance_where_the_api_lacks_it(tools: Tools, mode: str) -> None:
+    """`helm install` knows the cluster's version: below the field's minor the chart says so
+    instead of sending an object the API server rejects."""
+    sets = (f"mode={mode}", "autoscaling.tolerance.enabled=true")
+    first = version(HPA_TOLERANCE.accepted_from)
+    before = version(HPA_TOLERANCE.accepted_from - 1)
+    done = tools.run(*_helm_argv(tools, *sets), "--kube-version", f"{before}.0", ok=False)
+    assert done.returncode != 0
+    assert f"autoscaling.tolerance.enabled needs Kubernetes {first}+" in done.stderr
+    assert f"the cluster is v{before}.0" in done.stderr
+    text = tools.run(*_helm_argv(tools, *sets), "--kube-version", f"{first}.0").stdout
+    objs = _objects(text, f"helm {mode} tolerance")
+    assert [m for o in objs for m in _validation_errors(o, first)] == []
+
+
+def _docs() -> str:
+    return (REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
+
+
+def _section(text: str, title: str) -> str:
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end >= 0 else None]
+
+
+def test_docs_state_the_supported_range_and_each_opt_in() -> None:
+    section = _section(_docs(), "Supported Kubernetes versions")
+    assert f"Kubernetes {version(OLDEST_MINOR)} to {NEWEST}" in section
+    assert "autoscaler/kubernetes_support.py" in section
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 7 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = cells
+    assert rows.keys() == {f.name for f in OPTIONAL_FEATURES}
+    for feature in OPTIONAL_FEATURES:
+        _, _, accepted, default_on, gate, kustomize, helm = rows[feature.name]
+        assert accepted == version(feature.accepted_from), feature.name
+        assert default_on == feature.floor, feature.name
+        assert gate == f"`{feature.gate}`"
+        assert kustomize == f"`{feature.kustomize}`"
+        assert helm == (f"`{feature.helm}`" if feature.helm else "none")
+
+
+# --- who may call what ---------------------------------------------------------------------
+
+
+def _url_allows(rule: str, path: str) -> bool:
+    """RBAC's nonResourceURLs matching: exact, ``*``, or a prefix ending in ``*``."""
+    if rule == "*":
+        return True
+    if rule.endswith("*"):
+        return path.startswith(rule[:-1])
+    return rule == path
+
+
+def _role_allows(rules: list[dict[str, Any]], path: str, verb: str) -> bool:
+    return any(
+        verb in rule["verbs"] and any(_url_allows(u, path) for u in rule["nonResourceURLs"])
+        for rule in rules
+        if "nonResourceURLs" in rule
+    )
+
+
+def _json_api_requests() -> list[tuple[str, str]]:
+    """Every /v1 route of the service (placeholders filled), GET and HEAD, and /v1 itself."""
+    from aiohttp import web
+
+    from external_metrics import json_api
+
+    paths = [
+        re.sub(r"\{(\w+)\}", lambda m: {"namespace": "llm"}.get(m[1], "llama-70b"), r.path)
+        for r in json_api.routes()
+        if isinstance(r, web.RouteDef)
+    ]
+    assert "/v1/workloads/llm/llama-70b" in paths and len(paths) >= 3
+    return [(method, path) for path in [*paths, "/v1"] for method in ("GET", "HEAD")]
+
+
+V1_READER = f"{RELEASE}:v1-reader"
+
+
+def test_the_v1_reader_role_grants_what_the_service_asks(
+    kustomized: dict[str, list[Any]], helmed: dict[str, list[Any]]
+) -> None:
+    """The SubjectAccessReview external_metrics/auth.py asks for each /v1 request is allowed by
+    the shipped ClusterRole, and nothing else is; nobody is bound to it by default."""
+    from aiohttp.test_utils import make_mocked_request
+
+    from external_metrics import auth
+
+    asked = [auth.request_attributes(make_mocked_request(m, p)) for m, p in _json_api_requests()]
+    for source, objs in _all_renders(kustomized, helmed):
+        role = _one(objs, "ClusterRole", V1_READER)
+        assert role["rules"] == [{"nonResourceURLs": ["/v1", "/v1/*"], "verbs": ["get"]}]
+        for attributes in asked:
+            assert isinstance(attributes, auth.NonResourceAttributes), attributes
+            assert _role_allows(role["rules"], attributes.path, attributes.verb), (
+                source,
+                attributes,
+            )
+        for path, verb in (("/v10", "get"), ("/metrics", "get"), ("/v1/workloads", "post")):
+            assert not _role_allows(role["rules"], path, verb), (source, path, verb)
+        bound = [
+            o for o in objs if o["kind"].endswith("Binding") and o["roleRef"]["name"] == V1_READER
+        ]
+        assert bound == [], f"{source}: readers are the user's choice"
+
+
+def test_helm_binds_the_listed_v1_readers(tools: Tools) -> None:
+    objs = _helm(
+        tools,
+        "jsonApi.readers[0].kind=ServiceAccount",
+        "jsonApi.readers[0].name=grafana",
+        "jsonApi.readers[0].namespace=monitoring",
+        "jsonApi.readers[1].kind=Group",
+        "jsonApi.readers[1].name=platform-oncall",
+        "jsonApi.readers[1].apiGroup=rbac.authorization.k8s.io",
+    )
+    binding = _one(objs, "ClusterRoleBinding", f"{RELEASE}:v1-readers")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": V1_READER,
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "grafana", "namespace": "monitoring"},
+        {"kind": "Group", "name": "platform-oncall", "apiGroup": "rbac.authorization.k8s.io"},
+    ]
+    for k8s in SUPPORTED_VERSIONS:
+        assert _validation_errors(binding, k8s) == []
+
+
+def test_the_commented_kustomize_binding_example_is_valid() -> None:
+    """base/v1-reader-rbac.yaml shows the binding a user adds; it must bind that role."""
+    text = (DEPLOY / "kustomize" / "base" / "v1-reader-rbac.yaml").read_text(encoding="utf-8")
+    example = "\n".join(
+        line.removeprefix("#   ") for line in text.splitlines() if line.startswith("#   ")
+    )
+    binding = yaml.safe_load(re.sub(r"\s+#.*", "", example))
+    assert binding["kind"] == "ClusterRoleBinding"
+    assert binding["roleRef"]["name"] == V1_READER
+    for k8s in SUPPORTED_VERSIONS:
+        assert _validation_errors(binding, k8s) == []
+
+
+def test_the_network_policy_guards_the_unauthenticated_ports(
+    kustomized: dict[str, list[Any]], helmed: dict[str, list[Any]]
+) -> None:
+    """https stays open (authenticated, and kube-apiserver must reach it); metrics (no auth)
+    and grpc only from the monitoring and KEDA namespaces; every container port is covered."""
+
+    def peers(namespace: str) -> list[dict[str, Any]]:
+        return [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}]
+
+    for source, objs in (
+        ("kustomize", kustomized["keda+network-policy"]),
+        ("helm", helmed["keda+network-policy"]),
+    ):
+        policy = _one(objs, "NetworkPolicy")["spec"]
+        deployment = _one(objs, "Deployment", "llm-autoscaler")
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items(), source
+        assert policy["policyTypes"] == ["Ingress"]
+        rules = {}
+        for rule in policy["ingress"]:
+            (port,) = rule["ports"]
+            rules[port["port"]] = rule.get("from")
+        container_ports = {p["name"] for p in _container(deployment)["ports"]}
+        assert rules.keys() == container_ports == {"https", "metrics", "grpc"}, source
+        assert rules["https"] is None
+        assert rules["metrics"] == peers("monitoring")
+        assert rules["grpc"] == peers("keda")
+    assert not any(o["kind"] == "NetworkPolicy" for o in helmed["keda"]), "off by default"
+
+
+METRIC_LABELS = frozenset(
+    {"namespace", "workload", "outcome", "winner", "signal", "problem", "reason", "status"}
+    | {"action", "lease"}
+)
+"""The label names /metrics may carry: docs/deploy.md says it shows names and numbers only."""
+
+
+def test_the_open_metrics_port_carries_names_and_numbers_only() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from autoscaler.loop_metrics import LoopMetrics
+    from cache.executor import PrefetchMetrics
+
+    registry = CollectorRegistry()
+    LoopMetrics(registry)
+    PrefetchMetrics(registry)
+    # prometheus_client keeps a metric's label names in _labelnames.
+    labels = {
+        name
+        for collector in list(registry._collector_to_names)
+        for name in getattr(collector, "_labelnames", ())
+    }
+    assert {"namespace", "workload"} <= labels <= METRIC_LABELS
+    section = " ".join(_section(_docs(), "Who may call what").split())
+    assert "**`/metrics` stays open.**" in section and "names and numbers, no secrets" in section
 
 
 # --- RBAC ----------------------------------------------------------------------------------
@@ -930,16 +1346,95 @@ def test_vllm_example_is_the_configured_workload() -> None:
     gpus = workload.profile.tp
     assert vllm["resources"]["limits"]["nvidia.com/gpu"] == gpus
     assert f"--tensor-parallel-size={gpus}" in vllm["args"]
+    assert vllm["args"][0] == "/mnt/models"
     assert vllm["readinessProbe"]["httpGet"]["path"] == "/health"
-    (model,) = [v for v in pod["spec"]["volumes"] if "image" in v]
-    assert model["image"] == {"reference": workload.image, "pullPolicy": "IfNotPresent"}
-    assert any(m["name"] == model["name"] for m in vllm["volumeMounts"])
+    # The model: the configured image (what prefetch pulls) as a native modelcar sidecar whose
+    # link /mnt/models lands in the emptyDir vLLM mounts at /mnt.
+    assert pod["spec"]["shareProcessNamespace"] is True
+    (modelcar,) = pod["spec"]["initContainers"]
+    assert (modelcar["image"], modelcar["imagePullPolicy"]) == (workload.image, "IfNotPresent")
+    assert modelcar["restartPolicy"] == "Always", "a native sidecar: up before vLLM starts"
+    assert modelcar["startupProbe"]["exec"]["command"] == ["test", "-e", "/mnt/models/"]
+    link = {m["name"]: m["mountPath"] for m in modelcar["volumeMounts"]}
+    assert link == {"model-link": "/mnt"}
+    assert {"name": "model-link", "mountPath": "/mnt", "readOnly": True} in vllm["volumeMounts"]
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert "emptyDir" in volumes["model-link"]
     terms = pod["spec"]["affinity"]["nodeAffinity"][
         "preferredDuringSchedulingIgnoredDuringExecution"
     ]
     expressions = [e for t in terms for e in t["preference"]["matchExpressions"]]
     assert workload.image is not None
     assert {"key": warm_label(workload.image), "operator": "In", "values": ["true"]} in expressions
+
+
+def test_the_example_kustomization_is_the_file(kustomized: dict[str, list[Any]]) -> None:
+    """`kubectl apply -k deploy/examples` applies exactly vllm-workload.yaml."""
+    assert _by_key(kustomized["example"]) == _by_key(list(_vllm()))
+
+
+def test_image_volume_component_only_swaps_how_the_model_is_mounted(
+    kustomized: dict[str, list[Any]],
+) -> None:
+    workload = _deploy_config().workload("llm", "llama-70b")
+    plain = _by_key(kustomized["example"])
+    swapped = _by_key(kustomized["example+image-volume"])
+    assert plain.keys() == swapped.keys()
+    key = ("Deployment", "llm", "llama-70b")
+    pod = swapped[key]["spec"]["template"]["spec"]
+    assert "initContainers" not in pod and "shareProcessNamespace" not in pod
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["model"] == {
+        "name": "model",
+        "image": {"reference": workload.image, "pullPolicy": "IfNotPresent"},
+    }
+    assert "model-link" not in volumes
+    (vllm,) = pod["containers"]
+    assert {"name": "model", "mountPath": "/mnt/models", "subPath": "models", "readOnly": True} in (
+        vllm["volumeMounts"]
+    )
+    assert vllm["args"][0] == "/mnt/models", "vLLM reads the same path either way"
+    # Nothing else changes.
+    before = copy.deepcopy(plain[key])
+    after = copy.deepcopy(swapped[key])
+    for obj in (before, after):
+        spec = obj["spec"]["template"]["spec"]
+        for field in ("initContainers", "shareProcessNamespace", "volumes"):
+            spec.pop(field, None)
+        spec["containers"][0].pop("volumeMounts")
+    assert before == after
+
+
+def _kubernetes_expand(argument: str) -> str:
+    """What the kubelet makes of ``$$`` in a container's command (``$(VAR)`` is not used)."""
+    assert "$(" not in argument
+    return argument.replace("$$", "$")
+
+
+@pytest.mark.skipif(not Path("/proc/self/root").exists(), reason="needs Linux /proc")
+def test_the_modelcar_link_outlives_the_shell(tmp_path: Path) -> None:
+    """The sidecar's command, run here: the link names the process that keeps running (`exec`
+    keeps the shell's PID), so /proc/<pid>/root/models stays valid while the sidecar lives."""
+    deployment, _ = _vllm()
+    (modelcar,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    sh, flag, script = (_kubernetes_expand(a) for a in modelcar["command"])
+    assert (sh, flag) == ("sh", "-c") and "/proc/$$/root/models" in script
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    local = script.replace("/mnt/models", str(mount / "models")).replace("infinity", "30")
+    proc = subprocess.Popen([sh, flag, local])
+    try:
+        link = mount / "models"
+        deadline = time.monotonic() + 10
+        while not link.is_symlink() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert os.readlink(link) == f"/proc/{proc.pid}/root/models"
+        time.sleep(0.1)
+        assert proc.poll() is None
+        assert Path(f"/proc/{proc.pid}/comm").read_text().strip() == "sleep"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
 
 
 def test_warm_label_is_a_valid_label_key() -> None:

@@ -57,7 +57,12 @@ def test_example_hpa_fields() -> None:
             },
         }
     ]
-    assert spec["behavior"] == behavior_to_dict(SHIPPED_BEHAVIOR)
+    # The per-HPA tolerance is opt-in (Kubernetes 1.33+): the example is valid on every
+    # supported minor, and tolerance=True writes the whole simulated behaviour.
+    assert spec["behavior"] == behavior_to_dict(SHIPPED_BEHAVIOR, tolerance=False)
+    assert all("tolerance" not in rules for rules in spec["behavior"].values())
+    full = render.render_hpa("llama-70b", "llm", "llama-70b", render.EXAMPLE_SPEC, tolerance=True)
+    assert full["spec"]["behavior"] == behavior_to_dict(SHIPPED_BEHAVIOR)
 
 
 def test_value_target_and_selector() -> None:

@@ -1,8 +1,11 @@
 """The report's HPA and KEDA YAML: valid as deploy/'s objects are, and the same objects.
 
-Validation reuses tests/test_deploy.py's own check (the Kubernetes 1.37 OpenAPI schema through
-kubernetes-validate, strict; the ScaledObject and TriggerAuthentication against the JSON schemas
-in tests/schemas/), so a report's manifest passes exactly the bar the committed ones do.
+Validation reuses tests/test_deploy.py's own check (the OpenAPI schema of every supported
+Kubernetes minor, 1.29 to 1.37, through kubernetes-validate, strict; the ScaledObject and
+TriggerAuthentication against the JSON schemas in tests/schemas/, the ScaledObject's HPA
+behaviour against each minor's too), so a report's manifest passes exactly the bar the committed
+ones do. With ``tolerance=True`` (the per-HPA tolerance of the simulated behaviour) they are
+valid from the minor whose API knows the field and rejected before it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,13 @@ import yaml  # type: ignore[import-untyped,unused-ignore]
 
 from autoscaler.hpa import render
 from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR, behavior_to_dict
+from autoscaler.kubernetes_support import (
+    HPA_TOLERANCE,
+    NEWEST_MINOR,
+    OLDEST_MINOR,
+    SUPPORTED_VERSIONS,
+    version,
+)
 from autoscaler.report import manifests
 from autoscaler.report.recommend import Settings
 from external_metrics.keda.metadata import parse_scaler_metadata
@@ -56,18 +66,45 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("s", CASES, ids=lambda s: f"{s.namespace}/{s.name}")
-def test_every_document_matches_its_schema(s):
+def _documents(s, *, tolerance=False):
     docs = [
-        *_objects(manifests.hpa_yaml(s), "hpa.yaml"),
-        *_objects(manifests.keda_yaml(s), "keda-scaledobject.yaml"),
+        *_objects(manifests.hpa_yaml(s, tolerance=tolerance), "hpa.yaml"),
+        *_objects(manifests.keda_yaml(s, tolerance=tolerance), "keda-scaledobject.yaml"),
     ]
     assert [d["kind"] for d in docs] == [
         "HorizontalPodAutoscaler",
         "ScaledObject",
         "TriggerAuthentication",
     ]
-    assert [m for d in docs for m in _validation_errors(d)] == []
+    return docs
+
+
+@pytest.mark.parametrize("k8s", SUPPORTED_VERSIONS)
+@pytest.mark.parametrize("s", CASES, ids=lambda s: f"{s.namespace}/{s.name}")
+def test_every_document_is_valid_on_every_supported_minor(s, k8s):
+    assert [m for d in _documents(s) for m in _validation_errors(d, k8s)] == []
+
+
+@pytest.mark.parametrize(
+    "k8s",
+    [
+        pytest.param(
+            k8s,
+            id=f"{k8s}-{'valid' if int(k8s[2:]) >= HPA_TOLERANCE.accepted_from else 'rejected'}",
+        )
+        for k8s in SUPPORTED_VERSIONS
+    ],
+)
+def test_the_tolerance_opt_in_needs_its_version(k8s):
+    """The HPA and the ScaledObject's HPA behaviour both carry it; both are rejected before."""
+    docs = _documents(CASES[0], tolerance=True)
+    errors = {d["kind"]: _validation_errors(d, k8s) for d in docs}
+    if int(k8s[2:]) >= HPA_TOLERANCE.accepted_from:
+        assert errors == {k: [] for k in errors}
+    else:
+        assert errors["HorizontalPodAutoscaler"] and errors["ScaledObject"]
+        assert all("tolerance" in m for ms in errors.values() for m in ms)
+        assert errors["TriggerAuthentication"] == []
 
 
 def test_the_schema_check_would_catch_a_bad_manifest():
@@ -99,7 +136,12 @@ def test_the_hpa_is_the_shipped_example_for_the_same_workload_and_bounds():
         },
         "target": {"type": "AverageValue", "averageValue": "1"},
     }
-    assert manifests.hpa(CASES[1])["spec"]["behavior"] == behavior_to_dict(SHIPPED_BEHAVIOR)
+    behavior = manifests.hpa(CASES[1])["spec"]["behavior"]
+    assert behavior == behavior_to_dict(SHIPPED_BEHAVIOR, tolerance=False)
+    full = manifests.hpa(CASES[1], tolerance=True)["spec"]["behavior"]
+    assert full == behavior_to_dict(SHIPPED_BEHAVIOR), "the opt-in is the simulated behaviour"
+    advanced = manifests.scaled_object(CASES[1], tolerance=True)["spec"]["advanced"]
+    assert advanced["horizontalPodAutoscalerConfig"]["behavior"] == full
 
 
 def test_the_hpa_floor_is_one_even_when_keda_may_scale_to_zero():
@@ -144,7 +186,15 @@ def test_the_headers_give_the_reasons_as_comments():
     assert any("minReplicas 2: quiet hours need it." in line for line in header)
     assert all(len(line) <= 100 for line in header)
     keda = manifests.keda_yaml(s)
-    assert "llm-autoscaler-ca (key ca.crt) must exist in llm" in " ".join(
-        line.lstrip("# ") for line in keda.splitlines() if line.startswith("#")
-    )
+    assert "llm-autoscaler-ca (key ca.crt) must exist in llm" in _header(keda)
     assert len(list(yaml.safe_load_all(keda))) == 2
+    floor, newest = version(OLDEST_MINOR), version(NEWEST_MINOR)
+    for text in (manifests.hpa_yaml(s), keda):
+        assert f"Kubernetes: valid on {floor} to {newest}." in _header(text)
+        assert f"({HPA_TOLERANCE.floor}+, or 1.33+ with HPAConfigurableTolerance" in _header(text)
+    assert "KEDA 2.18+" in _header(keda)
+    assert "reject the field" in _header(manifests.hpa_yaml(s, tolerance=True))
+
+
+def _header(text):
+    return " ".join(line.lstrip("# ") for line in text.splitlines() if line.startswith("#"))

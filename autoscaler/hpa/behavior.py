@@ -50,9 +50,15 @@ manifest should not rely on that rounding.
 in replica units) with an ``AverageValue`` target of 1, so the default 10 % tolerance would swallow
 every +1 or -1 step at 10 or more replicas (measured in the simulator: ``hpa-kv``'s one-replica
 steps never reached the Deployment, and ours could not add fewer than 10 % at a time). Stability
-comes from the windows and rate limits above, not from a dead band. A per-HPA tolerance needs
-Kubernetes v1.33+ with the ``HPAConfigurableTolerance`` feature gate; where the gate is off the
-API server drops the field and the cluster-wide 10 % applies (see ``docs/baselines.md``).
+comes from the windows and rate limits above, not from a dead band.
+
+The per-HPA ``tolerance`` field is newer than the oldest Kubernetes ``deploy/`` supports
+(:data:`autoscaler.kubernetes_support.HPA_TOLERANCE`: in the API from 1.33, gate
+``HPAConfigurableTolerance`` on by default from 1.35; an older API server rejects the object). So
+the manifests leave it out unless asked (``render_hpa(..., tolerance=True)``, the kustomize
+component ``hpa-tolerance``, Helm ``autoscaling.tolerance.enabled``), and without it the
+cluster-wide tolerance (10 % by default) applies: the simulator runs this behaviour with
+tolerance 0, which is what a cluster gets with the opt-in (docs/deploy.md).
 """
 
 
@@ -72,11 +78,12 @@ def quantity(value: float) -> str:
     raise ValueError(f"{value!r} is finer than a nano-unit; no Quantity holds it exactly")
 
 
-def rules_to_dict(rules: HpaScalingRules) -> dict[str, Any]:
+def rules_to_dict(rules: HpaScalingRules, *, tolerance: bool = True) -> dict[str, Any]:
     """``behavior.scaleUp`` / ``scaleDown`` as ``autoscaling/v2`` JSON.
 
     Empty ``policies`` are omitted (the API server fills in the defaults, which only matters
-    with ``selectPolicy: Disabled``); ``tolerance`` appears only when set.
+    with ``selectPolicy: Disabled``); ``tolerance`` appears only when set, and never with
+    ``tolerance=False`` (for API servers older than the field, see :data:`SHIPPED_BEHAVIOR`).
     """
     out: dict[str, Any] = {"stabilizationWindowSeconds": rules.stabilization_window_s}
     if rules.policies:
@@ -84,14 +91,16 @@ def rules_to_dict(rules: HpaScalingRules) -> dict[str, Any]:
             {"type": p.type, "value": p.value, "periodSeconds": p.period_s} for p in rules.policies
         ]
     out["selectPolicy"] = rules.select_policy
-    if rules.tolerance is not None:
+    if tolerance and rules.tolerance is not None:
         out["tolerance"] = quantity(rules.tolerance)
     return out
 
 
-def behavior_to_dict(behavior: HpaBehavior) -> dict[str, Any]:
-    """``spec.behavior`` as ``autoscaling/v2`` JSON, field names exactly as the API spells them."""
+def behavior_to_dict(behavior: HpaBehavior, *, tolerance: bool = True) -> dict[str, Any]:
+    """``spec.behavior`` as ``autoscaling/v2`` JSON, field names exactly as the API spells them;
+    ``tolerance=False`` leaves out the per-direction tolerance (valid on every supported
+    Kubernetes minor; the cluster-wide tolerance then applies)."""
     return {
-        "scaleUp": rules_to_dict(behavior.scale_up),
-        "scaleDown": rules_to_dict(behavior.scale_down),
+        "scaleUp": rules_to_dict(behavior.scale_up, tolerance=tolerance),
+        "scaleDown": rules_to_dict(behavior.scale_down, tolerance=tolerance),
     }

@@ -13,6 +13,10 @@ validate there and what the simulator ran:
   ``llm-autoscaler-tls`` (included, one per namespace), fail-static fallback
   (``currentReplicas``), and the same HPA behaviour.
 
+Both are valid on every Kubernetes minor :mod:`autoscaler.kubernetes_support` lists (1.29 to
+1.37), so the per-HPA ``tolerance`` (0 in ``SHIPPED_BEHAVIOR``, the field needs 1.33+) is left out
+unless ``tolerance=True``; the header says how to add it where the cluster has the field.
+
 YAML is written by :func:`autoscaler.hpa.render.to_yaml` (the block-style writer the committed
 example comes from); the header comments say what each document needs from the cluster.
 """
@@ -25,6 +29,7 @@ from typing import Any
 from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR, behavior_to_dict
 from autoscaler.hpa.render import render_hpa, to_yaml
 from autoscaler.hpa.spec import ExternalMetricTarget, HpaSpec
+from autoscaler.kubernetes_support import HPA_TOLERANCE, NEWEST_MINOR, OLDEST_MINOR, version
 from autoscaler.policies.forecast import DESIRED_METRIC
 from autoscaler.report.recommend import Settings
 
@@ -38,8 +43,9 @@ COOLDOWN_S = 300
 """Only used to scale to zero: how long every signal must be quiet first."""
 
 
-def hpa(settings: Settings) -> dict[str, Any]:
-    """The ``autoscaling/v2`` HorizontalPodAutoscaler for ``settings`` (JSON-ready)."""
+def hpa(settings: Settings, *, tolerance: bool = False) -> dict[str, Any]:
+    """The ``autoscaling/v2`` HorizontalPodAutoscaler for ``settings`` (JSON-ready); with
+    ``tolerance``, the per-HPA tolerance of ``SHIPPED_BEHAVIOR`` too (Kubernetes 1.33+)."""
     spec = HpaSpec(
         metrics=(
             ExternalMetricTarget(
@@ -50,11 +56,15 @@ def hpa(settings: Settings) -> dict[str, Any]:
         min_replicas=max(1, settings.min_replicas),
         max_replicas=settings.max_replicas,
     )
-    return render_hpa(settings.name, settings.namespace, settings.name, spec)
+    return render_hpa(settings.name, settings.namespace, settings.name, spec, tolerance=tolerance)
 
 
-def scaled_object(settings: Settings, *, scaler_address: str = SCALER_ADDRESS) -> dict[str, Any]:
-    """The KEDA ``ScaledObject`` for ``settings`` (JSON-ready)."""
+def scaled_object(
+    settings: Settings, *, scaler_address: str = SCALER_ADDRESS, tolerance: bool = False
+) -> dict[str, Any]:
+    """The KEDA ``ScaledObject`` for ``settings`` (JSON-ready); ``tolerance`` as in :func:`hpa`
+    (and KEDA 2.18+, whose CRD has the field)."""
+    behavior = behavior_to_dict(SHIPPED_BEHAVIOR, tolerance=tolerance)
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
@@ -74,9 +84,7 @@ def scaled_object(settings: Settings, *, scaler_address: str = SCALER_ADDRESS) -
                 "replicas": max(1, settings.min_replicas),
                 "behavior": "currentReplicas",
             },
-            "advanced": {
-                "horizontalPodAutoscalerConfig": {"behavior": behavior_to_dict(SHIPPED_BEHAVIOR)}
-            },
+            "advanced": {"horizontalPodAutoscalerConfig": {"behavior": behavior}},
             "triggers": [
                 {
                     "type": "external",
@@ -106,20 +114,43 @@ def _comment(lines: list[str]) -> str:
     return "".join(f"# {line}\n" if line else "#\n" for line in lines)
 
 
-def hpa_yaml(settings: Settings) -> str:
+def _versions_note(path: str, *, tolerance: bool, keda: bool = False) -> str:
+    """What the document needs from Kubernetes, and how to add the per-HPA tolerance."""
+    floor, newest = version(OLDEST_MINOR), version(NEWEST_MINOR)
+    where = (
+        f"{HPA_TOLERANCE.floor}+, or {version(HPA_TOLERANCE.accepted_from)}+ with "
+        f"{HPA_TOLERANCE.gate}" + ("; and KEDA 2.18+" if keda else "")
+    )
+    if tolerance:
+        return (
+            f"Kubernetes: {path}.scaleUp/scaleDown.tolerance need {where}; older API servers "
+            "reject the field."
+        )
+    return (
+        f"Kubernetes: valid on {floor} to {newest}. The simulated behaviour also sets "
+        f'{path}.scaleUp.tolerance and .scaleDown.tolerance to "0" (no dead band around the '
+        f"target): add both where the cluster has the field ({where}); without them the "
+        "cluster-wide tolerance (10 % by default) applies."
+    )
+
+
+def hpa_yaml(settings: Settings, *, tolerance: bool = False) -> str:
     """The HPA as YAML, with a header saying where its numbers come from."""
     header = [
         f"HPA for {settings.namespace}/{settings.name}, from `llm-autoscaler report`.",
         f"It reads {DESIRED_METRIC} from llm-autoscaler's External Metrics API "
         "(external.metrics.k8s.io/v1beta1, the hpa overlay of deploy/) with AverageValue 1: "
         "the published value is the replica count. Behaviour: SHIPPED_BEHAVIOR, as simulated.",
+        _versions_note("spec.behavior", tolerance=tolerance),
         f"minReplicas {max(1, settings.min_replicas)}: {settings.min_reason}.",
         f"maxReplicas {settings.max_replicas}: {settings.max_reason}.",
     ]
-    return _comment(_wrap(header)) + to_yaml(hpa(settings))
+    return _comment(_wrap(header)) + to_yaml(hpa(settings, tolerance=tolerance))
 
 
-def keda_yaml(settings: Settings, *, scaler_address: str = SCALER_ADDRESS) -> str:
+def keda_yaml(
+    settings: Settings, *, scaler_address: str = SCALER_ADDRESS, tolerance: bool = False
+) -> str:
     """The ScaledObject and its TriggerAuthentication as one YAML stream."""
     header = [
         f"KEDA ScaledObject for {settings.namespace}/{settings.name}, "
@@ -129,12 +160,15 @@ def keda_yaml(settings: Settings, *, scaler_address: str = SCALER_ADDRESS) -> st
         f"TLS: the Secret {CA_SECRET} (key ca.crt) must exist in {settings.namespace} "
         '(docs/keda.md, "TLS"). Fail static: while the scaler answers UNAVAILABLE, KEDA keeps '
         "the current count.",
+        _versions_note(
+            "spec.advanced.horizontalPodAutoscalerConfig.behavior", tolerance=tolerance, keda=True
+        ),
         f"minReplicaCount {settings.keda_min_replicas}: {settings.keda_min_reason}.",
         f"maxReplicaCount {settings.max_replicas}: {settings.max_reason}.",
     ]
     return (
         _comment(_wrap(header))
-        + to_yaml(scaled_object(settings, scaler_address=scaler_address))
+        + to_yaml(scaled_object(settings, scaler_address=scaler_address, tolerance=tolerance))
         + "---\n"
         + to_yaml(trigger_authentication(settings.namespace))
     )

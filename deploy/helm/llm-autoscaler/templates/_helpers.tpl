@@ -62,3 +62,28 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "llm-autoscaler.maxReplicas" -}}
 {{- if hasKey . "max_replicas" }}{{ .max_replicas | int }}{{ else }}10{{ end -}}
 {{- end -}}
+
+{{/* The HPA behaviour for HPAs and ScaledObjects: autoscaling.behavior, plus the per-HPA
+tolerance of autoscaling.tolerance when enabled. The field needs Kubernetes 1.33+ (older API
+servers reject it), so it is refused for an older cluster, and it is only set through
+autoscaling.tolerance, where that check happens. */}}
+{{- define "llm-autoscaler.behavior" -}}
+{{- $behavior := deepCopy .Values.autoscaling.behavior -}}
+{{- $tolerance := .Values.autoscaling.tolerance -}}
+{{- range $direction := list "scaleUp" "scaleDown" -}}
+{{- if hasKey (get $behavior $direction | default dict) "tolerance" -}}
+{{- fail (printf "autoscaling.behavior.%s.tolerance: use autoscaling.tolerance (enabled, %s) instead" $direction $direction) -}}
+{{- end -}}
+{{- end -}}
+{{- if $tolerance.enabled -}}
+{{- if semverCompare "<1.33.0-0" .Capabilities.KubeVersion.Version -}}
+{{- fail (printf "autoscaling.tolerance.enabled needs Kubernetes 1.33+ (HPAConfigurableTolerance, on by default from 1.35); the cluster is %s" .Capabilities.KubeVersion.Version) -}}
+{{- end -}}
+{{- range $direction := list "scaleUp" "scaleDown" -}}
+{{- $rules := get $behavior $direction | default dict -}}
+{{- $_ := set $rules "tolerance" (get $tolerance $direction) -}}
+{{- $_ := set $behavior $direction $rules -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $behavior -}}
+{{- end -}}
