@@ -103,6 +103,13 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
         metavar="F",
         help="relative error injected into the policies' capacity seed, e.g. 0.3",
     )
+    p.add_argument(
+        "--oracle-cache",
+        default=None,
+        metavar="DIR",
+        help="where the fleet oracle's bisection is cached (default "
+        "$XDG_CACHE_HOME/llm-autoscaler/fleet-oracle; 'off' computes it every run)",
+    )
     p.add_argument("--json", action="store_true", help="print the JSON contract instead of a table")
 
 
@@ -425,7 +432,16 @@ def _request(args: argparse.Namespace, policies: list[str], seeds: int, rate_sca
         rate_scale=rate_scale,
         max_replicas=args.max_replicas,
         capacity_seed_error=args.capacity_seed_error,
+        oracle_cache=_oracle_cache(getattr(args, "oracle_cache", None)),
     )
+
+
+def _oracle_cache(flag: str | None) -> Path | None:
+    from autoscaler.simulation.fleet_oracle import default_cache_dir
+
+    if flag == "off":
+        return None
+    return Path(flag) if flag else default_cache_dir()
 
 
 class _Progress:
@@ -541,7 +557,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     require_matplotlib("demo's replicas.png")
     from autoscaler.policies.registry import policy_names
     from autoscaler.simulation.results import mean_over_seeds
-    from autoscaler.simulation.runner import ORACLE, run_seed
+    from autoscaler.simulation.runner import REFERENCES, run_seed
     from autoscaler.tables import markdown
     from autoscaler.traces.synthetic import SyntheticWorkload, generate
 
@@ -556,7 +572,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     with _Progress(len(names) + 1) as progress:
         seed_run = run_seed(trace, req, seed=args.seed, progress=progress)
-    policies = {n: mean_over_seeds([seed_run.figures[n]]) for n in [ORACLE, *names]}
+    policies = {n: mean_over_seeds([seed_run.figures[n]]) for n in [*REFERENCES, *names]}
     result = {"trace": seed_run.trace.describe(), "policies": policies}
     args.out.mkdir(parents=True, exist_ok=True)
     png = plot_replicas(

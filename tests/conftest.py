@@ -13,6 +13,14 @@ from autoscaler.errors import SharedDataMissing
 from autoscaler.shared_data import shared_path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Caches the code keeps under ``$XDG_CACHE_HOME`` (the fleet oracle's bisections) go to a
+    directory of this test session, for the CLI's subprocesses too: no test reads a result that
+    an earlier run (or another checkout) left in the user's cache."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+
+
 def _require_shared() -> bool:
     return os.environ.get("REQUIRE_SHARED", "") not in ("", "0")
 

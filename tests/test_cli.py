@@ -81,7 +81,8 @@ def test_simulate_json_contract_on_the_azure_trace(shared_file, capsys):
     assert out["trace"]["requests"] == 19_366
     assert out["trace"]["rate_scale"] == 1.0
     assert out["trace"]["duration_s"] == pytest.approx(3501.7, abs=0.1)
-    assert set(out["policies"]) == {"oracle", "forecast", "hpa-queue@3"}
+    assert set(out["policies"]) == {"oracle", "oracle-late", "forecast", "hpa-queue@3"}
+    assert out["yardstick"]["fleet_capacity"] > 0 and 0 < out["yardstick"]["slo_ceiling"] <= 1
     for figs in out["policies"].values():
         assert set(FIGURES) <= set(figs)
         assert 0.0 <= figs["slo_attainment"] <= 1.0
@@ -103,7 +104,7 @@ def test_servegen_runs_in_fluid_mode_with_the_same_contract(shared_file, capsys)
     out = json.loads(capsys.readouterr().out)
     assert out["trace"]["mode"] == "fluid" and out["trace"]["model"] == "mm-image"
     assert out["trace"]["duration_s"] == 144 * 600.0  # one day of 10-minute windows
-    assert set(out["policies"]) == {"oracle", "static-peak"}
+    assert set(out["policies"]) == {"oracle", "oracle-late", "static-peak"}
     oracle, static = out["policies"]["oracle"], out["policies"]["static-peak"]
     assert set(FIGURES) <= set(oracle)
     assert oracle["slo_attainment"] >= 0.95

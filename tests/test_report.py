@@ -130,6 +130,7 @@ def test_the_json_has_the_simulate_contract_and_the_figures(built):
     data = json.loads(files.json.read_text())
     assert set(data["simulation"]["policies"]) == {
         "oracle",
+        "oracle-late",
         "forecast@0.85",
         "forecast@1.15",
         "kpa",

@@ -111,6 +111,7 @@ def test_a_prometheus_history_becomes_a_report(prometheus, tmp_path, capsys):
     }
     assert set(report["simulation"]["policies"]) == {
         "oracle",
+        "oracle-late",
         "forecast@0.9",
         "forecast@1.1",
         "static-peak",

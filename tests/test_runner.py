@@ -7,7 +7,7 @@ import pytest
 from autoscaler.perf.profiles import get_profile
 from autoscaler.simulation.fleet import LifecycleConfig
 from autoscaler.simulation.results import FIGURES
-from autoscaler.simulation.runner import ORACLE, RunRequest, run, run_seed
+from autoscaler.simulation.runner import ORACLE, ORACLE_LATE, RunRequest, run, run_seed
 from autoscaler.traces.synthetic import SyntheticWorkload, generate
 
 
@@ -24,7 +24,7 @@ def test_every_policy_gets_the_same_start_cap_and_yardsticks(small_trace):
         lifecycle=LifecycleConfig(pull_s=60.0, init_s=20.0),
     )
     seed_run = run_seed(small_trace, req, seed=0)
-    assert set(seed_run.figures) == {ORACLE, "forecast", "hpa-queue@3", "static-peak"}
+    assert set(seed_run.figures) == {ORACLE, ORACLE_LATE, "forecast", "hpa-queue@3", "static-peak"}
     starts = {
         name: sum(1 for r in out.fleet.records if r.created == 0.0 and r.ready_at == 0.0)
         for name, out in seed_run.outputs.items()
@@ -40,6 +40,19 @@ def test_every_policy_gets_the_same_start_cap_and_yardsticks(small_trace):
     assert max(caps) <= max(2 * peak, peak + 4)
     # static-peak holds the oracle's peak once its replicas are up
     assert seed_run.outputs["static-peak"].timeline[-1].ready == peak
+    # oracle-late asks for the oracle's count of each minute, at that minute, and waits for
+    # the real start-up; the oracle has its replicas at once
+    late, oracle = seed_run.outputs[ORACLE_LATE], seed_run.outputs[ORACLE]
+    assert [t.spec for t in late.timeline] == [t.spec for t in oracle.timeline]
+
+    def shortfall(out):
+        return sum(max(0, t.spec - t.ready) for t in out.timeline)
+
+    assert shortfall(late) > shortfall(oracle)
+    yard = seed_run.yardstick
+    assert yard["fleet_capacity"] > 0 and yard["replica_capacity"] > 0
+    assert 0 < yard["slo_ceiling"] <= 1 and yard["oracle_target_met"] is True
+    assert yard["oracle_attainment_feasible"] >= req.slo.attainment_target
 
 
 def test_seeds_are_averaged_with_their_spread(small_trace):

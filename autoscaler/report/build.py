@@ -41,7 +41,7 @@ from autoscaler.report.recommend import (
 )
 from autoscaler.report.replay import replay, replica_timelines
 from autoscaler.simulation.engine import RunOutput
-from autoscaler.simulation.runner import RunRequest
+from autoscaler.simulation.runner import REFERENCES, RunRequest
 
 Progress = Callable[[str, float], None]
 
@@ -92,8 +92,8 @@ class Report:
 def step_count(mode: str, request: RunRequest) -> int:
     """How many progress steps :func:`build_report` and :func:`write_report` take for a history
     of ``mode`` (:attr:`History.mode`)."""
-    runs = (len(request.policies) + 1) * (request.seeds if mode == "requests" else 1)
-    timelines = 2 if mode == "requests" else 0
+    runs = (len(request.policies) + len(REFERENCES)) * (request.seeds if mode == "requests" else 1)
+    timelines = 1 + len(REFERENCES) if mode == "requests" else 0  # the chosen policy + references
     return 1 + runs + timelines + 1
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from autoscaler.report.accuracy import POLICY_MODEL, Accuracy
-from autoscaler.report.recommend import ORACLE, CurvePoint, Settings
+from autoscaler.report.recommend import ORACLE, ORACLE_LATE, REFERENCES, CurvePoint, Settings
 from autoscaler.simulation.engine import RunOutput
 
 FloatArray = npt.NDArray[np.float64]
@@ -194,11 +194,11 @@ def curve_figure(
             )
     others = [p for p in points if not p.ours and p.gpu_hours and p.slo_attainment is not None]
     for p in others:
-        oracle = p.policy == ORACLE
+        oracle = p.policy in REFERENCES
         ax.scatter(
             [p.gpu_hours],
             [_clip(p.slo_attainment or 0.0)],
-            marker="*" if oracle else "s",
+            marker=("*" if p.policy == ORACLE else "P") if oracle else "s",
             s=90 if oracle else 30,
             color=ORACLE_COLOR if oracle else BASELINE_COLOR,
             zorder=3,
@@ -225,6 +225,9 @@ def curve_figure(
             )
     ax.scatter([], [], marker="s", color=BASELINE_COLOR, label="baselines (default settings)")
     ax.scatter([], [], marker="*", color=ORACLE_COLOR, s=90, label="oracle (clairvoyant)")
+    if any(p.policy == ORACLE_LATE for p in others):
+        ax.scatter([], [], marker="P", color=ORACLE_COLOR, s=90,
+                   label="oracle-late (its plan, real start-up)")  # fmt: skip
     ax.axhline(_clip(target), color="black", linestyle=":", linewidth=1, label="SLO target")
     ax.set_yscale("logit")
     values = [_clip(p.slo_attainment or 0.0) for p in (*ours, *others)] + [_clip(target)]

@@ -42,6 +42,9 @@ FloatArray = npt.NDArray[np.float64]
 
 OURS = "forecast"
 ORACLE = "oracle"
+ORACLE_LATE = "oracle-late"
+REFERENCES = (ORACLE, ORACLE_LATE)
+"""Reference rows of a run (``autoscaler.simulation.runner``): yardsticks, never baselines."""
 MAX_MARGIN = 0.25
 """max replicas = peak x (1 + this), at least peak + 1."""
 SCALE_TO_ZERO_IDLE_S = 1800.0
@@ -82,8 +85,8 @@ def curve_points(policies: Mapping[str, Mapping[str, object]]) -> list[CurvePoin
     """The ``policies`` object of a ``simulate --json`` result as curve points, in its order."""
     out: list[CurvePoint] = []
     for label, figs in policies.items():
-        if label == ORACLE:
-            policy, setting = ORACLE, None
+        if label in REFERENCES:
+            policy, setting = label, None
         else:
             policy, setting = parse_policy_name(label)
         out.append(
@@ -227,7 +230,10 @@ def compare(chosen: CurvePoint, points: Sequence[CurvePoint], target: float) -> 
     baselines = [
         p
         for p in points
-        if not p.ours and p.policy != ORACLE and p.gpu_hours and p.slo_attainment is not None
+        if not p.ours
+        and p.policy not in REFERENCES
+        and p.gpu_hours
+        and p.slo_attainment is not None
     ]
     good = [p for p in baselines if (p.slo_attainment or 0.0) >= target]
     if good:

@@ -36,7 +36,13 @@ from autoscaler.simulation.oracle import (
     work_weights,
 )
 from autoscaler.simulation.results import mean_over_seeds
-from autoscaler.simulation.runner import ORACLE, RunRequest, describe_request, policy_context
+from autoscaler.simulation.runner import (
+    ORACLE,
+    REFERENCES,
+    RunRequest,
+    describe_request,
+    policy_context,
+)
 from autoscaler.slo import SloSpec
 from autoscaler.traces.records import Trace
 from autoscaler.traces.servegen import RateWindows
@@ -107,17 +113,17 @@ def run_fluid(
     ctx = policy_context(req, weights, peak=peak, cap=cap)
     model = build_replica_model(profile, slo, prompts, outputs)
     policies: dict[str, object] = {}
-    for name in [ORACLE, *req.policies]:
+    for name in [*REFERENCES, *req.policies]:
         if progress is not None:
             progress(name, 0.0)
-        policy: Policy = PlanPolicy(ORACLE, plan) if name == ORACLE else make_policy(name, ctx)
+        policy: Policy = PlanPolicy(name, plan) if name in REFERENCES else make_policy(name, ctx)
         config = SimConfig(
             max_replicas=cap,
             start_replicas=plan[0],
             tick_s=req.tick_s,
             lifecycle=INSTANT if name == ORACLE else req.lifecycle,
             work_weights=weights,
-            prefetch=None if name == ORACLE else req.prefetch,
+            prefetch=None if name in REFERENCES else req.prefetch,
         )
         out = simulate_fluid(
             rates, window_s, policy, profile=profile, config=config, slo=slo, model=model

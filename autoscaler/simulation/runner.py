@@ -1,25 +1,32 @@
 """Runs several policies over seeds on one trace and assembles the ``simulate --json`` contract.
 
 Per seed: the trace is rate-scaled with that seed, the yardsticks are computed once (token-work
-weights, C*, the oracle plan, the work bound), every policy starts from the oracle's first-minute
-replica count (ready) with the same SLO and replica cap, and the oracle plan itself is simulated
-and reported as ``oracle``. Figures are then averaged over seeds with their spread.
+weights, the single-replica C*, the fleet oracle's plan - :mod:`~autoscaler.simulation.fleet_oracle`
+- and the work bound), every policy starts from the oracle's first-minute replica count (ready)
+with the same SLO and replica cap, and two reference rows are simulated: ``oracle`` (the plan with
+zero start time: its GPU-hours are ``oracle_gpu_hours``) and ``oracle-late`` (the same per-minute
+counts, each requested at its minute through the run's own replica start-up: the best purely
+reactive controller, which forecasting exists to beat). Figures are then averaged over seeds with
+their spread; the yardstick's own numbers (C*, C, ``slo_ceiling``) go in ``yardstick``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
 
 from autoscaler.perf.model import PerfProfile
 from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.policies.registry import make_policy
 from autoscaler.simulation.engine import RunOutput, SimConfig, simulate
 from autoscaler.simulation.fleet import LifecycleConfig
+from autoscaler.simulation.fleet_oracle import fleet_oracle
 from autoscaler.simulation.oracle import (
     INSTANT,
     PlanPolicy,
-    oracle_plan,
     replica_capacity,
     seed_capacity,
     work_bound_gpu_hours,
@@ -32,6 +39,9 @@ from autoscaler.traces.records import Trace
 from autoscaler.traces.scaling import scale_rate
 
 ORACLE = "oracle"
+ORACLE_LATE = "oracle-late"
+REFERENCES = (ORACLE, ORACLE_LATE)
+"""The reference rows every run reports besides its policies."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,8 @@ class RunRequest:
     tick_s: float = 15.0
     prefetch: PrefetchSim | None = None
     """Prefetch planner and simulated pulls for every policy but the oracle (None: off)."""
+    oracle_cache: Path | None = None
+    """Where the fleet oracle's bisection is cached (None: computed every time)."""
 
 
 @dataclass
@@ -59,6 +71,7 @@ class SeedRun:
     trace: Trace
     outputs: dict[str, RunOutput]
     figures: dict[str, dict[str, float | int | None]]
+    yardstick: dict[str, float | bool] = field(default_factory=dict)
 
 
 Progress = Callable[[str, float], None]
@@ -109,7 +122,9 @@ def run_seed(base: Trace, req: RunRequest, seed: int, progress: Progress | None 
     profile, slo = req.profile, req.slo
     weights = work_weights(profile, slo)
     capacity = replica_capacity(trace, profile, slo, weights, seed=seed)
-    plan = oracle_plan(trace, capacity, weights, profile.tp)
+    yard = fleet_oracle(trace, profile, slo, weights, replica_capacity=capacity,
+                        tick_s=req.tick_s, cache_dir=req.oracle_cache)  # fmt: skip
+    plan = yard.plan
     bound = work_bound_gpu_hours(trace, profile, slo)
     peak = max(plan.replicas_per_minute)
     cap = req.max_replicas or max(2 * peak, peak + 4)
@@ -117,11 +132,11 @@ def run_seed(base: Trace, req: RunRequest, seed: int, progress: Progress | None 
     ctx = policy_context(req, weights, peak=peak, cap=cap)
     outputs: dict[str, RunOutput] = {}
     figures: dict[str, dict[str, float | int | None]] = {}
-    names = [ORACLE, *req.policies]
+    names = [*REFERENCES, *req.policies]
     for name in names:
-        if name == ORACLE:
-            policy: Policy = PlanPolicy(ORACLE, plan.replicas_per_minute)
-            lifecycle = INSTANT
+        if name in REFERENCES:
+            policy: Policy = PlanPolicy(name, plan.replicas_per_minute)
+            lifecycle = INSTANT if name == ORACLE else req.lifecycle
         else:
             policy = make_policy(name, ctx)
             lifecycle = req.lifecycle
@@ -132,7 +147,7 @@ def run_seed(base: Trace, req: RunRequest, seed: int, progress: Progress | None 
             tick_s=req.tick_s,
             lifecycle=lifecycle,
             work_weights=weights,
-            prefetch=None if name == ORACLE else req.prefetch,
+            prefetch=None if name in REFERENCES else req.prefetch,
         )
 
         def report(frac: float, _name: str = name) -> None:
@@ -144,14 +159,27 @@ def run_seed(base: Trace, req: RunRequest, seed: int, progress: Progress | None 
         figures[name] = run_figures(
             out, slo, oracle_gpu_hours=plan.gpu_hours, work_bound_gpu_hours=bound
         )
-    return SeedRun(seed=seed, trace=trace, outputs=outputs, figures=figures)
+    yardstick: dict[str, float | bool] = {
+        "replica_capacity": capacity,
+        "fleet_capacity": plan.capacity,
+        "slo_ceiling": yard.slo_ceiling,
+        "oracle_attainment_feasible": yard.attainment_feasible,
+        "oracle_target_met": yard.target_met,
+    }
+    return SeedRun(seed, trace, outputs, figures, yardstick)
 
 
 def run(base: Trace, req: RunRequest, progress: Progress | None = None) -> dict[str, object]:
     """Every policy over ``req.seeds`` seeds: the ``simulate --json`` object."""
     per_seed = [run_seed(base, req, seed, progress) for seed in range(req.seeds)]
-    names = [ORACLE, *req.policies]
+    names = [*REFERENCES, *req.policies]
     policies = {name: mean_over_seeds([s.figures[name] for s in per_seed]) for name in names}
+    yardstick: dict[str, object] = {
+        key: round(float(np.mean([float(s.yardstick[key]) for s in per_seed])), 6)
+        for key in ("replica_capacity", "fleet_capacity", "slo_ceiling",
+                    "oracle_attainment_feasible")
+    }  # fmt: skip
+    yardstick["oracle_target_met"] = all(bool(s.yardstick["oracle_target_met"]) for s in per_seed)
     first = per_seed[0].trace
     trace_info = dict(first.describe())
     trace_info["path"] = base.path
@@ -160,5 +188,6 @@ def run(base: Trace, req: RunRequest, progress: Progress | None = None) -> dict[
         "trace": trace_info,
         **describe_request(req),
         "seeds": req.seeds,
+        "yardstick": yardstick,
         "policies": policies,
     }
