@@ -15,7 +15,9 @@ For people (``curl``, dashboards) and for KEDA's ``metrics-api`` trigger:
 Field names are snake_case, like the Python types they come from. Numbers that are not finite
 (a held candidate's ``nan``, an ``inf`` age) are ``null``: JSON has no NaN. Every value comes
 from the store's immutable entries (``Entry.snapshot``, ``Entry.current`` ...): nothing is
-computed on a request beyond the age and the shadow difference.
+computed on a request beyond the age and the shadow difference. A fresh workload's document is
+serialised once per store entry (:mod:`external_metrics.response_cache`); each request then only
+splices in its current ``age_s``, so KEDA-rate polling does not re-encode unchanged data.
 """
 
 from __future__ import annotations
@@ -33,12 +35,15 @@ from autoscaler.recommendation import Recommendation
 from autoscaler.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.store import CurrentAutoscaler, Entry, Freshness
 from external_metrics.appkeys import STORE
-from external_metrics.metrics_api import not_fresh_reason, rfc3339
-from external_metrics.status import StatusError, json_response
+from external_metrics.metrics_api import RESPONSES, not_fresh_reason, rfc3339
+from external_metrics.response_cache import split_around
+from external_metrics.status import StatusError, json_body_response, json_bytes, json_response
 
 WORKLOADS_PATH = "/v1/workloads"
 WORKLOAD_ROUTE = "/v1/workloads/{namespace}/{name}"
 OPENAPI_PATH = "/v1/openapi.json"
+AGE_FIELD = "age_s"
+"""The one member of a fresh workload's document that changes with the clock alone."""
 
 
 def routes() -> list[web.RouteDef]:
@@ -62,8 +67,12 @@ async def list_workloads(request: web.Request) -> web.Response:
 
 
 async def get_workload(request: web.Request) -> web.Response:
-    store = request.app[STORE]
-    key = f"{request.match_info['namespace']}/{request.match_info['name']}"
+    """One workload's document; its bytes come from the response cache (with the current
+    ``age_s`` spliced in) while the store entry behind them is unchanged and fresh."""
+    app = request.app
+    store = app[STORE]
+    match = request.match_info
+    key = f"{match['namespace']}/{match['name']}"
     try:
         entry = store.get(key)
     except KeyError:
@@ -73,16 +82,33 @@ async def get_workload(request: web.Request) -> web.Response:
             details={"name": key, "kind": "workload"},
         ) from None
     now = store.clock()
-    doc = workload_doc(entry, now=now, staleness_s=store.staleness_s)
-    freshness = entry.freshness(now, store.staleness_s)
+    staleness_s = store.staleness_s
+    responses = app[RESPONSES]
+    body = responses.workload_body(key, entry, now=now, staleness_s=staleness_s)
+    if body is None:
+        prefix, age, suffix = fresh_workload_parts(entry, now=now, staleness_s=staleness_s)
+        responses.put_workload_parts(key, entry, prefix, suffix)
+        body = prefix + age + suffix
+    return json_body_response(body)
+
+
+def fresh_workload_parts(
+    entry: Entry, *, now: float, staleness_s: float
+) -> tuple[bytes, bytes, bytes]:
+    """The serialised document of a fresh workload cut around its ``age_s`` value (the only
+    part of a 200 answer that moves with the clock); a 503 Status when it is not fresh."""
+    doc = workload_doc(entry, now=now, staleness_s=staleness_s)
+    freshness = entry.freshness(now, staleness_s)
     if freshness is not Freshness.FRESH:
-        why = not_fresh_reason(entry, freshness, now=now, staleness_s=store.staleness_s)
+        key = entry.info.key
+        why = not_fresh_reason(entry, freshness, now=now, staleness_s=staleness_s)
         raise StatusError(
             503,
             f"workload {key} has no fresh recommendation: {why} (details.lastKnown has the rest)",
             details={"name": key, "kind": "workload", "lastKnown": doc},
         )
-    return json_response(doc)
+    prefix, suffix = split_around(doc, AGE_FIELD)
+    return prefix, json_bytes(doc[AGE_FIELD]), suffix
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -105,7 +131,7 @@ def workload_doc(entry: Entry, *, now: float, staleness_s: float) -> dict[str, A
         "name": info.name,
         "labels": dict(info.labels),
         "freshness": entry.freshness(now, staleness_s).value,
-        "age_s": _finite(age),
+        AGE_FIELD: _finite(age),
         "updated_at": rfc3339(entry.updated_at) if math.isfinite(entry.updated_at) else None,
         "desired_replicas": ours,
         "winner": good.winner if good is not None else None,

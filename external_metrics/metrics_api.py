@@ -18,6 +18,11 @@ unknown metric -> 404; unparsable selector -> 400 with the parser's message; a s
 picks no workload, or more than one, in the path's namespace -> 400 that says which (the HPA
 would sum them); a workload whose data is stale or missing -> 503 (the HPA then holds its
 replica count: never a made-up value); otherwise exactly one item, in milli-units.
+
+The HPA asks the same questions every sync period, so the answers are memoised
+(:mod:`external_metrics.response_cache`): which workload a ``(namespace, query)`` names, and the
+serialised 200 body per store entry and metric, served again only while that entry is the
+store's current one and still fresh. Errors are always computed anew.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from aiohttp import web
 from autoscaler.store import Entry, Freshness, WorkloadInfo
 from external_metrics import quantity, selectors
 from external_metrics.appkeys import INDEX, STORE
-from external_metrics.status import StatusError, json_response
+from external_metrics.response_cache import ResponseCache
+from external_metrics.status import StatusError, json_body_response, json_bytes, json_response
 
 GROUP = "external.metrics.k8s.io"
 VERSION = "v1beta1"
@@ -39,6 +45,8 @@ PREFIX = f"/apis/{GROUP_VERSION}"
 METRIC_ROUTE = f"{PREFIX}/namespaces/{{namespace}}/{{metric}}"
 """The one resource path: its route's canonical form is how auth recognises a metric read."""
 VALUE_KIND = "ExternalMetricValueList"
+RESPONSES = web.AppKey("responses", ResponseCache)
+"""Pre-serialised answers of the metric and ``/v1`` reads (``create_api_app`` makes one)."""
 
 
 def routes() -> list[web.RouteDef]:
@@ -93,9 +101,13 @@ async def no_openapi(request: web.Request) -> web.Response:
 
 
 async def external_metric_value(request: web.Request) -> web.Response:
-    store = request.app[STORE]
-    namespace = request.match_info["namespace"]
-    metric = request.match_info["metric"]
+    """One item for the workload the selector names; its bytes come from the response cache
+    while the store entry behind them is unchanged and fresh (:mod:`.response_cache`)."""
+    app = request.app
+    store = app[STORE]
+    match = request.match_info
+    namespace = match["namespace"]
+    metric = match["metric"]
     if metric not in store.metric_names:
         served = ", ".join(store.metric_names) or "none"
         raise StatusError(
@@ -103,25 +115,46 @@ async def external_metric_value(request: web.Request) -> web.Response:
             f'external metric "{metric}" is not served here (served: {served})',
             details={"name": metric, "group": GROUP, "kind": metric},
         )
-    raw_selector = request.query.get("labelSelector", "")
-    try:
-        selector = selectors.parse(raw_selector)
-    except selectors.SelectorError as exc:
-        raise StatusError(400, str(exc)) from exc
+    responses = app[RESPONSES]
+    query = request.rel_url.raw_query_string
+    key = responses.selection(namespace, query)
+    if key is None:
+        key = _select(request, namespace, metric).key
+        responses.remember_selection(namespace, query, key)
+    entry = store.get(key)
+    now = store.clock()
+    staleness_s = store.staleness_s
+    body = responses.metric_body(key, entry, metric, now=now, staleness_s=staleness_s)
+    if body is None:
+        body = metric_value_body(entry, metric, now=now, staleness_s=staleness_s)
+        responses.put_metric_body(key, entry, metric, body)
+    return json_body_response(body)
 
-    info = _one_workload(request, namespace, selector, metric)
-    entry = store.get(info.key)
-    value = _fresh_value(entry, metric, now=store.clock(), staleness_s=store.staleness_s)
+
+def metric_value_body(entry: Entry, metric: str, *, now: float, staleness_s: float) -> bytes:
+    """The ``ExternalMetricValueList`` of one fresh workload, serialised; a 503 Status if not
+    fresh. Depends on the entry and on ``now`` only through freshness (what the cache relies on).
+    """
+    value = _fresh_value(entry, metric, now=now, staleness_s=staleness_s)
     assert entry.last_good is not None  # a fresh entry has one
     item = {
         "metricName": metric,
-        "metricLabels": dict(info.labels),
+        "metricLabels": dict(entry.info.labels),
         "timestamp": rfc3339(entry.last_good.timestamp),
         "value": value,
     }
-    return json_response(
+    return json_bytes(
         {"kind": VALUE_KIND, "apiVersion": GROUP_VERSION, "metadata": {}, "items": [item]}
     )
+
+
+def _select(request: web.Request, namespace: str, metric: str) -> WorkloadInfo:
+    """Parse the request's ``labelSelector`` and find its one workload, or a 400 saying why."""
+    try:
+        selector = selectors.parse(request.query.get("labelSelector", ""))
+    except selectors.SelectorError as exc:
+        raise StatusError(400, str(exc)) from exc
+    return _one_workload(request, namespace, selector, metric)
 
 
 def _one_workload(

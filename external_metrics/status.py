@@ -60,9 +60,18 @@ def status_body(
     return body
 
 
+def json_bytes(payload: object) -> bytes:
+    """The compact JSON of every answer; non-finite floats must already be gone (no NaN)."""
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+
+
 def json_response(payload: object, *, status: int = 200) -> web.Response:
-    """A compact JSON body; non-finite floats must already be gone (JSON has no NaN)."""
-    body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    """``payload`` as a compact JSON body."""
+    return json_body_response(json_bytes(payload), status=status)
+
+
+def json_body_response(body: bytes, *, status: int = 200) -> web.Response:
+    """An already serialised JSON body (the response cache hands these out)."""
     # bytes, not text=: aiohttp would append "; charset=utf-8", which Kubernetes never sends
     return web.Response(body=body, status=status, content_type=JSON_CONTENT_TYPE)
 
