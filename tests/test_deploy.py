@@ -849,6 +849,21 @@ def test_deployment_runs_serve_with_the_mounted_config_and_tls(
         assert pod["serviceAccountName"] == "llm-autoscaler"
 
 
+def test_helm_mounts_the_keda_client_ca_and_configures_mutual_tls(tools: Tools) -> None:
+    objs = _helm(tools, "tls.kedaClientCASecret=keda-client-ca")
+    pod = _one(objs, "Deployment", "llm-autoscaler")["spec"]["template"]["spec"]
+    container = _container({"spec": {"template": {"spec": pod}}})
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["keda-ca"]["secret"]["secretName"] == "keda-client-ca"
+    config = yaml.safe_load(_one(objs, "ConfigMap", "llm-autoscaler-config")["data"]["config.yaml"])
+    assert config["service"]["keda_client_ca_file"] == f"{mounts['keda-ca']}/ca.crt"
+    assert parse_config(config).service.keda_client_ca_file  # still a valid config
+    default = _helm(tools)
+    pod = _one(default, "Deployment", "llm-autoscaler")["spec"]["template"]["spec"]
+    assert "keda-ca" not in {v["name"] for v in pod["volumes"]}
+
+
 def test_deployment_is_locked_down(
     kustomized: dict[str, list[Any]], helmed: dict[str, list[Any]]
 ) -> None:
