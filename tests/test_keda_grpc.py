@@ -685,10 +685,11 @@ def test_serve_requires_keda_client_certificates_from_the_configured_ca(pki, tmp
     assert "client certificates signed by" in stderr
 
 
-def test_requiring_client_certificates_without_a_ca_is_a_config_error(tmp_path):
-    config = tmp_path / "serve.yaml"
+def _validate(tmp: Path, service_yaml: str) -> subprocess.CompletedProcess[str]:
+    """``validate-config`` on a config with ``service_yaml`` and one workload."""
+    config = tmp / "serve.yaml"
     config.write_text(
-        "service:\n  keda_require_client_cert: true\n"
+        f"service:\n{service_yaml}"
         "workloads:\n  - {namespace: prod, name: llama, engine: vllm, selector: {app: llama}}\n"
     )
     done = subprocess.run(
@@ -696,19 +697,15 @@ def test_requiring_client_certificates_without_a_ca_is_a_config_error(tmp_path):
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr
+    return done
+
+
+def test_requiring_client_certificates_without_a_ca_is_a_config_error(tmp_path):
+    done = _validate(tmp_path, "  keda_require_client_cert: true\n")
     assert "keda_require_client_cert" in done.stderr and "keda_client_ca_file" in done.stderr
 
 
 def test_validate_config_checks_the_keda_ca_file(tmp_path):
     (tmp_path / "ca.crt").write_text("not a certificate\n")
-    config = tmp_path / "serve.yaml"
-    config.write_text(
-        f"service:\n  keda_client_ca_file: {tmp_path / 'ca.crt'}\n"
-        "workloads:\n  - {namespace: prod, name: llama, engine: vllm, selector: {app: llama}}\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "autoscaler.cli", "validate-config", str(config)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 2 and "Traceback" not in done.stderr
+    done = _validate(tmp_path, f"  keda_client_ca_file: {tmp_path / 'ca.crt'}\n")
     assert "service.keda_client_ca_file" in done.stderr and "not a PEM" in done.stderr

@@ -43,6 +43,7 @@ from autoscaler.simulation.oracle import (
     feasible_on_idle_replica,
     oracle_plan,
 )
+from autoscaler.simulation.results import requests_met
 from autoscaler.slo import SloSpec
 from autoscaler.traces.records import Trace
 
@@ -127,13 +128,7 @@ def fleet_oracle(
         )
         out = simulate(trace, PlanPolicy("fleet-oracle", plan.replicas_per_minute),
                        profile=profile, config=config)  # fmt: skip
-        reqs = out.reqs
-        met = slo.met(
-            reqs.prompt_arr,
-            reqs.output_arr,
-            reqs.column("first_token") - reqs.arrival_arr,
-            reqs.column("finished") - reqs.arrival_arr,
-        )
+        met = requests_met(out, slo)
         done += 1
         if progress is not None:
             progress(min(1.0, done / steps))

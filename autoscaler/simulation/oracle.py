@@ -30,6 +30,7 @@ from autoscaler.recommendation import Candidate, Recommendation
 from autoscaler.signals import SignalSnapshot
 from autoscaler.simulation.engine import SimConfig, simulate
 from autoscaler.simulation.fleet import LifecycleConfig
+from autoscaler.simulation.results import requests_met
 from autoscaler.slo import SloSpec
 from autoscaler.traces.records import Trace
 
@@ -181,14 +182,7 @@ def replica_capacity(
     def attains(rate: float) -> bool:
         sample = poisson_mix(mix, rate, duration_s, seed)
         out = simulate(sample, policy, profile=profile, config=config)
-        reqs = out.reqs
-        met = slo.met(
-            reqs.prompt_arr,
-            reqs.output_arr,
-            reqs.column("first_token") - reqs.arrival_arr,
-            reqs.column("finished") - reqs.arrival_arr,
-        )
-        return bool(met.mean() >= slo.attainment_target)
+        return bool(requests_met(out, slo).mean() >= slo.attainment_target)
 
     lo, hi = 0.0, 1.0
     while attains(hi):

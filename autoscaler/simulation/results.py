@@ -33,16 +33,23 @@ def _pct(values: npt.NDArray[np.float64], q: float) -> float | None:
     return float(np.percentile(values, q)) if values.size else None
 
 
+def requests_met(out: RunOutput, slo: SloSpec) -> npt.NDArray[np.bool_]:
+    """Per request of the run, whether it met the SLO (rejected, dropped and unfinished
+    requests did not: their times are NaN)."""
+    reqs = out.reqs
+    ttft = reqs.column("first_token") - reqs.arrival_arr
+    e2e = reqs.column("finished") - reqs.arrival_arr
+    return slo.met(reqs.prompt_arr, reqs.output_arr, ttft, e2e)
+
+
 def run_figures(
     out: RunOutput, slo: SloSpec, *, oracle_gpu_hours: float, work_bound_gpu_hours: float
 ) -> dict[str, float | int | None]:
     """Score one run. Rejected, dropped and unfinished requests count as SLO misses."""
     reqs = out.reqs
-    first = reqs.column("first_token")
-    fin = reqs.column("finished")
-    ttft = first - reqs.arrival_arr
-    e2e = fin - reqs.arrival_arr
-    met = slo.met(reqs.prompt_arr, reqs.output_arr, ttft, e2e)
+    ttft = reqs.column("first_token") - reqs.arrival_arr
+    e2e = reqs.column("finished") - reqs.arrival_arr
+    met = requests_met(out, slo)
     multi = reqs.output_arr > 1
     tpot = (e2e[multi] - ttft[multi]) / (reqs.output_arr[multi] - 1)
     n = len(reqs)
