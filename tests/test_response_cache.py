@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web import Application, Request
 
 from autoscaler.store import CurrentAutoscaler, RecommendationStore, WorkloadInfo
 from external_metrics.app import AcceptMemo, create_api_app
@@ -53,7 +54,12 @@ STALENESS_S = 60.0
 class Pair:
     """The same store behind a cached and an uncached app; every answer must be identical."""
 
-    def __init__(self, store: RecommendationStore, cached: TestClient, plain: TestClient):
+    def __init__(
+        self,
+        store: RecommendationStore,
+        cached: TestClient[Request, Application],
+        plain: TestClient[Request, Application],
+    ) -> None:
         self.store = store
         self.cached = cached
         self.plain = plain
@@ -213,7 +219,7 @@ async def test_errors_are_answered_alike_and_never_cached(pair):
 
 @pytest.mark.asyncio
 async def test_an_integer_clock_still_writes_age_s_as_the_encoder_does():
-    clock = Clock(1_760_000_000)  # type: ignore[arg-type]  # an int, as a test clock might be
+    clock = Clock(1_760_000_000)  # an int, as a test clock might return
     store = make_store(WORKLOADS, clock, staleness_s=STALENESS_S)
     put_fresh(store, "solo/bloom")
     client = TestClient(TestServer(create_api_app(store, None)))
