@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from autoscaler.errors import InputError
 from autoscaler.perf.profiles import get_profile
 from autoscaler.simulation.fleet import LifecycleConfig
 from autoscaler.simulation.results import FIGURES
-from autoscaler.simulation.runner import ORACLE, ORACLE_LATE, RunRequest, run, run_seed
+from autoscaler.simulation.runner import (
+    ORACLE,
+    ORACLE_LATE,
+    RunRequest,
+    default_warmup_s,
+    run,
+    run_seed,
+)
 from autoscaler.traces.synthetic import SyntheticWorkload, generate
 
 
@@ -22,6 +32,7 @@ def test_every_policy_gets_the_same_start_cap_and_yardsticks(small_trace):
         profile=get_profile(),
         seeds=1,
         lifecycle=LifecycleConfig(pull_s=60.0, init_s=20.0),
+        warmup_s=0.0,
     )
     seed_run = run_seed(small_trace, req, seed=0)
     assert set(seed_run.figures) == {ORACLE, ORACLE_LATE, "forecast", "hpa-queue@3", "static-peak"}
@@ -64,3 +75,41 @@ def test_seeds_are_averaged_with_their_spread(small_trace):
     assert result["trace"]["rate_scale"] == 1.5  # type: ignore[index]
     # rate-scale 1.5 thins the second copy: about 1.5x the requests
     assert result["trace"]["requests"] == pytest.approx(1.5 * small_trace.requests, rel=0.05)  # type: ignore[index]
+
+
+def test_during_the_warm_up_the_plan_acts_and_the_policy_only_observes(small_trace):
+    lifecycle = LifecycleConfig(pull_s=60.0, init_s=20.0)
+    req = RunRequest(policies=["forecast", "kpa"], profile=get_profile(), seeds=1,
+                     lifecycle=lifecycle, warmup_s=300.0)  # fmt: skip
+    seed_run = run_seed(small_trace, req, seed=0)
+    oracle = seed_run.outputs[ORACLE]
+    for name in ("forecast", "kpa", ORACLE_LATE):
+        out = seed_run.outputs[name]
+        assert out.warmup_s == 300.0
+        warm = [t for t in out.timeline if t.t < 300.0]
+        # the fleet is the oracle's, ready, whatever the policy said
+        assert [t.spec for t in warm] == [t.spec for t in oracle.timeline if t.t < 300.0]
+        # ready at the next scrape: what the plan asked for one tick earlier
+        assert all(b.ready == a.spec for a, b in zip(warm, warm[1:], strict=False)), name
+        # no start is counted and no replica is created but ready at once before the end
+        assert all(r.ready_at == r.created for r in out.fleet.records if r.created < 300.0)
+    # the policy saw the warm-up: it recommended at every warm-up tick (its winner is recorded)
+    assert all(t.winner not in ("", "plan") for t in seed_run.outputs["forecast"].timeline[:5])
+    figs = seed_run.figures["forecast"]
+    assert figs["requests"] == int((small_trace.arrival_s >= 300.0).sum())
+    assert seed_run.yardstick["warmup_s"] == 300.0
+    no_warmup = run_seed(small_trace, replace(req, warmup_s=0.0), seed=0)
+    assert figs["gpu_hours"] < no_warmup.figures["forecast"]["gpu_hours"]
+    assert figs["oracle_gpu_hours"] < no_warmup.figures["forecast"]["oracle_gpu_hours"]
+
+
+def test_a_warm_up_as_long_as_the_trace_is_refused(small_trace):
+    req = RunRequest(policies=["kpa"], profile=get_profile(), seeds=1, warmup_s=900.0)
+    with pytest.raises(InputError, match="warm-up of 900s leaves nothing"):
+        run_seed(small_trace, req, seed=0)
+
+
+def test_the_default_warm_up_is_ten_minutes_or_two_lead_times_at_most_half_the_trace():
+    assert default_warmup_s(240.0, 3600.0) == 600.0
+    assert default_warmup_s(420.0, 3600.0) == 840.0
+    assert default_warmup_s(240.0, 900.0) == 420.0

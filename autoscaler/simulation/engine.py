@@ -51,6 +51,12 @@ class SimConfig:
     workload: str = "default/llm"
     prefetch: PrefetchSim | None = None
     """Run the prefetch planner and simulated pulls (``--prefetch on``); None: off."""
+    warmup_s: float = 0.0
+    """Until then the fleet follows ``warmup_plan`` (replicas ready at once) while the policy
+    only observes, as in shadow mode: a run then starts like an autoscaler taking over a
+    service that is already running, not cold at the trace's first second."""
+    warmup_plan: tuple[int, ...] = ()
+    """Replicas per minute during the warm-up (the oracle's plan)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +111,8 @@ class RunOutput:
     replica_changes: int
     max_replicas: int
     prefetch: SimPrefetcher | None = None
+    warmup_s: float = 0.0
+    """Figures score what happens from here on (requests arriving, GPU time, starts)."""
 
 
 def simulate(
@@ -153,7 +161,8 @@ def simulate(
     i = 0
     timeline: list[TickRecord] = []
     changes = 0
-    max_live = spec
+    warmup = config.warmup_s if config.warmup_plan else 0.0
+    max_live = spec if warmup <= 0 else 0
     end_limit = duration + config.drain_grace_s
     next_progress = 0.0
     inf = float("inf")
@@ -231,11 +240,14 @@ def simulate(
             snapshot = view.snapshot(now)
             rec_ = policy.recommend(snapshot)
             desired = _decide(rec_, hpa, now, spec, snapshot.replicas.spec, snapshot.replicas.ready)
+            warming = now < warmup
+            if warming:  # the policy (and its HPA) observed; the plan acts
+                desired = config.warmup_plan[min(int(now // 60), len(config.warmup_plan) - 1)]
             desired = max(config.min_replicas, min(config.max_replicas, desired))
             if desired != spec:
-                changes += 1
+                changes += 0 if warming else 1
                 spec = desired
-            fleet.scale_to(spec, now)
+            fleet.scale_to(spec, now, instant=warming)
             settle(now)
             if prefetcher is not None:
                 fleet.expire_images(now)
@@ -250,7 +262,8 @@ def simulate(
                 for node_index, until in pulls:
                     seq += 1
                     heappush(heap, (until, seq, PREFETCH, node_index, 0))
-            max_live = max(max_live, spec)
+            if not warming:
+                max_live = max(max_live, spec)
             timeline.append(TickRecord.of(now, spec, snapshot, rec_.winner, config.work_weights))
             if now + config.tick_s <= duration:
                 seq += 1
@@ -268,6 +281,7 @@ def simulate(
         replica_changes=changes,
         max_replicas=max_live,
         prefetch=prefetcher,
+        warmup_s=warmup,
     )
 
 

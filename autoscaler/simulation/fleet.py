@@ -141,11 +141,13 @@ class Fleet:
         ]
 
     # -- scaling ---------------------------------------------------------------------------
-    def scale_to(self, desired: int, now: float) -> None:
+    def scale_to(self, desired: int, now: float, *, instant: bool = False) -> None:
+        """Create or delete pods to reach ``desired``; ``instant`` pods are ready at once and
+        count no start (the warm-up, where the fleet follows the oracle's plan)."""
         live = self.live()
         if desired > len(live):
             for _ in range(desired - len(live)):
-                self._create(now)
+                self._create(now, instant)
         elif desired < len(live):
             victims = sorted(live, key=self._deletion_rank)[: len(live) - desired]
             for rec in victims:
@@ -320,10 +322,12 @@ class Fleet:
         return server
 
     # -- accounting ------------------------------------------------------------------------
-    def gpu_seconds(self, end: float) -> float:
+    def gpu_seconds(self, end: float, start: float = 0.0) -> float:
+        """GPU time the workload's pods held between ``start`` and ``end``."""
         total = 0.0
         for rec in self.records:
             stop = end if rec.deleted_at is None else min(rec.deleted_at, end)
-            if stop > rec.created:
-                total += stop - rec.created
+            begin = max(rec.created, start)
+            if stop > begin:
+                total += stop - begin
         return total * self.gpus_per_replica

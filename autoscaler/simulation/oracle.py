@@ -77,6 +77,15 @@ class OraclePlan:
     replicas_per_minute: tuple[int, ...]
     gpu_hours: float
 
+    def gpu_hours_between(self, start_s: float, end_s: float, tp: int) -> float:
+        """The plan's GPU-hours over ``[start_s, end_s)`` (a warm-up's end to the trace's)."""
+        total = 0.0
+        for minute, replicas in enumerate(self.replicas_per_minute):
+            lo, hi = max(start_s, 60.0 * minute), min(end_s, 60.0 * (minute + 1))
+            if hi > lo:
+                total += replicas * (hi - lo)
+        return total * tp / 3600.0
+
 
 class PlanPolicy:
     """A native policy that follows a fixed per-minute plan (the oracle, or a constant fleet)."""

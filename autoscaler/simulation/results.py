@@ -45,17 +45,22 @@ def requests_met(out: RunOutput, slo: SloSpec) -> npt.NDArray[np.bool_]:
 def run_figures(
     out: RunOutput, slo: SloSpec, *, oracle_gpu_hours: float, work_bound_gpu_hours: float
 ) -> dict[str, float | int | None]:
-    """Score one run. Rejected, dropped and unfinished requests count as SLO misses."""
+    """Score one run from its warm-up's end (``out.warmup_s``; 0 scores everything): the
+    requests arriving from then on, the GPU time from then on. Rejected, dropped and unfinished
+    requests count as SLO misses. ``oracle_gpu_hours`` and ``work_bound_gpu_hours`` must cover
+    the same span."""
     reqs = out.reqs
-    ttft = reqs.column("first_token") - reqs.arrival_arr
-    e2e = reqs.column("finished") - reqs.arrival_arr
-    met = requests_met(out, slo)
-    multi = reqs.output_arr > 1
-    tpot = (e2e[multi] - ttft[multi]) / (reqs.output_arr[multi] - 1)
-    n = len(reqs)
+    scored = reqs.arrival_arr >= out.warmup_s
+    ttft = (reqs.column("first_token") - reqs.arrival_arr)[scored]
+    e2e = (reqs.column("finished") - reqs.arrival_arr)[scored]
+    met = requests_met(out, slo)[scored]
+    outputs = reqs.output_arr[scored]
+    multi = outputs > 1
+    tpot = (e2e[multi] - ttft[multi]) / (outputs[multi] - 1)
+    n = int(scored.sum())
     return {
         "slo_attainment": float(met.mean()) if n else 1.0,
-        "gpu_hours": out.fleet.gpu_seconds(out.duration_s) / 3600.0,
+        "gpu_hours": out.fleet.gpu_seconds(out.duration_s, start=out.warmup_s) / 3600.0,
         "oracle_gpu_hours": oracle_gpu_hours,
         "work_bound_gpu_hours": work_bound_gpu_hours,
         "cold_starts": out.fleet.cold_starts,

@@ -12,12 +12,14 @@ their spread; the yardstick's own numbers (C*, C, ``slo_ceiling``) go in ``yards
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from autoscaler.errors import InputError
 from autoscaler.perf.model import PerfProfile
 from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.policies.registry import make_policy
@@ -27,6 +29,7 @@ from autoscaler.simulation.fleet_oracle import fleet_oracle
 from autoscaler.simulation.oracle import (
     INSTANT,
     PlanPolicy,
+    feasible_on_idle_replica,
     replica_capacity,
     seed_capacity,
     work_bound_gpu_hours,
@@ -63,6 +66,32 @@ class RunRequest:
     """Prefetch planner and simulated pulls for every policy but the oracle (None: off)."""
     oracle_cache: Path | None = None
     """Where the fleet oracle's bisection is cached (None: computed every time)."""
+    warmup_s: float | None = None
+    """Warm-up before scoring (:attr:`SimConfig.warmup_s`); None: :func:`default_warmup_s`."""
+
+    def lead_s(self) -> float:
+        """A cold start's duration: provisioning + pull + init."""
+        lc = self.lifecycle
+        return lc.provision_s + lc.pull_s + lc.init_s
+
+
+def default_warmup_s(lead_s: float, duration_s: float) -> float:
+    """max(600 s, 2 x the lead time): long enough that the first scoring minute sees a policy
+    with ten minutes of history and a fleet that could have been re-planned twice; capped at
+    half the trace (whole minutes), so a short trace keeps something to score."""
+    want = max(600.0, 2.0 * lead_s)
+    return float(min(want, 60.0 * math.floor(duration_s / 2.0 / 60.0)))
+
+
+def after(trace: Trace, start_s: float) -> Trace:
+    """The requests arriving at or after ``start_s`` (times unchanged)."""
+    keep = trace.arrival_s >= start_s
+    return replace(
+        trace,
+        arrival_s=trace.arrival_s[keep],
+        prompt_tokens=trace.prompt_tokens[keep],
+        output_tokens=trace.output_tokens[keep],
+    )
 
 
 @dataclass
@@ -81,7 +110,6 @@ def policy_context(
     req: RunRequest, weights: tuple[float, float], *, peak: int, cap: int
 ) -> PolicyContext:
     """What every policy of a run is built with: the same SLO, cap, weights and capacity seed."""
-    lc = req.lifecycle
     return PolicyContext(
         slo=req.slo,
         max_replicas=cap,
@@ -92,7 +120,7 @@ def policy_context(
         prefill_weight=weights[0],
         decode_weight=weights[1],
         gpus_per_replica=req.profile.tp,
-        default_lead_time_s=lc.provision_s + lc.pull_s + lc.init_s,
+        default_lead_time_s=req.lead_s(),
         peak_replicas=peak,
     )
 
@@ -125,7 +153,19 @@ def run_seed(base: Trace, req: RunRequest, seed: int, progress: Progress | None 
     yard = fleet_oracle(trace, profile, slo, weights, replica_capacity=capacity,
                         tick_s=req.tick_s, cache_dir=req.oracle_cache)  # fmt: skip
     plan = yard.plan
-    bound = work_bound_gpu_hours(trace, profile, slo)
+    warmup = req.warmup_s
+    if warmup is None:
+        warmup = default_warmup_s(req.lead_s(), trace.duration_s)
+    if warmup >= trace.duration_s:
+        raise InputError(
+            f"a warm-up of {warmup:g}s leaves nothing of the {trace.duration_s:g}s trace to "
+            "score (--warmup-s 0 scores the whole run)"
+        )
+    scored = after(trace, warmup)
+    bound = work_bound_gpu_hours(scored, profile, slo)
+    oracle_hours = plan.gpu_hours_between(warmup, trace.duration_s, profile.tp)
+    feasible = feasible_on_idle_replica(scored, profile, slo)
+    ceiling = float(feasible.mean()) if scored.requests else 1.0
     peak = max(plan.replicas_per_minute)
     cap = req.max_replicas or max(2 * peak, peak + 4)
     start = plan.replicas_per_minute[0]
@@ -148,6 +188,8 @@ def run_seed(base: Trace, req: RunRequest, seed: int, progress: Progress | None 
             lifecycle=lifecycle,
             work_weights=weights,
             prefetch=None if name in REFERENCES else req.prefetch,
+            warmup_s=warmup,
+            warmup_plan=plan.replicas_per_minute,
         )
 
         def report(frac: float, _name: str = name) -> None:
@@ -157,12 +199,13 @@ def run_seed(base: Trace, req: RunRequest, seed: int, progress: Progress | None 
         out = simulate(trace, policy, profile=profile, config=config, progress=report)
         outputs[name] = out
         figures[name] = run_figures(
-            out, slo, oracle_gpu_hours=plan.gpu_hours, work_bound_gpu_hours=bound
+            out, slo, oracle_gpu_hours=oracle_hours, work_bound_gpu_hours=bound
         )
     yardstick: dict[str, float | bool] = {
         "replica_capacity": capacity,
         "fleet_capacity": plan.capacity,
-        "slo_ceiling": yard.slo_ceiling,
+        "slo_ceiling": ceiling,
+        "warmup_s": warmup,
         "oracle_attainment_feasible": yard.attainment_feasible,
         "oracle_target_met": yard.target_met,
     }
@@ -177,7 +220,7 @@ def run(base: Trace, req: RunRequest, progress: Progress | None = None) -> dict[
     yardstick: dict[str, object] = {
         key: round(float(np.mean([float(s.yardstick[key]) for s in per_seed])), 6)
         for key in ("replica_capacity", "fleet_capacity", "slo_ceiling",
-                    "oracle_attainment_feasible")
+                    "oracle_attainment_feasible", "warmup_s")
     }  # fmt: skip
     yardstick["oracle_target_met"] = all(bool(s.yardstick["oracle_target_met"]) for s in per_seed)
     first = per_seed[0].trace
@@ -188,6 +231,7 @@ def run(base: Trace, req: RunRequest, progress: Progress | None = None) -> dict[
         "trace": trace_info,
         **describe_request(req),
         "seeds": req.seeds,
+        "warmup_s": yardstick["warmup_s"],
         "yardstick": yardstick,
         "policies": policies,
     }
