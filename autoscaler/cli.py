@@ -41,6 +41,19 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _int_at_least(floor: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < floor:
+            raise argparse.ArgumentTypeError(f"must be >= {floor}, got {text}")
+        return value
+
+    return parse
+
+
 def _add_trace_flags(p: argparse.ArgumentParser, servegen_help: str) -> None:
     """The trace flags every trace-reading subcommand shares."""
     p.add_argument("--trace", required=True, type=Path, help="trace file")
@@ -55,6 +68,20 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default="llama2-70b", help="llama2-70b (default) or bloom-176b")
     g.add_argument("--gpu", default="h100", help="h100 (default) or a100")
     g.add_argument("--tp", type=int, default=4, help="tensor parallelism: 2, 4 or 8 (default 4)")
+    g.add_argument(
+        "--max-batched-tokens",
+        type=_int_at_least(64),
+        default=None,
+        metavar="N",
+        help="engine's token budget per step, vLLM's --max-num-batched-tokens (default 8192)",
+    )
+    g.add_argument(
+        "--max-num-seqs",
+        type=_int_at_least(1),
+        default=None,
+        metavar="N",
+        help="engine's cap on running sequences, vLLM's --max-num-seqs (default 256)",
+    )
     s = p.add_argument_group("SLO")
     s.add_argument(
         "--ttft-slo",
@@ -411,7 +438,6 @@ def _slo(args: argparse.Namespace) -> Any:
 
 
 def _request(args: argparse.Namespace, policies: list[str], seeds: int, rate_scale: float) -> Any:
-    from autoscaler.perf.profiles import get_profile
     from autoscaler.simulation.fleet import LifecycleConfig
     from autoscaler.simulation.runner import RunRequest
 
@@ -423,7 +449,7 @@ def _request(args: argparse.Namespace, policies: list[str], seeds: int, rate_sca
         raise InputError("--capacity-seed-error must be between -0.9 and 5")
     return RunRequest(
         policies=policies,
-        profile=get_profile(args.model, args.gpu, args.tp),
+        profile=_profile(args),
         slo=_slo(args),
         lifecycle=LifecycleConfig(
             pull_s=args.pull_s, init_s=args.init_s, provision_s=args.provision_s
@@ -434,6 +460,23 @@ def _request(args: argparse.Namespace, policies: list[str], seeds: int, rate_sca
         capacity_seed_error=args.capacity_seed_error,
         oracle_cache=_oracle_cache(getattr(args, "oracle_cache", None)),
     )
+
+
+def _profile(args: argparse.Namespace) -> Any:
+    """The replica profile of ``--model/--gpu/--tp`` with the engine-setting flags applied."""
+    from autoscaler.perf.profiles import get_profile, with_engine_settings
+
+    tokens, seqs = args.max_batched_tokens, args.max_num_seqs
+    profile = get_profile(args.model, args.gpu, args.tp)
+    try:
+        return with_engine_settings(profile, max_batched_tokens=tokens, max_num_seqs=seqs)
+    except InputError:
+        tokens = profile.max_batched_tokens if tokens is None else tokens
+        seqs = profile.max_num_seqs if seqs is None else seqs
+        raise InputError(
+            f"--max-batched-tokens ({tokens}) must be >= --max-num-seqs ({seqs}): every running "
+            "sequence takes one token of the step's budget"
+        ) from None
 
 
 def _oracle_cache(flag: str | None) -> Path | None:

@@ -11,7 +11,7 @@ memory settings (:mod:`autoscaler.perf.shapes`), so it is computed when a profil
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from autoscaler.errors import InputError, UnknownNameError
@@ -38,6 +38,10 @@ DEFAULT_PROFILE_KEY: Final[tuple[str, str, int]] = ("llama2-70b", "h100-80gb", 4
 DEFAULT_MAX_CONTEXT: Final = 131_072
 DEFAULT_MAX_BATCHED_TOKENS: Final = 8_192
 DEFAULT_MAX_NUM_SEQS: Final = 256
+MIN_BATCHED_TOKENS: Final = 64
+"""The smallest token budget :func:`with_engine_settings` accepts: below it a step is mostly its
+base cost and a prompt of a few thousand tokens takes dozens of steps (vLLM's own floor is
+``max_num_seqs``; 64 keeps a typo such as ``--max-batched-tokens 8`` from silently crawling)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,3 +350,36 @@ def get_profile(
         gpus = sorted(c.gpu for c in _FITTED if c.model == model_key)
         raise UnknownNameError(f"GPU for {model_key}", gpu, gpus)
     raise UnknownNameError(f"TP for {model_key} on {gpu_key}", str(tp), [str(t) for t in tps])
+
+
+def with_engine_settings(
+    profile: PerfProfile,
+    *,
+    max_batched_tokens: int | None = None,
+    max_num_seqs: int | None = None,
+) -> PerfProfile:
+    """``profile`` with the engine's scheduler limits overridden (None keeps the profile's).
+
+    ``max_batched_tokens`` is vLLM's ``--max-num-batched-tokens`` (the chunked-prefill token
+    budget of one step), ``max_num_seqs`` its ``--max-num-seqs``. Everything downstream (the
+    simulator's replicas, C*, the fleet oracle and its cache key, the work weights) reads them from
+    the profile, so the override is a plain :func:`dataclasses.replace`.
+
+    Raises :class:`InputError` naming the setting: a budget below :data:`MIN_BATCHED_TOKENS`, a
+    sequence cap below 1, or a budget below the sequence cap (vLLM refuses that too: every running
+    sequence takes one token of the budget per step, so prefill would starve).
+    """
+    tokens = profile.max_batched_tokens if max_batched_tokens is None else max_batched_tokens
+    seqs = profile.max_num_seqs if max_num_seqs is None else max_num_seqs
+    for name, value, floor in (
+        ("max_batched_tokens", tokens, MIN_BATCHED_TOKENS),
+        ("max_num_seqs", seqs, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < floor:
+            raise InputError(f"{name} must be an integer >= {floor}, got {value!r}")
+    if tokens < seqs:
+        raise InputError(
+            f"max_batched_tokens ({tokens:,}) must be >= max_num_seqs ({seqs:,}): every running "
+            "sequence takes one token of the step's budget"
+        )
+    return replace(profile, max_batched_tokens=tokens, max_num_seqs=seqs)

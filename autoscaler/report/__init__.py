@@ -14,6 +14,8 @@ One pass, each step a module whose name says what it holds:
    histories);
 4. :mod:`~autoscaler.report.recommend` (pure) turns the evidence into settings: head-room,
    min/max replicas, target values, cold-start and prefetch advice;
+   :mod:`~autoscaler.report.engine_settings` compares the engine's token budgets on a request
+   history with the fleet oracle and recommends one;
 5. :mod:`~autoscaler.report.manifests` renders the HPA and KEDA ScaledObject for those settings
    from the same builders and behaviour as ``deploy/``;
 6. :mod:`~autoscaler.report.figures` draws the plots (PNG), :mod:`~autoscaler.report.html_page`

@@ -12,7 +12,7 @@ What is written to ``--out``:
 | --- | --- |
 | ``report.html`` | everything, one self-contained page (plots embedded as PNG data URIs) |
 | ``report.md`` | the same, as Markdown linking ``plots/*.png`` |
-| ``report.json`` | the figures: the ``simulate --json`` object, accuracy by horizon, settings |
+| ``report.json`` | the figures: ``simulate --json``, accuracy by horizon, settings, token budgets |
 | ``hpa.yaml`` | the HorizontalPodAutoscaler |
 | ``keda-scaledobject.yaml`` | the ScaledObject and its TriggerAuthentication |
 | ``plots/*.png`` | curve, demand, accuracy (and replicas, for a request trace) |
@@ -30,6 +30,7 @@ from pathlib import Path
 from autoscaler.errors import InputError
 from autoscaler.report import manifests
 from autoscaler.report.accuracy import Accuracy, backtest
+from autoscaler.report.engine_settings import EngineSettings, compare_budgets
 from autoscaler.report.history import History
 from autoscaler.report.recommend import (
     CurvePoint,
@@ -47,6 +48,11 @@ Progress = Callable[[str, float], None]
 
 BACKTEST = "backtesting the forecast"
 TIMELINES = "replica timelines"
+ENGINE = "engine settings"
+NO_ENGINE_SETTINGS = (
+    "The token-budget comparison needs a request-level history (a request trace): the budget "
+    "changes how each prompt is chunked, which a rate history cannot show."
+)
 WRITING = "writing the report"
 
 PLOTS = ("curve", "demand", "accuracy", "replicas")
@@ -68,6 +74,9 @@ class Report:
     keda_yaml: str
     timelines: Mapping[str, RunOutput] | None
     timings_s: dict[str, float] = field(default_factory=dict)
+    engine_settings: EngineSettings | None = None
+    engine_settings_note: str | None = None
+    """Why there is no engine-settings table (a rate history), when there is none."""
 
     def to_json(self) -> dict[str, object]:
         h = self.history
@@ -85,6 +94,10 @@ class Report:
             "accuracy_note": self.accuracy_note,
             "simulation": dict(self.simulation),
             "settings": self.settings.to_json(),
+            "engine_settings": (
+                None if self.engine_settings is None else self.engine_settings.to_json()
+            ),
+            "engine_settings_note": self.engine_settings_note,
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
         }
 
@@ -94,7 +107,7 @@ def step_count(mode: str, request: RunRequest) -> int:
     of ``mode`` (:attr:`History.mode`)."""
     runs = (len(request.policies) + len(REFERENCES)) * (request.seeds if mode == "requests" else 1)
     timelines = 1 + len(REFERENCES) if mode == "requests" else 0  # the chosen policy + references
-    return 1 + runs + timelines + 1
+    return 1 + runs + timelines + 1 + 1  # backtest, runs, timelines, engine settings, writing
 
 
 def build_report(
@@ -165,6 +178,9 @@ def build_report(
     started = clock()
     timelines = replica_timelines(history, request, settings.policy, progress)
     timings["timelines"] = clock() - started
+    started = clock()
+    engine, engine_note = engine_settings(history, request, progress)
+    timings["engine_settings"] = clock() - started
     return Report(
         history=history,
         request=request,
@@ -177,7 +193,34 @@ def build_report(
         keda_yaml=manifests.keda_yaml(settings),
         timelines=timelines,
         timings_s=timings,
+        engine_settings=engine,
+        engine_settings_note=engine_note,
     )
+
+
+def engine_settings(
+    history: History, request: RunRequest, progress: Progress | None = None
+) -> tuple[EngineSettings | None, str | None]:
+    """The token-budget comparison on a request-level history, or None and the reason."""
+
+    def step(frac: float) -> None:
+        if progress is not None:
+            progress(ENGINE, frac)
+
+    step(0.0)
+    if history.trace is None:
+        step(1.0)
+        return None, NO_ENGINE_SETTINGS
+    result = compare_budgets(
+        history.trace,
+        request.profile,
+        request.slo,
+        tick_s=request.tick_s,
+        cache_dir=request.oracle_cache,
+        progress=lambda frac: step(min(frac, 0.999)),
+    )
+    step(1.0)
+    return result, None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from autoscaler.report.accuracy import POLICY_MODEL, Accuracy
+from autoscaler.report.engine_settings import CEILING_SHARE, MIN_SAVING
 from autoscaler.tables import COLUMNS, rows
 
 if TYPE_CHECKING:
@@ -126,7 +127,11 @@ def _facts(report: Report) -> tuple[tuple[str, str], ...]:
         ("workload", h.workload),
         ("source", source),
         ("history", history),
-        ("replica", f"{req.profile.key}, {req.profile.tp} GPUs per replica"),
+        (
+            "replica",
+            f"{req.profile.key}, {req.profile.tp} GPUs per replica, token budget "
+            f"{req.profile.max_batched_tokens:,}, max {req.profile.max_num_seqs} sequences",
+        ),
         (
             "SLO",
             f"TTFT <= {slo.ttft_s:g} s + {slo.ttft_per_1k_s:g} s per 1k prompt tokens, "
@@ -179,6 +184,68 @@ def _settings_section(report: Report) -> Section:
         blocks.append(Paragraph(f"{s.policy}, compared:"))
         blocks.append(Bullets(s.comparison))
     return Section("Recommended settings", "settings", tuple(blocks))
+
+
+def _engine_section(report: Report) -> Section:
+    """The token budget (vLLM's ``--max-num-batched-tokens``): the fleet oracle per budget."""
+    title, anchor = "Engine token budget", "engine-settings"
+    e = report.engine_settings
+    if e is None:
+        note = report.engine_settings_note or "No token-budget comparison."
+        return Section(title, anchor, (Paragraph(note),))
+    now = e.row(e.current)
+    rows: list[tuple[str, ...]] = []
+    for r in e.rows:
+        marks = [
+            mark
+            for mark, on in (
+                ("current", r is now),
+                ("recommended", r.max_batched_tokens == e.recommended),
+            )
+            if on
+        ]
+        label = f"{r.max_batched_tokens:,}" + (f" ({', '.join(marks)})" if marks else "")
+        versus = r.gpu_hours / now.gpu_hours - 1.0 if now.gpu_hours > 0 else 0.0
+        rows.append(
+            (
+                label,
+                f"{r.gpu_hours:.2f}",
+                "-" if r is now else f"{versus:+.1%}",
+                f"{r.fleet_capacity:,.0f}",
+                _pct(r.attainment_feasible),
+                _pct(r.slo_ceiling),
+                "yes" if r.max_batched_tokens in e.eligible else "no",
+            )
+        )
+    blocks: list[Paragraph | Table] = [
+        Paragraph(f"vLLM's --max-num-batched-tokens: {e.reason}.", warning=not e.eligible),
+        Table(
+            header=(
+                "token budget",
+                "GPU-hours at the SLO",
+                "vs current",
+                "fleet capacity (work/s per replica)",
+                "attainment (feasible)",
+                "SLO ceiling",
+                "eligible",
+            ),
+            rows=tuple(rows),
+            numeric=(False, True, True, True, True, True, False),
+        ),
+        Paragraph(
+            "Each row is the fleet oracle on this history with that budget and every other "
+            f"setting unchanged (max_num_seqs {e.max_num_seqs}): the cheapest clairvoyant "
+            "per-minute plan whose request-level replay meets the attainment target on the "
+            "requests that can meet the SLO at all (the SLO ceiling). Eligible: the target is "
+            f"met and the ceiling is within {CEILING_SHARE:.0%} of the error budget (1 - target) "
+            "of the best budget's. A change is recommended only when it saves more than "
+            f"{MIN_SAVING:.0%} (the oracle's noise)."
+        ),
+    ]
+    if e.skipped:
+        skipped = ", ".join(f"{b:,}" for b in e.skipped)
+        blocks.append(Paragraph(f"Not compared: {skipped} (below max_num_seqs, vLLM refuses it)."))
+    return Section(title, anchor, tuple(blocks))
 
 
 def _curve_section(report: Report) -> Section:
@@ -348,6 +415,7 @@ def build_document(report: Report, *, available: Sequence[str]) -> Document:
     """The report's sections; images whose plot is not in ``available`` are left out."""
     sections = [
         _settings_section(report),
+        _engine_section(report),
         _curve_section(report),
         _demand_section(report),
         _accuracy_section(report),
