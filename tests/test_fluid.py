@@ -73,7 +73,13 @@ def test_low_load_has_an_empty_queue_and_meets_the_slo(profile, model):
     assert out.slo_attainment > 0.99
     assert out.requests == pytest.approx(rate * 600.0)
     late = [s for s in seen if s.timestamp >= 120]
-    assert all(s.waiting == 0.0 for s in late)
+    # no backlog: only the requests waiting for their prefill (Little's law), well under one
+    assert all(0.0 < s.waiting < 0.5 for s in late)
+    # KV usage is the context the running sequences hold, below the reserved final context
+    for s in late:
+        running = s.per_replica_running[0]
+        assert s.kv_usage == pytest.approx(running * model.ctx_per_seq / model.kv_capacity)
+    assert model.ctx_per_seq < model.kv_per_seq
     assert all(s.request_rate == pytest.approx(rate, rel=1e-3) for s in late)
     assert all(s.ttft_p90_s is not None and s.ttft_p90_s < 1.0 for s in late)
     assert out.gpu_hours == pytest.approx(2 * profile.tp * 600.0 / 3600.0)
@@ -166,3 +172,27 @@ def test_hpa_policies_go_through_the_hpa_emulation(profile, model):
     out = _run(rates, make_policy("hpa-queue@3", ctx), profile, model, max_replicas=20)
     assert out.max_replicas > 1
     assert out.timeline[-1].ready > 1
+
+
+def test_history_lengths_keep_each_windows_token_work():
+    from autoscaler.simulation.fluid_runner import history_lengths
+
+    prompts, outputs = length_sample(AZURE_CONV_LENGTHS, n=1024)
+    weights = (1.0, 3.0)
+    rates = np.asarray([1.0, 2.0, 4.0, 2.0])
+    mean_p = np.asarray([2000.0, 4000.0, math.nan, 1000.0])
+    mean_o = np.asarray([100.0, 300.0, math.nan, 200.0])
+    p2, o2, r2 = history_lengths(prompts, outputs, rates, (mean_p, mean_o), weights)
+    # the sample takes the history's request-weighted means (unknown windows left out)
+    assert p2.mean() == pytest.approx((2000 + 2 * 4000 + 2 * 1000) / 5, rel=0.01)
+    assert o2.mean() == pytest.approx((100 + 2 * 300 + 2 * 200) / 5, rel=0.01)
+    # each known window keeps its own token work; an unknown one counts at the mean
+    mean_work = float(np.mean(p2 * weights[0] + o2 * weights[1]))
+    work = mean_p * weights[0] + mean_o * weights[1]
+    known = np.isfinite(work)
+    assert r2[known] * mean_work == pytest.approx(rates[known] * work[known])
+    assert r2[2] == pytest.approx(rates[2], rel=0.01)
+    # no length known anywhere: the sample and the rates are unchanged
+    none = np.full(4, math.nan)
+    p3, o3, r3 = history_lengths(prompts, outputs, rates, (none, none), weights)
+    assert p3 is prompts and o3 is outputs and r3 is rates

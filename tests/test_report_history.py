@@ -255,3 +255,19 @@ def test_a_servegen_model_is_its_rates_in_token_work(shared_file):
 def test_a_missing_trace_file_is_one_line(tmp_path):
     with pytest.raises(InputError, match=r"nope\.csv: no such file"):
         history.from_trace(tmp_path / "nope.csv", weights=WEIGHTS)
+
+
+def test_the_fluid_replay_uses_the_historys_own_lengths():
+    h = read(FakePrometheus(range_results=canned_history({"llm/chat": 1.0})))
+    assert h.lengths is not None
+    prompt, output = h.lengths
+    np.testing.assert_allclose(prompt, 1000.0)
+    np.testing.assert_allclose(output, 200.0)
+    from autoscaler.report.replay import replay
+    from autoscaler.simulation.runner import RunRequest
+
+    out = replay(h, RunRequest(policies=[], profile=get_profile(), seeds=1))
+    trace = out["trace"]
+    assert isinstance(trace, dict) and trace["lengths"] == "history"
+    assert trace["mean_prompt_tokens"] == pytest.approx(1000.0, rel=0.01)
+    assert trace["mean_output_tokens"] == pytest.approx(200.0, rel=0.01)

@@ -1,7 +1,8 @@
 """``dynamo``: NVIDIA Dynamo's SLA planner, adapted to an aggregated fleet.
 
-Every adjustment interval (180 s) the planner takes the last interval's request rate and mean
-input/output lengths as the forecast (the ``constant`` predictor), compares the observed TTFT and
+Every adjustment interval (180 s) the planner adds the last interval's request rate and mean
+input/output lengths to three load predictors and forecasts the next interval's with them (the
+default ``arima`` predictor, :mod:`autoscaler.policies.arima`), compares the observed TTFT and
 ITL with what its performance profile expected at the observed load (correction factors), and
 sizes prefill and decode capacity from the profile's throughput per replica. It scales the
 deployment itself, with no rate limit and no notion of replicas still starting.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from autoscaler.policies.arima import ArimaPredictor
 from autoscaler.policies.base import Actuation, PolicyContext
 from autoscaler.recommendation import Candidate, Recommendation, hold
 from autoscaler.signals import SignalSnapshot
@@ -60,7 +62,7 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 class DynamoPolicy:
-    """Dynamo SLA planner (``constant`` predictor) with the run's SLO and replica cap.
+    """Dynamo SLA planner (default ``arima`` load predictor) with the run's SLO and replica cap.
 
     Source: ai-dynamo/dynamo ``docs/architecture/sla_planner.md`` (correction factors,
     ``prefill = ceil(req * isl / interval * min(1, corr_p) / thpt)``, decode from the best
@@ -68,8 +70,11 @@ class DynamoPolicy:
     ``components/src/dynamo/planner/defaults.py`` (adjustment interval 180 s, ``--ttft`` 500 ms,
     ``--itl`` 50 ms, ``--max-gpu-budget`` 8, ``--min-endpoint`` 1). As DESIGN.md asks, the TTFT and
     ITL targets are the run's SLO (``ctx.slo.ttft_s``, ``ctx.slo.tpot_s``) and the budget is the
-    run's ``max_replicas``, not 8 GPUs. The predictor is ``constant`` (Dynamo's current default is
-    ``arima``): the baseline plans from what it last saw, without a forecasting model of its own.
+    run's ``max_replicas``, not 8 GPUs. The load predictor is Dynamo's default, ``arima``
+    (``SLAPlannerDefaults.load_predictor``): one :class:`~autoscaler.policies.arima.ArimaPredictor`
+    each for the request rate, the mean input length and the mean output length, fed one point
+    per interval; the plan sizes for their one-step forecasts, the corrections use what was
+    observed (as ``planner_core.py`` does).
 
     Setting: a throughput scale applied to the profile's per-replica throughputs (default 1.0;
     swept 0.7, 0.85, 1.0, 1.2); below 1 plans headroom, above 1 trusts the replica for more.
@@ -90,6 +95,9 @@ class DynamoPolicy:
         self._observations: list[_Observation] = []
         self._decision: int | None = None
         self._decision_candidates: tuple[Candidate, ...] = ()
+        self.rate_predictor = ArimaPredictor()
+        self.isl_predictor = ArimaPredictor()
+        self.osl_predictor = ArimaPredictor()
 
     def hpa_spec(self) -> None:
         """Native: the planner patches the deployment's replica count itself."""
@@ -166,12 +174,18 @@ class DynamoPolicy:
         return _Observation(rate, isl, osl, s.ttft_p90_s, s.tpot_p90_s, decode)
 
     def _plan(self, obs: list[_Observation]) -> tuple[int, tuple[Candidate, ...]] | None:
-        """One adjustment: constant prediction, correction factors, prefill + decode needs."""
-        rate = _mean([o.rate for o in obs])
-        isl = _mean([o.isl for o in obs])
-        osl = _mean([o.osl for o in obs])
-        if rate is None or isl is None or osl is None:
+        """One adjustment: load forecast, correction factors, prefill + decode needs."""
+        seen_rate = _mean([o.rate for o in obs])
+        seen_isl = _mean([o.isl for o in obs])
+        seen_osl = _mean([o.osl for o in obs])
+        if seen_rate is None or seen_isl is None or seen_osl is None:
             return None
+        self.rate_predictor.add(seen_rate)
+        self.isl_predictor.add(seen_isl)
+        self.osl_predictor.add(seen_osl)
+        rate = self.rate_predictor.predict()
+        isl = self.isl_predictor.predict() or seen_isl
+        osl = self.osl_predictor.predict() or seen_osl
         ttft = _mean([o.ttft_s for o in obs])
         itl = _mean([o.itl_s for o in obs])
         decode_load = _mean([o.decode_tokens_per_replica for o in obs])
@@ -179,7 +193,7 @@ class DynamoPolicy:
         p0 = self.prefill_tokens_per_replica
         d0 = self.decode_tokens_per_replica
 
-        expected_ttft = isl / p0
+        expected_ttft = seen_isl / p0
         if ttft is not None and expected_ttft > 0:
             corr_p = ttft / expected_ttft
             p_why = f"TTFT {ttft:.3f} s / expected {expected_ttft:.3f} s"
@@ -209,13 +223,14 @@ class DynamoPolicy:
             Candidate(
                 "prefill",
                 prefill_need,
-                f"{rate:.2f} req/s x ISL {isl:.0f} x min(1, {corr_p:.2f}) = {prefill_tokens:.0f} "
+                f"forecast {rate:.2f} req/s x ISL {isl:.0f} x min(1, {corr_p:.2f}) = "
+                f"{prefill_tokens:.0f} "
                 f"tok/s over {p0 * self.setting:.0f} tok/s per replica ({p_why})",
             ),
             Candidate(
                 "decode",
                 decode_need,
-                f"{rate:.2f} req/s x OSL {osl:.0f} = {decode_tokens:.0f} tok/s over "
+                f"forecast {rate:.2f} req/s x OSL {osl:.0f} = {decode_tokens:.0f} tok/s over "
                 f"{decode_thpt:.0f} tok/s per replica meeting ITL {corrected_itl:.4f} s "
                 f"= SLO / {corr_d:.2f} ({d_why})",
             ),

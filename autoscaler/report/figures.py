@@ -29,8 +29,18 @@ FloatArray = npt.NDArray[np.float64]
 DPI = 100
 WIDTH_IN = 10.0
 OURS_COLOR = "tab:blue"
-BASELINE_COLOR = "tab:orange"
 ORACLE_COLOR = "tab:green"
+BASELINE_STYLES = (
+    ("tab:orange", "s"),
+    ("tab:red", "^"),
+    ("tab:purple", "D"),
+    ("tab:brown", "v"),
+    ("tab:pink", "P"),
+    ("tab:gray", "X"),
+    ("tab:olive", "<"),
+    ("tab:cyan", ">"),
+)
+"""(colour, marker) of each baseline's front, in the order the baselines first appear."""
 
 
 def _figure(height_in: float, rows: int = 1) -> tuple[Any, Any]:
@@ -167,7 +177,8 @@ def curve_figure(
     points: Sequence[CurvePoint], *, settings: Settings | None, target: float, path: Path
 ) -> Path:
     """SLO attainment (logit scale: 90%, 99%, 99.9% equally spaced) against GPU-hours: ours as a
-    line over the head-room settings, the baselines and the oracle as points."""
+    line over the head-room settings, each baseline's sweep as a connected front (one colour and
+    marker per baseline, each point annotated with its setting), the references as points."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
     fig, (ax,) = _figure(4.6)
@@ -194,13 +205,14 @@ def curve_figure(
             )
     others = [p for p in points if not p.ours and p.gpu_hours and p.slo_attainment is not None]
     for p in others:
-        oracle = p.policy in REFERENCES
+        if p.policy not in REFERENCES:
+            continue
         ax.scatter(
             [p.gpu_hours],
             [_clip(p.slo_attainment or 0.0)],
-            marker=("*" if p.policy == ORACLE else "P") if oracle else "s",
-            s=90 if oracle else 30,
-            color=ORACLE_COLOR if oracle else BASELINE_COLOR,
+            marker="*" if p.policy == ORACLE else "P",
+            s=90,
+            color=ORACLE_COLOR,
             zorder=3,
         )
         ax.annotate(
@@ -210,6 +222,33 @@ def curve_figure(
             xytext=(4, -10),
             fontsize=8,
         )
+    fronts: dict[str, list[CurvePoint]] = {}
+    for p in others:
+        if p.policy not in REFERENCES:
+            fronts.setdefault(p.policy, []).append(p)
+    for i, (policy, front) in enumerate(fronts.items()):
+        color, marker = BASELINE_STYLES[i % len(BASELINE_STYLES)]
+        # in the order of the setting, so the line shows where the knob moves the point
+        front.sort(key=lambda p: p.setting or 0.0)
+        ax.plot(
+            [p.gpu_hours for p in front],
+            [_clip(p.slo_attainment or 0.0) for p in front],
+            marker=marker,
+            markersize=5,
+            linewidth=1.0,
+            color=color,
+            zorder=3,
+            label=policy if len(front) == 1 else f"{policy}, by setting",
+        )
+        for p in front:
+            ax.annotate(
+                policy if p.setting is None else f"@{p.setting:g}",
+                (p.gpu_hours or 0.0, _clip(p.slo_attainment or 0.0)),
+                textcoords="offset points",
+                xytext=(4, -10),
+                fontsize=7,
+                color=color,
+            )
     if settings is not None:
         chosen = next((p for p in ours if p.label == settings.policy), None)
         if chosen is not None:
@@ -223,7 +262,6 @@ def curve_figure(
                 zorder=4,
                 label=f"recommended: {chosen.label}",
             )
-    ax.scatter([], [], marker="s", color=BASELINE_COLOR, label="baselines (default settings)")
     ax.scatter([], [], marker="*", color=ORACLE_COLOR, s=90, label="oracle (clairvoyant)")
     if any(p.policy == ORACLE_LATE for p in others):
         ax.scatter([], [], marker="P", color=ORACLE_COLOR, s=90,

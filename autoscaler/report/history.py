@@ -74,6 +74,10 @@ class History:
     trace: Trace | None = None
     windows: RateWindows | None = None
     start_unix: float | None = None
+    lengths: tuple[FloatArray, FloatArray] | None = None
+    """Mean prompt and output tokens per request of each window of ``windows`` (NaN: unknown),
+    from the history's own prompt and generation token rates; None when it has none (the fluid
+    replay then assumes the Azure length mix)."""
 
     @property
     def mode(self) -> str:
@@ -243,6 +247,20 @@ def _demand(snap: SignalSnapshot, weights: tuple[float, float]) -> tuple[float, 
     return max(0.0, served + growth * mean_work), math.nan if requests is None else requests
 
 
+def _mean_lengths(snap: SignalSnapshot) -> tuple[float, float]:
+    """(mean prompt, mean output) tokens per request of one snapshot, from the engine's own token
+    counters (NaN where it exports none: no fallback to an assumed mix)."""
+    rate = snap.request_rate
+    if rate is None or not rate > 0.0:
+        return math.nan, math.nan
+    prompt = snap.prompt_tokens_rate
+    output = snap.generation_tokens_rate
+    return (
+        prompt / rate if prompt is not None and prompt >= 0.0 else math.nan,
+        output / rate if output is not None and output >= 0.0 else math.nan,
+    )
+
+
 def _workloads_seen(
     api: PrometheusAPI,
     workload: WorkloadConfig,
@@ -331,10 +349,13 @@ def from_prometheus(
     )
     work = np.full(len(history), np.nan)
     rps = np.full(len(history), np.nan)
+    prompt_len = np.full(len(history), np.nan)
+    output_len = np.full(len(history), np.nan)
     for i, (_, snapshots) in enumerate(history):
         snap = snapshots[key]
         if not snap.stale:
             work[i], rps[i] = _demand(snap, weights)
+            prompt_len[i], output_len[i] = _mean_lengths(snap)
     if not np.isfinite(work).any():
         raise InputError(
             f"workload {key} has {profile.name} series {where}, but no step with every demand "
@@ -344,6 +365,8 @@ def from_prometheus(
     first = int(np.argmax(np.isfinite(work)))
     last = int(len(work) - np.argmax(np.isfinite(work[::-1])))
     work, rps = work[first:last], rps[first:last]
+    prompt_len, output_len = prompt_len[first:last], output_len[first:last]
+    measured = bool(np.isfinite(prompt_len).any() and np.isfinite(output_len).any())
     times = np.asarray([t for t, _ in history[first:last]], dtype=np.float64)
     windows = RateWindows(
         path=url or "prometheus",
@@ -374,4 +397,5 @@ def from_prometheus(
         weights=weights,
         windows=windows,
         start_unix=float(times[0]),
+        lengths=(prompt_len, output_len) if measured else None,
     )

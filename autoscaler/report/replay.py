@@ -7,7 +7,10 @@ same SLO, replica cap, starting fleet and HPA behaviour as a benchmark.
 
 ``forecast``'s setting multiplies the per-replica capacity it plans with: below 1 buys head-room
 (more replicas, more GPU-hours, fewer SLO misses), above 1 trusts a replica with more. Sweeping it
-draws our policy's cost/quality curve; each baseline runs at its documented default, one point.
+draws our policy's cost/quality curve. A baseline named without a setting is swept the same way,
+over its registry sweep (:func:`autoscaler.policies.registry.expand_sweep`: ``hpa-queue`` at 1, 2,
+3, 5 and 8 waiting requests per replica, and so on), so the report compares our curve with each
+baseline's front, not with one default point; ``NAME@SETTING`` keeps a single point.
 """
 
 from __future__ import annotations
@@ -16,15 +19,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from autoscaler.errors import InputError
-from autoscaler.policies.registry import format_setting, parse_policy_name, policy_names
+from autoscaler.policies.registry import (
+    expand_sweep,
+    format_setting,
+    parse_policy_name,
+    policy_names,
+)
 from autoscaler.report.history import History
 from autoscaler.simulation.engine import RunOutput
 from autoscaler.simulation.runner import RunRequest
 
 OURS = "forecast"
 DEFAULT_HEADROOMS: tuple[float, ...] = (0.7, 0.85, 1.0, 1.15, 1.3)
-"""Five settings: enough to see the curve bend, few enough that 14 days of ServeGen replay in
-about two minutes (fluid mode, ~10 s a run) and an hour of Azure in seconds."""
+"""Five settings: enough to see the curve bend. With every baseline swept (25 baseline points,
+of which fluid mode reports 10, see ``fluid_runner.NOT_REPORTED``) 14 days of ServeGen replay in
+a few minutes (fluid mode, ~10 s a run) and an hour of Azure in about a minute a seed."""
 
 Progress = Callable[[str, float], None]
 
@@ -35,7 +44,8 @@ def default_baselines() -> list[str]:
 
 
 def policy_labels(headrooms: Sequence[float], baselines: Sequence[str]) -> list[str]:
-    """``forecast@SETTING`` for each head-room, then the baselines as given (validated).
+    """``forecast@SETTING`` for each head-room, then each baseline's sweep (a bare name) or the
+    one ``NAME@SETTING`` given, validated.
 
     Raises :class:`InputError` for no head-room, a head-room out of ``forecast``'s range, an
     unknown baseline, or ``forecast`` among the baselines.
@@ -50,12 +60,12 @@ def policy_labels(headrooms: Sequence[float], baselines: Sequence[str]) -> list[
         if label not in labels:
             labels.append(label)
     for spec in baselines:
-        name, setting = parse_policy_name(spec)
+        name, _ = parse_policy_name(spec)
         if name == OURS:
             raise InputError(f"--baseline {spec!r}: ours is swept with --headroom, not a baseline")
-        label = name if setting is None else f"{name}@{format_setting(setting)}"
-        if label not in labels:
-            labels.append(label)
+        for label in expand_sweep([spec]):
+            if label not in labels:
+                labels.append(label)
     return labels
 
 
@@ -71,7 +81,7 @@ def replay(
         raise InputError(f"{history.workload}: the history has nothing to replay")
     from autoscaler.simulation.fluid_runner import run_fluid
 
-    return run_fluid(history.windows, req, progress)
+    return run_fluid(history.windows, req, progress, lengths=history.lengths)
 
 
 def replica_timelines(

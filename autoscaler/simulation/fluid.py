@@ -146,6 +146,9 @@ class ReplicaModel:
     p90_prompt: float
     kv_per_seq: float
     """Reserved KV tokens per running sequence (length-biased final context)."""
+    ctx_per_seq: float
+    """KV tokens a running sequence holds on average (length-biased mid-decode context): what
+    the engine's KV-usage gauge counts, as the request-level replica's ``observe``."""
     kv_capacity: float
     b_cap: float
     b_peak: float
@@ -170,6 +173,11 @@ class ReplicaModel:
     """Sorted TTFT slack (budget - TTFT without wait) of feasible, TPOT-ok requests at B_ref."""
     ttft_q: FloatArray
     """TTFT quantiles (``_TTFT_QUANTILES``) without wait, per grid point, shape (grid, q)."""
+    queue_s: FloatArray
+    """Mean time a request spends in the engine's waiting queue without a slot wait, per grid
+    point: the prefill-queue wait, the rest of the step in progress and its prompt chunks but the
+    last (the request-level replica keeps a request in ``waiting`` until its last chunk is
+    scheduled)."""
     tpot_p90_grid: FloatArray
     sat_step: float
     """Step time at the saturated batch ``b_cap``."""
@@ -306,6 +314,10 @@ def build_replica_model(
     u = np.random.default_rng(1).uniform(1e-12, 1.0, o.size)[None, :]
     wp = np.where(u < rho_p[:, None], -tail * np.log(u / np.maximum(rho_p[:, None], 1e-12)), 0.0)
     ttft_q = np.quantile(ttft0 + wp, _TTFT_QUANTILES, axis=1).T
+    # in the engine's waiting queue: the prefill-queue wait, the rest of the step in progress and
+    # every chunk but the last (the request leaves the queue when its last chunk is scheduled)
+    before_last = (chunks - 1.0) * (dec_grid[:, None] + pre_cost[None, :] / chunks)
+    queue_s = np.mean(wp + 0.5 * step_grid[:, None] + before_last, axis=1)
     # TPOT p90 over requests: mean plus 1.28 standard deviations of the mixture
     mean_t = dec_grid[:, None] + mean_y
     sd_t = np.sqrt(var_y + var_d * TPOT_BATCH_VARIANCE)
@@ -318,6 +330,7 @@ def build_replica_model(
         mean_output=mo,
         p90_prompt=float(np.quantile(p, 0.9)),
         kv_per_seq=kv_seq,
+        ctx_per_seq=ctx_seq,
         kv_capacity=float(profile.kv_capacity_tokens),
         b_cap=b_cap,
         b_peak=b_peak,
@@ -333,6 +346,7 @@ def build_replica_model(
         ok_rows=ok_grid.T.tolist(),
         slack=slack,
         ttft_q=np.asarray(ttft_q, dtype=np.float64),
+        queue_s=np.asarray(queue_s, dtype=np.float64),
         tpot_p90_grid=tpot_p90,
         sat_step=float(step(np.asarray([b_cap]))[0]),
         output_q_levels=q_levels,
@@ -707,6 +721,9 @@ def simulate_fluid(
     """Per tick interval: (arrivals, wait, grid index, tpot p90, queue wait p90)."""
     done = prompt_tok = gen_tok = 0.0
     backlog = 0.0
+    queued = 0.0
+    """Requests in the engines' waiting queues of the replicas without a backlog (Little's law:
+    arrival rate x time in the queue), on top of the backlog."""
     stuck = 0
     """Ready replicas holding the backlog (-1: held at the gateway, no replica ready)."""
     n_prev = config.start_replicas
@@ -741,7 +758,9 @@ def simulate_fluid(
         now = k * tick
         fleet.advance(now)
         counts = fleet.counts(now)
-        snapshot = _snapshot(config, now, counts, samples, lat, batch, backlog, m, fleet)
+        snapshot = _snapshot(
+            config, now, counts, samples, lat, (batch, backlog, queued, stuck), m, fleet
+        )
         rec = policy.recommend(snapshot)
         desired = _decide(rec, hpa, now, spec, snapshot.replicas.spec, snapshot.replicas.ready)
         desired = max(config.min_replicas, min(config.max_replicas, desired))
@@ -786,6 +805,7 @@ def simulate_fluid(
                 ok_share = 0.0
                 tpot90 = float(m.sat_step)
                 gi = _GRID - 1
+                queued = 0.0
             else:
                 if backlog <= 1e-9:
                     backlog, stuck = 0.0, 0
@@ -799,6 +819,7 @@ def simulate_fluid(
                 served, wait, ok_share, tpot90, gi, batch, backlog, stuck = _advance(
                     m, lam, dt, n, stuck, batch, backlog, slack_ok, exp_q
                 )
+                queued = lam * (float(m.queue_s[gi]) + wait) if stuck < n else 0.0
             total_req += arrivals
             total_met += arrivals * ok_share
             done += served
@@ -820,7 +841,7 @@ def simulate_fluid(
         lat.append((arr_tick, mean_wait, idx_acc, mean_tpot, mean_wait))
         if last_tick:
             break
-        samples.append(_Sample(stop, done, prompt_tok, gen_tok, backlog))
+        samples.append(_Sample(stop, done, prompt_tok, gen_tok, backlog + queued))
         k += 1
     fleet.close(duration)
     # pods still draining at the end were charged up to their drain's end, capped at duration
@@ -974,30 +995,45 @@ def _snapshot(
     counts: ReplicaCounts,
     samples: deque[_Sample],
     lat: deque[tuple[float, float, int, float, float]],
-    batch: float,
-    backlog: float,
+    state: tuple[float, float, float, int],
     m: ReplicaModel,
     fleet: _Lifecycle,
 ) -> SignalSnapshot:
-    """The snapshot the request-level view would build, from the fluid state."""
+    """The snapshot the request-level view would build, from the fluid state ``(batch of the
+    replicas without a backlog, backlog, their queued requests, replicas holding the backlog)``.
+
+    Per replica: a replica holding the backlog runs a full batch (``b_cap``) and waits its share
+    of the backlog; the others run ``batch`` and queue their share of ``queued``. KV usage is the
+    context the running sequences hold (``ctx_per_seq`` each), as vLLM's gauge counts it."""
+    batch, backlog, queued, stuck = state
     ready = counts.ready
-    per_b = batch if ready else 0.0
-    waiting_per = backlog / ready if ready else 0.0
-    # KV reserved by the running batch (each sequence reserves its final context)
-    kv = min(1.0, per_b * m.kv_per_seq / m.kv_capacity) if m.kv_capacity > 0 else 0.0
+    held = ready if stuck < 0 else min(stuck, ready)
+    free = ready - held
+    run_free, run_held = (batch, m.b_cap) if free else (0.0, m.b_cap)
+    wait_free = queued / free if free else 0.0
+    wait_held = (backlog + (0.0 if free else queued)) / held if held else 0.0
+    if not held:
+        wait_free += backlog / free if free else 0.0
+
+    def kv_of(b: float) -> float:
+        return min(1.0, b * m.ctx_per_seq / m.kv_capacity) if m.kv_capacity > 0 else 0.0
+
+    waiting = (wait_held,) * held + (wait_free,) * free
+    running = (run_held,) * held + (run_free,) * free
+    kvs = (kv_of(run_held),) * held + (kv_of(run_free),) * free
     ttr = fleet.ttr
     base: dict[str, object] = dict(
         workload=config.workload,
         timestamp=now,
         replicas=counts,
         data_age_s=0.0,
-        waiting=waiting_per * ready,
-        running=per_b * ready,
-        kv_usage=kv if ready else None,
-        kv_usage_max=kv if ready else None,
-        per_replica_waiting=(waiting_per,) * ready,
-        per_replica_running=(per_b,) * ready,
-        per_replica_kv_usage=(kv,) * ready,
+        waiting=float(sum(waiting)),
+        running=float(sum(running)),
+        kv_usage=sum(kvs) / ready if ready else None,
+        kv_usage_max=max(kvs) if ready else None,
+        per_replica_waiting=waiting,
+        per_replica_running=running,
+        per_replica_kv_usage=kvs,
         time_to_ready_s=(sum(ttr) / len(ttr)) if ttr else None,
         preemption_rate=0.0,
     )
