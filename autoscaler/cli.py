@@ -131,6 +131,15 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
         help="relative error injected into the policies' capacity seed, e.g. 0.3",
     )
     p.add_argument(
+        "--warmup-s",
+        type=_non_negative,
+        default=None,
+        metavar="S",
+        help="seconds during which the fleet follows the oracle's plan (ready) while every "
+        "policy only observes; figures score what comes after (default max(600, 2 x the "
+        "lead time), at most half the trace; 0 scores the whole run from a cold start)",
+    )
+    p.add_argument(
         "--oracle-cache",
         default=None,
         metavar="DIR",
@@ -459,6 +468,7 @@ def _request(args: argparse.Namespace, policies: list[str], seeds: int, rate_sca
         max_replicas=args.max_replicas,
         capacity_seed_error=args.capacity_seed_error,
         oracle_cache=_oracle_cache(getattr(args, "oracle_cache", None)),
+        warmup_s=getattr(args, "warmup_s", None),
     )
 
 
@@ -586,10 +596,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         info: dict[str, Any] = result["trace"]  # type: ignore[assignment]
+        warm = result.get("warmup_s")
         _print_table(
             result,
             f"{info['path']} ({info['requests']} requests, rate-scale {info['rate_scale']}, "
-            f"{result['seeds']} seed(s))",
+            f"{result['seeds']} seed(s)"
+            + (f", scored after a {warm:g}s warm-up" if isinstance(warm, float) and warm else "")
+            + ")",
         )
     return 0
 

@@ -67,6 +67,22 @@ def test_negative_rate_scale_is_one_line_error(tmp_path):
                            "--rate-scale")  # fmt: skip
 
 
+def test_warmup_flag_reaches_the_json_and_a_negative_one_is_refused(shared_file, capsys, tmp_path):
+    path = shared_file("traces/azure2023_conv.csv")
+    counts = {}
+    for flag in ("0", "900"):
+        code = main(["simulate", "--trace", str(path), "--policy", "kpa", "--seeds", "1",
+                     "--warmup-s", flag, "--json"])  # fmt: skip
+        assert code == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["warmup_s"] == float(flag) == out["yardstick"]["warmup_s"]
+        counts[flag] = out["policies"]["kpa"]["requests"]
+    assert counts["900"] < counts["0"] == 19_366
+    f = tmp_path / "t.csv"
+    f.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,374,44\n")
+    _assert_one_line_error(_run("simulate", "--trace", str(f), "--warmup-s", "-5"), "--warmup-s")
+
+
 def test_missing_trace_file_is_one_line_error(tmp_path):
     _assert_one_line_error(_run("simulate", "--trace", str(tmp_path / "nope.csv")), "nope.csv")
 
