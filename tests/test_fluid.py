@@ -196,3 +196,40 @@ def test_history_lengths_keep_each_windows_token_work():
     none = np.full(4, math.nan)
     p3, o3, r3 = history_lengths(prompts, outputs, rates, (none, none), weights)
     assert p3 is prompts and o3 is outputs and r3 is rates
+
+
+def test_window_lengths_show_each_windows_request_mix(profile, model):
+    seen = []
+
+    class Watch(PlanPolicy):
+        def recommend(self, snapshot):
+            seen.append(snapshot)
+            return super().recommend(snapshot)
+
+    rate = 0.4 * model.lam_peak
+    weights = (1.0, 3.0)
+    mean_work = model.mean_prompt * weights[0] + model.mean_output * weights[1]
+    # window 1: prompts twice the mean, outputs the mean; window 2 unknown: the model's mix
+    prompt = np.asarray([2 * model.mean_prompt] * 5 + [math.nan] * 5)
+    output = np.asarray([model.mean_output] * 10)
+    out = simulate_fluid(
+        np.full(10, rate),
+        60.0,
+        Watch("two", (2,)),
+        profile=profile,
+        config=SimConfig(max_replicas=8, lifecycle=INSTANT, start_replicas=2, work_weights=weights),
+        slo=SLO,
+        model=model,
+        window_lengths=(prompt, output),
+    )
+    assert out.requests == pytest.approx(rate * 600.0)  # the simulated work is unchanged
+    real = mean_work / (2 * model.mean_prompt * weights[0] + model.mean_output * weights[1])
+    first = next(s for s in seen if s.timestamp == 240.0)
+    assert first.request_rate == pytest.approx(rate * real, rel=1e-3)
+    assert first.mean_prompt_tokens == pytest.approx(2 * model.mean_prompt)
+    assert first.mean_output_tokens == pytest.approx(model.mean_output)
+    work = first.prompt_tokens_rate * weights[0] + first.generation_tokens_rate * weights[1]
+    assert work == pytest.approx(rate * mean_work, rel=1e-3)
+    last = next(s for s in seen if s.timestamp == 540.0)
+    assert last.mean_prompt_tokens == pytest.approx(model.mean_prompt)
+    assert last.request_rate == pytest.approx(rate, rel=1e-3)

@@ -1,11 +1,11 @@
 """The fluid simulator agrees with the request-level one on the shared hour-long traces.
 
 Issue 4's acceptance: SLO attainment within 2 points and GPU-hours within 5%. The Azure
-conversation trace is turned into what a rate-only trace holds: one rate per minute (the rate of
-requests of the trace's mean token work, so each minute carries the trace's work; the fluid model
-knows the length distribution, not each minute's mix) and the trace's (prompt, output) pairs as
-the length distribution. Both simulators then run the same policy with the same fleet, lifecycle,
-SLO and replica cap, as ``runner.run_seed`` sets them up.
+conversation trace is turned into what a Prometheus history holds: one rate per minute (the rate
+of requests of the trace's mean token work, so each minute carries the trace's work) with that
+minute's mean prompt and output lengths (its token rates over its request rate), and the trace's
+(prompt, output) pairs as the length distribution. Both simulators then run the same policy
+with the same fleet, lifecycle, SLO and replica cap, as ``runner.run_seed`` sets them up.
 
 Measured when this test was written (rate-scale 20, seed 0; request-level -> fluid):
 
@@ -17,27 +17,31 @@ Measured when this test was written (rate-scale 20, seed 0; request-level -> flu
   is steady: the fluid batch fills for a minute before its queue forms, and counting that
   minute taught the fluid run a limit 30% low (GPU-h +10.7%).
 * every baseline (issue 17), before -> after the fluid snapshot counted KV usage as the held
-  context (not the reserved one), the engines' waiting queues (Little's law) and per-replica
-  values of the replicas holding a backlog; ``dynamo`` with its ARIMA predictor from then on:
+  context (not the reserved one), the engines' waiting queues (Little's law), per-replica values
+  of the replicas holding a backlog and each minute's own request mix (the rates come with the
+  trace's per-minute mean lengths, as a Prometheus history's token rates give them); ``dynamo``
+  with its ARIMA predictor from then on:
 
+  - ``forecast``: -0.5 pt, +4.4% -> +0.1 pt, +3.3%
   - ``kpa``: +0.9 pt, -2.7% -> +1.3 pt, -2.2%
   - ``hpa-kv``: +1.8 pt, +8.0% -> +1.8 pt, -0.9%
   - ``static-peak``: +0.4 pt, 0.0% -> the same
+  - ``dynamo``: +2.0 pt, -6.8% (constant predictor) -> +1.4 pt, -1.9% (+2.2 pt, -3.3% without
+    the per-minute lengths: not reported on a trace without them)
   - ``apa``: +8.7 pt, +6.2% -> +5.3 pt, +0.1% (not reported in fluid mode)
   - ``hpa-queue@3``: -1.8 pt, -5.8% -> the same (not reported in fluid mode)
-  - ``dynamo``: +2.0 pt, -6.8% (constant predictor) -> +2.2 pt, -3.3% (not reported)
 
 Baselines outside the band are not reported by the fluid runner
-(:data:`autoscaler.simulation.fluid_runner.NOT_REPORTED`, with the measured reason): the test
+(:func:`autoscaler.simulation.fluid_runner.not_reported`, with the measured reason): the test
 checks that every baseline is either within the band or marked. Known gaps: under a sudden
-overload the waiting queue of a replica filling its KV cache forms 2-4 minutes later in the fluid
-model (``hpa-queue``); deep, long overloads are reproduced only roughly (``apa``); a rate-only
-trace has no per-interval length mix (``dynamo`` sizes on it).
+overload the waiting queue of a replica filling its batch forms 2-4 minutes later in the fluid
+model (``hpa-queue``); deep, long overloads are reproduced only roughly (``apa``).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -53,7 +57,12 @@ from autoscaler.simulation.fluid import (
     length_sample,
     simulate_fluid,
 )
-from autoscaler.simulation.fluid_runner import NOT_REPORTED, run_fluid
+from autoscaler.simulation.fluid_runner import (
+    NOT_REPORTED,
+    NOT_REPORTED_WITHOUT_LENGTHS,
+    not_reported,
+    run_fluid,
+)
 from autoscaler.simulation.oracle import (
     INSTANT,
     PlanPolicy,
@@ -81,6 +90,18 @@ def per_minute_rates(trace: Trace, weights: tuple[float, float]) -> np.ndarray:
     work = trace.prompt_tokens * weights[0] + np.maximum(trace.output_tokens, 1) * weights[1]
     per_minute = np.bincount(idx, weights=work, minlength=minutes)
     return np.asarray(per_minute / 60.0 / float(work.mean()), dtype=np.float64)
+
+
+def per_minute_lengths(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
+    """Mean prompt and output tokens of each minute's requests (NaN for an empty minute): what a
+    Prometheus history's token rates over its request rate give."""
+    minutes = max(1, math.ceil(trace.duration_s / 60.0))
+    idx = np.minimum((trace.arrival_s // 60.0).astype(np.int64), minutes - 1)
+    count = np.bincount(idx, minlength=minutes).astype(np.float64)
+    prompt = np.bincount(idx, weights=trace.prompt_tokens, minlength=minutes)
+    output = np.bincount(idx, weights=np.maximum(trace.output_tokens, 1), minlength=minutes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return prompt / count, output / count
 
 
 _SETUP: dict[str, tuple[object, ...]] = {}
@@ -138,6 +159,7 @@ def _both(setup, make: object, lifecycle: LifecycleConfig):
         slo=slo,
         model=model,
         duration_s=trace.duration_s,
+        window_lengths=per_minute_lengths(trace),
     )
     flu_f = fluid_figures(out, oracle_gpu_hours=plan.gpu_hours, work_bound_gpu_hours=0.0)
     return ref_f, flu_f
@@ -173,15 +195,19 @@ def test_fixed_fleet_with_cold_starts_agrees(setup):
     assert (flu["cold_starts"], flu["warm_starts"]) == (ref["cold_starts"], ref["warm_starts"])
 
 
-AGREEING = [name for name in policy_names() if name not in NOT_REPORTED]
-"""``forecast`` and every baseline whose fluid figures are reported."""
+AGREEING = [name for name in policy_names() if not_reported(name, has_lengths=True) is None]
+"""``forecast`` and every baseline whose fluid figures are reported for a history with its own
+per-window lengths (the rates of this test come with the trace's per-minute means)."""
 
 
 def test_every_baseline_agrees_or_is_not_reported():
     assert set(AGREEING) | set(NOT_REPORTED) == set(policy_names())
-    assert "forecast" in AGREEING
-    for name, reason in NOT_REPORTED.items():
+    assert "forecast" in AGREEING and "dynamo" in AGREEING
+    for name, reason in {**NOT_REPORTED, **NOT_REPORTED_WITHOUT_LENGTHS}.items():
         assert name in reason and "tests/test_fluid_agreement.py" in reason
+    # without per-window lengths (ServeGen) dynamo is not reported either
+    assert not_reported("dynamo@0.85", has_lengths=False) == NOT_REPORTED_WITHOUT_LENGTHS["dynamo"]
+    assert not_reported("kpa", has_lengths=False) is None
 
 
 def test_the_fluid_runner_marks_the_baselines_it_does_not_report():
@@ -209,6 +235,11 @@ def test_the_fluid_runner_marks_the_baselines_it_does_not_report():
     assert skipped["hpa-queue@3"] == NOT_REPORTED["hpa-queue"]
     # every policy still reports its progress (the report's step count relies on it)
     assert {name for name, frac in calls if frac >= 1.0} >= set(names)
+    # with the history's own lengths dynamo is run and reported
+    lengths = (np.full(n, 2000.0), np.full(n, 150.0))
+    out = run_fluid(windows, replace(req, policies=["dynamo"]), lengths=lengths)
+    assert isinstance(out["policies"], dict) and "dynamo" in out["policies"]
+    assert out["not_reported"] == {}
 
 
 @pytest.mark.slow

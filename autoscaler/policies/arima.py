@@ -209,7 +209,7 @@ class ArimaPredictor:
         self.fit: ArimaFit | None = None
         self.log1p = False
         self._seen_nonzero = False
-        self._failed = False
+        self._varied = False
 
     def add(self, value: float) -> None:
         """``add_data_point``: NaN counts as 0; zeros before the first non-zero are skipped."""
@@ -218,19 +218,21 @@ class ArimaPredictor:
         if value == 0.0 and not self._seen_nonzero:
             return
         self._seen_nonzero = self._seen_nonzero or value != 0.0
-        self.points.append(max(0.0, float(value)))
+        value = max(0.0, float(value))
+        self._varied = self._varied or (bool(self.points) and value != self.points[0])
+        self.points.append(value)
 
     def last(self) -> float:
         return self.points[-1] if self.points else 0.0
 
     def predict(self) -> float:
         """``predict_next``: the last point until 5 points that are not all equal, then ARIMA."""
-        if len(self.points) < MIN_POINTS or self._failed:
+        if len(self.points) < MIN_POINTS:
             return self.last()
-        if len(set(self.points)) == 1:
+        if not self._varied:
             return self.points[0]
-        raw = np.asarray(self.points, dtype=np.float64)
         if self.fit is None:
+            raw = np.asarray(self.points, dtype=np.float64)
             fit = auto_arima(raw)
             if fit is not None and fit.p == 0 and fit.q == 0:
                 log_fit = auto_arima(np.log1p(raw))
@@ -242,8 +244,8 @@ class ArimaPredictor:
             self.fit = fit
         else:
             fit = self.fit
-            recent = self._series(raw[-UPDATE_WINDOW:])
-            updated = fit_arima(recent, fit.p, fit.d, fit.q, fit.constant, fit.params)
+            raw = np.asarray(self.points[-UPDATE_WINDOW:], dtype=np.float64)
+            updated = fit_arima(self._series(raw), fit.p, fit.d, fit.q, fit.constant, fit.params)
             if updated is not None:
                 self.fit = updated
         value = forecast_one(self.fit, self._series(raw))

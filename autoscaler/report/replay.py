@@ -32,7 +32,8 @@ from autoscaler.simulation.runner import RunRequest
 OURS = "forecast"
 DEFAULT_HEADROOMS: tuple[float, ...] = (0.7, 0.85, 1.0, 1.15, 1.3)
 """Five settings: enough to see the curve bend. With every baseline swept (25 baseline points,
-of which fluid mode reports 10, see ``fluid_runner.NOT_REPORTED``) 14 days of ServeGen replay in
+of which fluid mode reports 10, or 14 for a history with its own lengths, see
+``fluid_runner.not_reported``) 14 days of ServeGen replay in
 a few minutes (fluid mode, ~10 s a run) and an hour of Azure in about a minute a seed."""
 
 Progress = Callable[[str, float], None]

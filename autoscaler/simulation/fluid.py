@@ -686,6 +686,7 @@ def simulate_fluid(
     lengths: LengthMixture | tuple[npt.ArrayLike, npt.ArrayLike] = AZURE_CONV_LENGTHS,
     model: ReplicaModel | None = None,
     duration_s: float | None = None,
+    window_lengths: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
 ) -> FluidOutput:
     """Run ``policy`` on the piecewise-constant arrival rate ``rates_rps`` (one value per window
     of ``window_s`` seconds; NaN = missing window, see :func:`fill_gaps`). Deterministic.
@@ -693,7 +694,10 @@ def simulate_fluid(
     ``lengths`` is the (prompt, output) distribution: a :class:`LengthMixture` (sampled with a
     fixed seed) or an empirical sample; ``model`` a prebuilt :class:`ReplicaModel` (reuse it
     across policies to save its set-up). ``duration_s`` (default: all windows) ends the run
-    early, e.g. at a trace's true end inside its last window."""
+    early, e.g. at a trace's true end inside its last window. ``window_lengths`` (mean prompt and
+    output tokens per request, one each per window; NaN: the model's means) make the snapshot
+    show each window's own request mix: ``rates_rps`` are then requests of the model's mean token
+    work, and a window of mean work ``w`` completes ``E[work] / w`` real requests for each."""
     rates = fill_gaps(rates_rps)
     if window_s <= 0:
         raise ValueError("window_s must be > 0")
@@ -720,6 +724,7 @@ def simulate_fluid(
     lat: deque[tuple[float, float, int, float, float]] = deque(maxlen=keep - 1)
     """Per tick interval: (arrivals, wait, grid index, tpot p90, queue wait p90)."""
     done = prompt_tok = gen_tok = 0.0
+    per_window = _window_mix(window_lengths, rates.size, m, config.work_weights)
     backlog = 0.0
     queued = 0.0
     """Requests in the engines' waiting queues of the replicas without a backlog (Little's law:
@@ -793,7 +798,8 @@ def simulate_fluid(
                 nxt = min(stop, t + 1e-6)
             fleet.advance(t)
             dt = nxt - t
-            lam = float(rates[min(int(t / window_s + 1e-9), rates.size - 1)])
+            w_idx = min(int(t / window_s + 1e-9), rates.size - 1)
+            lam = float(rates[w_idx])
             n = fleet.ready_count()
             arrivals = lam * dt
             if n == 0:
@@ -822,9 +828,15 @@ def simulate_fluid(
                 queued = lam * (float(m.queue_s[gi]) + wait) if stuck < n else 0.0
             total_req += arrivals
             total_met += arrivals * ok_share
-            done += served
-            prompt_tok += served * mp
-            gen_tok += served * mo
+            if per_window is None:
+                done += served
+                prompt_tok += served * mp
+                gen_tok += served * mo
+            else:
+                real, w_prompt, w_output = per_window[w_idx]
+                done += served * real
+                prompt_tok += served * real * w_prompt
+                gen_tok += served * real * w_output
             arr_tick += arrivals
             wait_acc += arrivals * (wait if math.isfinite(wait) else 1e4)
             idx_acc = gi
@@ -866,6 +878,28 @@ def simulate_fluid(
         time_to_ready=fleet.started,
         prefetch=fleet.prefetcher,
     )
+
+
+def _window_mix(
+    lengths: tuple[npt.ArrayLike, npt.ArrayLike] | None,
+    n: int,
+    m: ReplicaModel,
+    weights: tuple[float, float],
+) -> list[tuple[float, float, float]] | None:
+    """Per window: (real requests per request of mean work, mean prompt, mean output)."""
+    if lengths is None:
+        return None
+    prompt = np.asarray(lengths[0], dtype=np.float64)
+    output = np.asarray(lengths[1], dtype=np.float64)
+    if prompt.shape != (n,) or output.shape != (n,):
+        raise ValueError("window_lengths: one mean prompt and output length per window")
+    ok = np.isfinite(prompt) & np.isfinite(output) & (prompt >= 0) & (output > 0)
+    prompt = np.where(ok, prompt, m.mean_prompt)
+    output = np.where(ok, output, m.mean_output)
+    mean_work = m.mean_prompt * weights[0] + m.mean_output * weights[1]
+    work = np.maximum(prompt * weights[0] + output * weights[1], 1e-9)
+    real = mean_work / work
+    return [(float(r), float(p), float(o)) for r, p, o in zip(real, prompt, output, strict=True)]
 
 
 def _interference(n: int, b: float) -> float:
@@ -1058,8 +1092,8 @@ def _snapshot(
         request_rate=done / dt,
         prompt_tokens_rate=(last.prompt - first.prompt) / dt,
         generation_tokens_rate=(last.gen - first.gen) / dt,
-        mean_prompt_tokens=m.mean_prompt if done > 0 else None,
-        mean_output_tokens=m.mean_output if done > 0 else None,
+        mean_prompt_tokens=(last.prompt - first.prompt) / done if done > 0 else None,
+        mean_output_tokens=(last.gen - first.gen) / done if done > 0 else None,
         p90_prompt_tokens=m.p90_prompt if done > 0 else None,
         waiting_growth_rate=(last.waiting - first.waiting) / dt,
         ttft_p90_s=ttft90,

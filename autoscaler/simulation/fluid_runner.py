@@ -10,8 +10,10 @@ C* is found by the same bisection on Poisson arrivals with that mix, the oracle 
 ``ceil(minute's token work / C*)`` replicas each minute with zero start time (the rate is
 constant inside a window, so every minute of a window has the same plan), and the work bound is
 the per-request bound of the mix times the expected request count. The fluid model is
-deterministic, so one run per policy stands for every seed. Baselines on which fluid mode
-disagrees with the request-level simulator are not run: :data:`NOT_REPORTED` says why.
+deterministic, so one run per policy stands for every seed. The snapshot of a history with
+its own lengths shows each window's request mix (``simulate_fluid``'s ``window_lengths``).
+Baselines on which fluid mode disagrees with the request-level simulator are not run:
+:func:`not_reported` says why.
 """
 
 from __future__ import annotations
@@ -61,10 +63,6 @@ NOT_REPORTED: Mapping[str, str] = MappingProxyType(
         "apa": "fluid mode disagrees with the request-level simulator on apa: deep overloads "
         "(APA's default leaves the fleet at ~40% attainment) are reproduced only roughly, "
         "+5.3 SLO points on Azure x20 (tests/test_fluid_agreement.py; band: 2 points, 5% GPU-h)",
-        "dynamo": "fluid mode disagrees with the request-level simulator on dynamo: its planner "
-        "sizes on each interval's mean input and output lengths, which a rate-only trace does "
-        "not carry (fluid: the mix's constant means), +2.2 SLO points on Azure x20 "
-        "(tests/test_fluid_agreement.py; band: 2 points, 5% GPU-h)",
         "hpa-queue": "fluid mode disagrees with the request-level simulator on hpa-queue: the "
         "waiting queue of a replica saturating its KV cache forms 2-4 minutes later in the fluid "
         "model, so the HPA scales up later, -5.8% GPU-h on Azure x20 "
@@ -73,6 +71,25 @@ NOT_REPORTED: Mapping[str, str] = MappingProxyType(
 )
 """Baselines whose fluid figures are not reported, with the measured reason: the run lists them
 under ``not_reported`` instead of ``policies`` (every setting of the baseline)."""
+
+NOT_REPORTED_WITHOUT_LENGTHS: Mapping[str, str] = MappingProxyType(
+    {
+        "dynamo": "fluid mode disagrees with the request-level simulator on dynamo when the "
+        "trace has no per-window lengths: its planner sizes on each interval's mean input and "
+        "output lengths, which a rate-only trace does not carry (fluid: the mix's constant "
+        "means), +2.2 SLO points on Azure x20; with the history's own lengths it agrees (+1.4 "
+        "points, -1.9% GPU-h; tests/test_fluid_agreement.py; band: 2 points, 5% GPU-h)",
+    }
+)
+"""Baselines not reported when the rates come without per-window mean lengths (ServeGen)."""
+
+
+def not_reported(policy: str, has_lengths: bool) -> str | None:
+    """Why fluid mode does not report ``policy`` (``NAME`` or ``NAME@SETTING``), or None."""
+    name, _ = parse_policy_name(policy)
+    if name in NOT_REPORTED:
+        return NOT_REPORTED[name]
+    return None if has_lengths else NOT_REPORTED_WITHOUT_LENGTHS.get(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,13 +206,13 @@ def run_fluid(
     ctx = policy_context(req, weights, peak=peak, cap=cap)
     model = build_replica_model(profile, slo, prompts, outputs)
     policies: dict[str, object] = {}
-    not_reported: dict[str, str] = {}
+    skipped: dict[str, str] = {}
     for name in [*REFERENCES, *req.policies]:
         if progress is not None:
             progress(name, 0.0)
-        reason = None if name in REFERENCES else NOT_REPORTED.get(parse_policy_name(name)[0])
+        reason = None if name in REFERENCES else not_reported(name, lengths is not None)
         if reason is not None:
-            not_reported[name] = reason
+            skipped[name] = reason
             if progress is not None:
                 progress(name, 1.0)
             continue
@@ -209,7 +226,14 @@ def run_fluid(
             prefetch=None if name in REFERENCES else req.prefetch,
         )
         out = simulate_fluid(
-            rates, window_s, policy, profile=profile, config=config, slo=slo, model=model
+            rates,
+            window_s,
+            policy,
+            profile=profile,
+            config=config,
+            slo=slo,
+            model=model,
+            window_lengths=lengths,
         )
         figs = fluid_figures(out, oracle_gpu_hours=oracle_hours, work_bound_gpu_hours=bound)
         policies[name] = mean_over_seeds([figs])
@@ -234,5 +258,5 @@ def run_fluid(
         "capacity_per_replica": round(capacity, 3),
         "oracle_peak_replicas": peak,
         "policies": policies,
-        "not_reported": not_reported,
+        "not_reported": skipped,
     }
