@@ -37,7 +37,7 @@ picks, for each family, the ``forecast`` setting that meets the goals on the mos
 workloads (ties: fewest GPU-hours) and reports how it does on the family left out.
 
     .venv/bin/python benchmarks/policies.py --families [--leave-one-out] [--seeds 3] [--quick]
-        [--warmup-s S] [--jobs N] [--no-shared]
+        [--warmup-s S] [--jobs N] [--no-shared] [--only WORKLOAD ...]
 
 ``--quick``: four families cut to 20 minutes (a flash crowd at minute 12), one seed, baselines
 at their default settings only (no sweep), no shared traces: a few minutes on two cores.
@@ -553,6 +553,11 @@ def families_main(args: argparse.Namespace) -> None:
         for rel, scale in CASES:
             specs[f"{rel.split('/')[-1]} x{scale:g}"] = ("shared", rel, scale, None)
 
+    if args.only:
+        unknown = sorted(set(args.only) - set(specs))
+        if unknown:
+            raise SystemExit(f"--only: unknown workload(s) {unknown}; known: {sorted(specs)}")
+        specs = {label: spec for label, spec in specs.items() if label in args.only}
     tasks = [(label, spec, seed) for label, spec in specs.items() for seed in range(seeds)]
     print(
         f"{len(tasks)} runs ({len(specs)} workloads x {seeds} seed(s)), {len(names)} policies "
@@ -619,7 +624,8 @@ def families_main(args: argparse.Namespace) -> None:
             "out\n",
             loo_table(rows),
         ]
-    emit("policies_families" + ("_quick" if args.quick else ""), payload, "\n".join(parts))
+    suffix = ("_quick" if args.quick else "") + ("_only" if args.only else "")
+    emit("policies_families" + suffix, payload, "\n".join(parts))
 
 
 def main() -> None:
@@ -653,6 +659,9 @@ def main() -> None:
     )
     ap.add_argument("--jobs", type=int, default=1, help="processes for --families runs")
     ap.add_argument("--no-shared", action="store_true", help="--families without shared traces")
+    ap.add_argument(
+        "--only", action="append", help="--families: only this workload (repeat for several)"
+    )
     args = ap.parse_args()
     if args.families or args.leave_one_out:
         families_main(args)
