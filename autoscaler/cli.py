@@ -11,47 +11,43 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from autoscaler.errors import InputError, LlmAutoscalerError
 
 PROG = "llm-autoscaler"
+_N = TypeVar("_N", int, float)
+
+
+def _number(
+    cast: Callable[[str], _N], ok: Callable[[_N], bool], need: str, kind: str = ""
+) -> Callable[[str], _N]:
+    """An argparse ``type``: ``cast`` the text, then ``ok`` or a message saying what it must be
+    (argparse prefixes the flag; ``kind`` names it again where the message stands alone)."""
+    noun = "an integer" if cast is int else "a number"
+    prefix = f"{kind} " if kind else ""
+
+    def parse(text: str) -> _N:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{prefix}must be {noun}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{prefix}must be {need}, got {text}")
+        return value
+
+    return parse
 
 
 def _positive(kind: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{kind} must be a number, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{kind} must be > 0, got {text}")
-        return value
-
-    return parse
+    return _number(float, lambda v: v > 0, "> 0", kind)
 
 
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+_non_negative = _number(float, lambda v: v >= 0, ">= 0")
 
 
 def _int_at_least(floor: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-        if value < floor:
-            raise argparse.ArgumentTypeError(f"must be >= {floor}, got {text}")
-        return value
-
-    return parse
+    return _number(int, lambda v: v >= floor, f">= {floor}")
 
 
 def _add_trace_flags(p: argparse.ArgumentParser, servegen_help: str) -> None:
