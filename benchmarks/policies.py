@@ -353,9 +353,22 @@ def dominates(a: Mapping[str, object], b: Mapping[str, object]) -> bool:
     return (sa >= sb or same_slo) and (ga <= gb or same_gpu) and not (same_slo and same_gpu)
 
 
+def same_point(a: Mapping[str, object], b: Mapping[str, object]) -> bool:
+    """Equal SLO and GPU-h (within 1e-6)."""
+    return math.isclose(
+        _f(a, "slo_attainment"), _f(b, "slo_attainment"), abs_tol=1e-6
+    ) and math.isclose(_f(a, "gpu_hours"), _f(b, "gpu_hours"), rel_tol=1e-6)
+
+
 def front(points: Mapping[str, Mapping[str, object]]) -> list[str]:
     """The names of the points no other point dominates (a policy's swept front), by GPU-h."""
-    names = [n for n in points if not any(dominates(points[m], points[n]) for m in points)]
+    names: list[str] = []
+    for n in points:
+        if any(dominates(points[m], points[n]) for m in points):
+            continue
+        if any(same_point(points[n], points[m]) for m in names):
+            continue  # the same point as one already kept (several settings can give it)
+        names.append(n)
     return sorted(names, key=lambda n: _f(points[n], "gpu_hours"))
 
 
