@@ -543,7 +543,11 @@ def _print_table(result: dict[str, Any], title: str) -> None:
 
     from autoscaler.tables import rich_table
 
-    Console().print(rich_table(result["policies"], title))
+    console = Console()
+    console.print(rich_table(result["policies"], title))
+    # fluid mode refuses baselines it cannot reproduce within the agreement band: say which
+    for name, why in (result.get("not_reported") or {}).items():
+        console.print(f"not reported: {name}: {why}", soft_wrap=True)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:

@@ -128,6 +128,17 @@ def test_servegen_runs_in_fluid_mode_with_the_same_contract(shared_file, capsys)
     assert static["max_replicas"] == out["oracle_peak_replicas"]
 
 
+def test_fluid_mode_names_the_baselines_it_does_not_report(shared_file, capsys):
+    path = shared_file("traces/servegen_aggregate_rate_10min.csv")
+    code = main(["simulate", "--trace", str(path), "--servegen-model", "mm-image",
+                 "--policy", "static-peak", "--policy", "apa"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "static-peak" in out
+    (line,) = [x for x in out.splitlines() if x.startswith("not reported: apa")]
+    assert len(line) > len("not reported: apa: ")  # with its reason
+
+
 def test_validate_config_accepts_the_example_and_names_the_field_of_a_bad_one(tmp_path, capsys):
     from pathlib import Path
 
