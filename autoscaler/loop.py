@@ -143,6 +143,8 @@ class _Health:
     ticks: int = 0
     backfilled: bool = False
     errors: list[str] = field(default_factory=list)
+    degraded: str | None = None
+    """Why the last tick held for want of Prometheus (None: it did not)."""
 
 
 class ControlLoop:
@@ -258,6 +260,7 @@ class ControlLoop:
         self.health.ticks += 1
         self.health.last_tick_end = self.clock()
         self.health.errors = errors
+        self.health.degraded = prometheus_problems[0] if held else None
         for e in errors:
             log.warning("tick: %s", e)
         return TickReport(now, duration, recs, queries, tuple(errors))
@@ -421,6 +424,12 @@ class ControlLoop:
     def ready(self) -> bool:
         """Readiness: backfill done and one tick stored, so the servers have answers to give."""
         return self.health.backfilled and self.health.ticks > 0
+
+    def degraded(self) -> str | None:
+        """Why the service holds right now (Prometheus down or slow), or None. Not a reason to
+        leave the Service: every replica would hold alike, and the APIs' 503s already tell the
+        HPA and KEDA to keep their counts; the probe's body says it for a person."""
+        return self.health.degraded
 
 
 def _short(rec: Recommendation) -> str:

@@ -209,7 +209,7 @@ def _listeners(
     key_file: str,
     kube: client.ApiClient | None,
 ) -> Listeners:
-    health = create_health_app(registry, alive=loop.alive, ready=loop.ready)
+    health = create_health_app(registry, alive=loop.alive, ready=loop.ready, degraded=loop.degraded)
     auth: Authenticator | None = None
     if options.skip_auth:
         log.warning("the HTTPS API runs WITHOUT authentication (--insecure-skip-auth)")

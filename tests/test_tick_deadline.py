@@ -88,6 +88,28 @@ def test_a_slow_prometheus_holds_the_tick_within_its_budget(slow):
     reason = not_fresh_reason(entry, entry.freshness(clock.t, 45.0), now=clock.t, staleness_s=45.0)
     assert "Prometheus slow" in reason
     assert loop.alive()
+    assert (loop.degraded() or "").startswith("Prometheus slow: ")
+
+
+@pytest.mark.asyncio
+async def test_readiness_says_degraded_while_holding_and_stays_in_the_service():
+    from aiohttp.test_utils import TestClient, TestServer
+    from prometheus_client import CollectorRegistry
+
+    from external_metrics.health import create_health_app
+
+    why: list[str | None] = [None]
+    app = create_health_app(CollectorRegistry(), alive=lambda: True, ready=lambda: True,
+                            degraded=lambda: why[0])  # fmt: skip
+    async with TestClient(TestServer(app)) as client:
+        ok = await client.get("/readyz")
+        assert (ok.status, await ok.text()) == (200, "ok\n")
+        why[0] = "Prometheus slow: vllm:request_success_total (vllm)"
+        held = await client.get("/readyz")
+        assert held.status == 200
+        assert await held.text() == f"degraded: {why[0]}\n"
+        alive = await client.get("/healthz")
+        assert alive.status == 200
 
 
 def test_the_default_budget_is_half_a_tick():
