@@ -623,13 +623,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     req = _request(args, names, 1, args.rate_scale)
     print(
         f"demo: synthetic workload, {trace.requests} requests over {trace.duration_s / 60:.0f} "
-        f"min, profile {req.profile.key}; simulating {len(names)} policies + the oracle ...",
+        f"min, profile {req.profile.key}; simulating {len(names)} policies, the oracle and "
+        "oracle-late ...",
         file=sys.stderr,
     )
-    with _Progress(len(names) + 1) as progress:
+    with _Progress(len(names) + len(REFERENCES)) as progress:
         seed_run = run_seed(trace, req, seed=args.seed, progress=progress)
     policies = {n: mean_over_seeds([seed_run.figures[n]]) for n in [*REFERENCES, *names]}
-    result = {"trace": seed_run.trace.describe(), "policies": policies}
+    warmup = seed_run.yardstick["warmup_s"]
+    result = {
+        "trace": seed_run.trace.describe(),
+        "warmup_s": warmup,
+        "yardstick": seed_run.yardstick,
+        "policies": policies,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     png = plot_replicas(
         seed_run.outputs, args.out / "replicas.png", "Replicas and demand per policy (demo)"
@@ -640,7 +647,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        _print_table(result, "demo: synthetic workload (1 seed)")
+        title = f"demo: synthetic workload (1 seed, scored after a {warmup:g}s warm-up)"
+        _print_table(result, title)
         print(f"wrote {png}, {args.out / 'results.json'} and {args.out / 'results.md'}")
     return 0
 
