@@ -103,39 +103,46 @@ def fleet_oracle(
     cache_dir: Path | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> FleetOracle:
-    """Bisect the fleet capacity C; see the module docstring."""
+    """Bisect the fleet capacity C (or read it from the cache); see the module docstring."""
     feasible = feasible_on_idle_replica(trace, profile, slo)
     ceiling = float(feasible.mean()) if trace.requests else 1.0
-    cached = _read_cache(cache_dir, trace, profile, slo, weights, tick_s)
-    if cached is not None:
-        capacity, attainment, met = cached
-        plan = oracle_plan(trace, capacity, weights, profile.tp)
-        return FleetOracle(plan, replica_capacity, attainment, ceiling, met)
+    path = None
+    if cache_dir is not None:
+        path = cache_dir / f"{cache_key(trace, profile, slo, weights, tick_s)}.json"
+    found = _read_cache(path)
+    if found is None:
+        steps = 2 * SEARCH_FACTORS + ITERATIONS
+        done = 0
 
-    steps = 2 * SEARCH_FACTORS + ITERATIONS
-    done = 0
+        def attainment_at(capacity: float) -> float:
+            nonlocal done
+            plan = oracle_plan(trace, capacity, weights, profile.tp)
+            config = SimConfig(
+                max_replicas=max(plan.replicas_per_minute),
+                start_replicas=plan.replicas_per_minute[0],
+                tick_s=tick_s,
+                lifecycle=INSTANT,
+                work_weights=weights,
+            )
+            out = simulate(trace, PlanPolicy("fleet-oracle", plan.replicas_per_minute),
+                           profile=profile, config=config)  # fmt: skip
+            done += 1
+            if progress is not None:
+                progress(min(1.0, done / steps))
+            return float(requests_met(out, slo)[feasible].mean()) if feasible.any() else 1.0
 
-    def attainment_at(capacity: float) -> float:
-        nonlocal done
-        plan = oracle_plan(trace, capacity, weights, profile.tp)
-        peak = max(plan.replicas_per_minute)
-        config = SimConfig(
-            max_replicas=peak,
-            start_replicas=plan.replicas_per_minute[0],
-            tick_s=tick_s,
-            lifecycle=INSTANT,
-            work_weights=weights,
-        )
-        out = simulate(trace, PlanPolicy("fleet-oracle", plan.replicas_per_minute),
-                       profile=profile, config=config)  # fmt: skip
-        met = requests_met(out, slo)
-        done += 1
-        if progress is not None:
-            progress(min(1.0, done / steps))
-        return float(met[feasible].mean()) if feasible.any() else 1.0
+        found = _bisect(attainment_at, replica_capacity, slo.attainment_target)
+        _write_cache(path, found)
+    capacity, attainment, met = found
+    plan = oracle_plan(trace, capacity, weights, profile.tp)
+    return FleetOracle(plan, replica_capacity, attainment, ceiling, met)
 
-    target = slo.attainment_target
-    start = replica_capacity
+
+def _bisect(
+    attainment_at: Callable[[float], float], start: float, target: float
+) -> tuple[float, float, bool]:
+    """(C, the plan's attainment at C, whether it meets ``target``): bracket from ``start`` by
+    doubling or halving, then bisect on a log scale. Attainment falls as C grows."""
     first = attainment_at(start)
     if first >= target:  # C* is enough: how much more can the fleet carry?
         lo, lo_att, hi = start, first, start * 2.0
@@ -145,8 +152,7 @@ def fleet_oracle(
                 break
             lo, lo_att, hi = hi, att, hi * 2.0
         else:
-            return _done(trace, profile, slo, weights, tick_s, cache_dir, lo, lo_att, True,
-                         replica_capacity, ceiling)  # fmt: skip
+            return lo, lo_att, True
     else:  # the fleet needs more than C* suggests
         hi, lo, lo_att = start, start / 2.0, first
         for _ in range(SEARCH_FACTORS):
@@ -155,8 +161,7 @@ def fleet_oracle(
                 break
             hi, lo = lo, lo / 2.0
         else:
-            return _done(trace, profile, slo, weights, tick_s, cache_dir, lo * 2.0, lo_att,
-                         False, replica_capacity, ceiling)  # fmt: skip
+            return lo * 2.0, lo_att, False
     for _ in range(ITERATIONS):
         mid = math.sqrt(lo * hi)
         att = attainment_at(mid)
@@ -164,46 +169,23 @@ def fleet_oracle(
             lo, lo_att = mid, att
         else:
             hi = mid
-    return _done(trace, profile, slo, weights, tick_s, cache_dir, lo, lo_att, True,
-                 replica_capacity, ceiling)  # fmt: skip
+    return lo, lo_att, True
 
 
-def _done(
-    trace: Trace,
-    profile: PerfProfile,
-    slo: SloSpec,
-    weights: tuple[float, float],
-    tick_s: float,
-    cache_dir: Path | None,
-    capacity: float,
-    attainment: float,
-    met: bool,
-    replica_capacity: float,
-    ceiling: float,
-) -> FleetOracle:
-    if cache_dir is not None:
-        path = cache_dir / f"{cache_key(trace, profile, slo, weights, tick_s)}.json"
-        try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            body = {"capacity": capacity, "attainment": attainment, "met": met}
-            path.write_text(json.dumps(body))
-        except OSError as exc:  # a cache is an optimisation: say so and go on
-            log.warning("fleet oracle: cannot write the cache %s: %s", path, exc)
-    plan = oracle_plan(trace, capacity, weights, profile.tp)
-    return FleetOracle(plan, replica_capacity, attainment, ceiling, met)
+def _write_cache(path: Path | None, found: tuple[float, float, bool]) -> None:
+    if path is None:
+        return
+    capacity, attainment, met = found
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"capacity": capacity, "attainment": attainment, "met": met}))
+    except OSError as exc:  # a cache is an optimisation: say so and go on
+        log.warning("fleet oracle: cannot write the cache %s: %s", path, exc)
 
 
-def _read_cache(
-    cache_dir: Path | None,
-    trace: Trace,
-    profile: PerfProfile,
-    slo: SloSpec,
-    weights: tuple[float, float],
-    tick_s: float,
-) -> tuple[float, float, bool] | None:
-    if cache_dir is None:
+def _read_cache(path: Path | None) -> tuple[float, float, bool] | None:
+    if path is None:
         return None
-    path = cache_dir / f"{cache_key(trace, profile, slo, weights, tick_s)}.json"
     try:
         body = json.loads(path.read_text())
         capacity, attainment, met = body["capacity"], body["attainment"], body["met"]
