@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -81,17 +81,6 @@ def default_warmup_s(lead_s: float, duration_s: float) -> float:
     half the trace (whole minutes), so a short trace keeps something to score."""
     want = max(600.0, 2.0 * lead_s)
     return float(min(want, 60.0 * math.floor(duration_s / 2.0 / 60.0)))
-
-
-def after(trace: Trace, start_s: float) -> Trace:
-    """The requests arriving at or after ``start_s`` (times unchanged)."""
-    keep = trace.arrival_s >= start_s
-    return replace(
-        trace,
-        arrival_s=trace.arrival_s[keep],
-        prompt_tokens=trace.prompt_tokens[keep],
-        output_tokens=trace.output_tokens[keep],
-    )
 
 
 @dataclass
@@ -161,7 +150,7 @@ def run_seed(base: Trace, req: RunRequest, seed: int, progress: Progress | None 
             f"a warm-up of {warmup:g}s leaves nothing of the {trace.duration_s:g}s trace to "
             "score (--warmup-s 0 scores the whole run)"
         )
-    scored = after(trace, warmup)
+    scored = trace.arriving_from(warmup)
     bound = work_bound_gpu_hours(scored, profile, slo)
     oracle_hours = plan.gpu_hours_between(warmup, trace.duration_s, profile.tp)
     feasible = feasible_on_idle_replica(scored, profile, slo)

@@ -39,6 +39,17 @@ class Trace:
             duration_s=min(self.duration_s, seconds),
         )
 
+    def arriving_from(self, start_s: float) -> Trace:
+        """The requests arriving at or after ``start_s``, times unchanged (what a run scores
+        after its warm-up)."""
+        n = int(np.searchsorted(self.arrival_s, start_s, side="left"))
+        return replace(
+            self,
+            arrival_s=self.arrival_s[n:],
+            prompt_tokens=self.prompt_tokens[n:],
+            output_tokens=self.output_tokens[n:],
+        )
+
     def describe(self) -> dict[str, object]:
         """The ``trace`` object of the ``simulate --json`` contract."""
         return {
