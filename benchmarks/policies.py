@@ -1,23 +1,21 @@
 """Every policy (ours, each baseline's whole sweep, the oracle) on the shared traces, vs the goals.
 
-Prints one table per trace and capacity-seed error with SLO attainment (the whole run and after
-the warm-up), GPU-hours and GPU-hours / oracle, averaged over seeds (default 3), then whether
-``forecast`` meets the goals (SLO attainment >= the target, GPU-hours <= 1.25 x oracle, no point
-of a baseline's sweep at least as good on SLO attainment and at most as costly). Traces (issue
-acceptance): ``azure2023_conv.csv`` at rate-scale 20, ``mooncake_synthetic_trace.jsonl`` at
-rate-scale 1, and with ``--servegen`` the ServeGen language models over 14 days in fluid mode.
+Prints one table per trace and capacity-seed error with SLO attainment and GPU-hours (both
+scored after the runner's warm-up, ``--warmup-s``) and GPU-hours / oracle, averaged over seeds
+(default 3), then whether ``forecast`` meets the goals (SLO attainment >= the target, GPU-hours
+<= 1.25 x oracle, no point of a baseline's sweep at least as good on SLO attainment and at most
+as costly). Traces (issue acceptance): ``azure2023_conv.csv`` at rate-scale 20,
+``mooncake_synthetic_trace.jsonl`` at rate-scale 1, and with ``--servegen`` the ServeGen
+language models over 14 days in fluid mode.
 
     .venv/bin/python benchmarks/policies.py [--seeds 3] [--quick] [--servegen [--servegen-days D]]
         [--capacity-seed-error E ...]
 
-Yardsticks besides the oracle, for the request-level traces, where every policy starts with the
-oracle's first-minute fleet and the trace may ramp faster than a replica starts:
+A yardstick besides the runner's ``oracle`` and ``oracle-late``, for the request-level traces:
 
-* ``slo_after_warmup``: attainment of the requests arriving after the default lead time (the
-  cold start) plus 10 minutes, i.e. once no policy is still paying for the starting fleet;
 * ``oracle-lead``: the oracle's plan known in advance (each tick asks for the most the plan needs
   between now and one lead time ahead), through the shipped HPA behaviour and the real replica
-  start-up, from the same starting fleet. No forecast can do better than knowing the plan, so its
+  start-up, after the same warm-up. No forecast can do better than knowing the plan, so its
   SLO attainment is what the starting fleet and the cold start leave reachable, and its GPU-hours
   the least that the HPA's scale-down window and the cold start allow at the oracle's capacity.
 
@@ -69,7 +67,6 @@ from autoscaler.simulation.fluid_runner import run_fluid
 from autoscaler.simulation.oracle import work_weights
 from autoscaler.simulation.results import mean_over_seeds, run_figures
 from autoscaler.simulation.runner import ORACLE, ORACLE_LATE, REFERENCES, RunRequest, run_seed
-from autoscaler.slo import SloSpec
 from autoscaler.traces.families import FAMILIES, FlashCrowd
 from autoscaler.traces.families import generate as generate_family
 from autoscaler.traces.readers import read_trace
@@ -89,7 +86,6 @@ LEAD = "oracle-lead"
 SEED_DEPENDENT = ("forecast", "dynamo")
 """Policies that read ``PolicyContext.replica_token_capacity`` (the capacity seed)."""
 COST_GOAL = 1.25
-WARMUP_AFTER_LEAD_S = 600.0
 
 
 class LeadPlan:
@@ -127,18 +123,6 @@ class LeadPlan:
         )
 
 
-def attainment_after(out: RunOutput, slo: SloSpec, start_s: float) -> float | None:
-    """SLO attainment of the requests arriving at or after ``start_s`` (None if there are none)."""
-    reqs = out.reqs
-    late = reqs.arrival_arr >= start_s
-    if not late.any():
-        return None
-    ttft = reqs.column("first_token") - reqs.arrival_arr
-    e2e = reqs.column("finished") - reqs.arrival_arr
-    met = slo.met(reqs.prompt_arr, reqs.output_arr, ttft, e2e)
-    return float(met[late].mean())
-
-
 def plan_of(oracle: RunOutput) -> list[int]:
     """The oracle's per-minute plan, read back from its simulated run (its spec each minute)."""
     per_minute: dict[int, int] = {}
@@ -148,8 +132,14 @@ def plan_of(oracle: RunOutput) -> list[int]:
 
 
 def lead_plan_run(
-    trace: Trace, req: RunRequest, oracle: RunOutput, oracle_gpu_hours: float, bound: float
+    trace: Trace,
+    req: RunRequest,
+    oracle: RunOutput,
+    oracle_gpu_hours: float,
+    bound: float,
+    warmup_s: float,
 ) -> tuple[dict[str, float | int | None], RunOutput]:
+    """The ``oracle-lead`` run, warmed up and scored like the runner's rows."""
     plan = plan_of(oracle)
     peak = max(plan)
     cap = req.max_replicas or max(2 * peak, peak + 4)
@@ -162,6 +152,8 @@ def lead_plan_run(
         tick_s=req.tick_s,
         lifecycle=lc,
         work_weights=work_weights(req.profile, req.slo),
+        warmup_s=warmup_s,
+        warmup_plan=tuple(plan),
     )
     out = simulate(trace, policy, profile=req.profile, config=config)
     figures = run_figures(
@@ -173,12 +165,9 @@ def lead_plan_run(
 def request_level(
     base: Trace, req: RunRequest, *, with_lead: bool
 ) -> tuple[dict[str, dict[str, object]], dict[str, object]]:
-    """Figures per policy (mean over seeds), plus ``slo_after_warmup`` and, with ``with_lead``,
-    the ``oracle-lead`` yardstick."""
-    lc = req.lifecycle
-    warm = lc.provision_s + lc.pull_s + lc.init_s + WARMUP_AFTER_LEAD_S
+    """Figures per policy (mean over seeds, scored after the runner's warm-up) and, with
+    ``with_lead``, the ``oracle-lead`` yardstick."""
     runs: dict[str, list[dict[str, float | int | None]]] = {}
-    after: dict[str, list[float]] = {}
     info: dict[str, object] = {}
     for seed in range(req.seeds):
         one = run_seed(base, req, seed)
@@ -194,20 +183,12 @@ def request_level(
                 one.outputs[ORACLE],
                 float(oracle_figs["oracle_gpu_hours"] or 0.0),
                 float(oracle_figs["work_bound_gpu_hours"] or 0.0),
+                float(one.yardstick["warmup_s"]),
             )
-        for name, out in outputs.items():
+        info["warmup_s"] = one.yardstick["warmup_s"]
+        for name in outputs:
             runs.setdefault(name, []).append(figures[name])
-            late = attainment_after(out, req.slo, warm)
-            if late is not None:
-                after.setdefault(name, []).append(late)
-    merged: dict[str, dict[str, object]] = {}
-    for name, figs in runs.items():
-        mean = mean_over_seeds(figs)
-        values = after.get(name, [])
-        mean["slo_after_warmup"] = round(float(np.mean(values)), 6) if values else None
-        merged[name] = mean
-    info["warmup_s"] = warm
-    return merged, info
+    return {name: mean_over_seeds(figs) for name, figs in runs.items()}, info
 
 
 def fluid(
@@ -220,9 +201,6 @@ def fluid(
     assert isinstance(policies, dict)
     info = result["trace"]
     assert isinstance(info, dict)
-    # over days, the first minutes of a run are noise: the whole run is the after-warm-up figure
-    for figs in policies.values():
-        figs["slo_after_warmup"] = figs.get("slo_attainment")
     return policies, info
 
 
@@ -262,8 +240,8 @@ def table(policies: Mapping[str, Mapping[str, object]], title: str) -> str:
 
     lines = [
         f"### {title}\n",
-        "| policy | SLO | SLO after warm-up | GPU-h | /oracle | cold starts | max replicas |",
-        "|---|---|---|---|---|---|---|",
+        "| policy | SLO | GPU-h | /oracle | cold starts | max replicas |",
+        "|---|---|---|---|---|---|",
     ]
     for name, figs in policies.items():
         gpu, oracle = figs.get("gpu_hours"), figs.get("oracle_gpu_hours")
@@ -274,7 +252,7 @@ def table(policies: Mapping[str, Mapping[str, object]], title: str) -> str:
         )
         label = f"**{name}**" if name == OURS else name
         lines.append(
-            f"| {label} | {pct(figs.get('slo_attainment'))} | {pct(figs.get('slo_after_warmup'))} "
+            f"| {label} | {pct(figs.get('slo_attainment'))} "
             f"| {float(gpu) if isinstance(gpu, int | float) else 0.0:.1f} | {ratio} "
             f"| {figs.get('cold_starts')} "
             f"| {figs.get('max_replicas')} |"
