@@ -78,6 +78,10 @@ _SCALAR_FIELDS: Final[frozenset[str]] = frozenset(
     for f in fields(SignalSnapshot)
     if f.name not in ("workload", "timestamp", "replicas", "data_age_s", "stale", "rejected")
     and not f.name.startswith("per_replica_")
+    and not f.name.endswith("_buckets")
+)
+_BUCKET_FIELDS: Final[frozenset[str]] = frozenset(
+    f.name for f in fields(SignalSnapshot) if f.name.endswith("_buckets")
 )
 _PER_REPLICA_FIELDS: Final[frozenset[str]] = frozenset(
     f.name for f in fields(SignalSnapshot) if f.name.startswith("per_replica_")
@@ -237,13 +241,18 @@ def _assemble(
         members[profile.name].add(key)
     scalars: dict[str, dict[str, float | None]] = defaultdict(dict)
     per_pod: dict[str, dict[str, list[tuple[str, float]]]] = defaultdict(lambda: defaultdict(list))
+    buckets: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
     newest: dict[str, float] = {}
     rejected: dict[str, list[str]] = defaultdict(list)
     for engine_name, queries in fleet.items():
         for q in queries:
             rows = results.get((engine_name, q.field))
             if rows is not None:
-                _assign(q, rows, members[engine_name], lb, scalars, per_pod, newest, rejected)
+                _assign(
+                    q, rows, members[engine_name], lb, scalars, per_pod, buckets, newest, rejected
+                )
 
     out: dict[str, SignalSnapshot] = {}
     for w in workloads:
@@ -262,6 +271,7 @@ def _assemble(
                 why += f"; rejected {', '.join(bad)}"
             log.debug("workload %s is stale (%s)", key, why)
         pods = per_pod.get(key, {})
+        histograms = {f: _histogram(rows) for f, rows in buckets.get(key, {}).items()}
         out[key] = SignalSnapshot(
             workload=key,
             timestamp=now,
@@ -271,8 +281,35 @@ def _assemble(
             rejected=bad,
             **{f: v for f, v in values.items() if f in _SCALAR_FIELDS},  # type: ignore[arg-type]
             **{f: tuple(v for _, v in sorted(rows)) for f, rows in pods.items()},  # type: ignore[arg-type]
+            **{f: h for f, h in histograms.items() if h},  # type: ignore[arg-type]
         )
     return out
+
+
+def _bound(text: str | None) -> float | None:
+    """A bucket's ``le`` label as a number (``+Inf`` included); None when absent or garbage."""
+    try:
+        le = float(text) if text is not None else math.nan
+    except ValueError:
+        return None
+    return None if math.isnan(le) or le < 0 else le
+
+
+def _histogram(rows: list[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
+    """A workload's bucket rows as ``(le, value)`` pairs, ascending; empty (not observed) unless
+    it is a whole cumulative histogram: ``+Inf`` present, no ``le`` twice, never decreasing
+    (a row rejected as impossible, or with an unreadable ``le``, leaves a hole, and a histogram with
+    a hole is no histogram)."""
+    if any(math.isnan(le) for le, _ in rows):
+        return ()
+    ordered = sorted(rows)
+    les = [le for le, _ in ordered]
+    if not ordered or not math.isinf(les[-1]) or len(set(les)) != len(les):
+        return ()
+    values = [v for _, v in ordered]
+    if any(b < a - 1e-9 * max(abs(a), 1.0) for a, b in zip(values, values[1:], strict=False)):
+        return ()
+    return tuple(ordered)
 
 
 def _assign(
@@ -282,6 +319,7 @@ def _assign(
     lb: GroupingLabels,
     scalars: dict[str, dict[str, float | None]],
     per_pod: dict[str, dict[str, list[tuple[str, float]]]],
+    buckets: dict[str, dict[str, list[tuple[float, float]]]],
     newest: dict[str, float],
     rejected: dict[str, list[str]],
 ) -> None:
@@ -308,6 +346,12 @@ def _assign(
         if q.field in _PER_REPLICA_FIELDS:
             if value is not None:
                 per_pod[key][q.field].append((row.labels.get(lb.pod, ""), value))
+        elif q.field in _BUCKET_FIELDS:
+            # a rejected or unreadable row still takes its place (NaN), so the histogram it
+            # belongs to is known to have a hole
+            le = _bound(row.labels.get("le"))
+            ok = value is not None and le is not None
+            buckets[key][q.field].append((le, value) if ok else (math.nan, math.nan))  # type: ignore[arg-type]
         elif q.field in _SCALAR_FIELDS:
             if scalars[key].get(q.field) is None:
                 scalars[key][q.field] = value

@@ -62,6 +62,16 @@ class SignalSnapshot:
     tpot_p90_s: float | None = None
     e2e_p95_s: float | None = None
     queue_time_p90_s: float | None = None
+    ttft_buckets: tuple[tuple[float, float], ...] = field(default=())
+    """TTFT histogram over the rate window: cumulative per-second rates per upper bound ``le``,
+    ascending, ``+Inf`` last (as ``sum by (le) (rate(..._bucket[1m]))`` gives); empty when not
+    exported. With ``tpot_buckets`` it gives the observed SLO attainment
+    (:mod:`autoscaler.attainment`)."""
+    tpot_buckets: tuple[tuple[float, float], ...] = field(default=())
+    """Per-request time-per-output-token histogram, as ``ttft_buckets`` (vLLM V1's
+    ``vllm:request_time_per_output_token_seconds``; not the per-token inter-token latency)."""
+    prompt_buckets: tuple[tuple[float, float], ...] = field(default=())
+    """Prompt-size (tokens) histogram, as ``ttft_buckets``: pairs each TTFT with its budget."""
 
     # saturation
     waiting: float | None = None

@@ -236,3 +236,43 @@ def test_the_fake_answers_range_queries_and_errors_from_data():
     with pytest.raises(PrometheusQueryError):
         api.query_range("bad", 0.0, 1.0, 1.0)
     assert api.calls == ["r", "unknown", "bad"]
+
+
+def _bucket_rows(name: str, pairs: list[tuple[str, float]]) -> list[Sample]:
+    return [row(name, value, le=le) for le, value in pairs]
+
+
+def test_histogram_buckets_are_filed_per_workload_in_le_order():
+    """TTFT, prompt-size and per-request TPOT buckets reach the snapshot as ``(le, rate)``
+    pairs, ascending with ``+Inf`` last, whatever order the rows came in: the observed SLO
+    attainment reads them (autoscaler/attainment.py)."""
+    results = vllm_results(["chat"])
+    results[VLLM["ttft_buckets"]] = _bucket_rows(
+        "chat", [("+Inf", 10.0), ("0.5", 6.0), ("1.0", 9.0), ("2.5", 9.5)]
+    )
+    results[VLLM["prompt_buckets"]] = _bucket_rows("chat", [("1000", 7.0), ("+Inf", 10.0)])
+    results[VLLM["tpot_buckets"]] = _bucket_rows("chat", [("0.1", 9.9), ("+Inf", 10.0)])
+    snap = run(FakePrometheus(results=results), [workload("chat")])["llm/chat"]
+    assert snap.ttft_buckets == ((0.5, 6.0), (1.0, 9.0), (2.5, 9.5), (math.inf, 10.0))
+    assert snap.prompt_buckets == ((1000.0, 7.0), (math.inf, 10.0))
+    assert snap.tpot_buckets == ((0.1, 9.9), (math.inf, 10.0))
+
+
+@pytest.mark.parametrize(
+    "pairs, why",
+    [
+        ([("0.5", 6.0), ("1.0", 9.0)], "no +Inf bucket"),
+        ([("0.5", 6.0), ("1.0", 4.0), ("+Inf", 10.0)], "decreasing"),
+        ([("0.5", 6.0), ("0.5", 7.0), ("+Inf", 10.0)], "le twice"),
+        ([("0.5", -1.0), ("+Inf", 10.0)], "a negative rate leaves a hole"),
+        ([("fast", 1.0), ("+Inf", 10.0)], "garbage le"),
+    ],
+)
+def test_a_broken_histogram_is_not_observed(pairs, why):
+    """A histogram that is not a whole cumulative one is left out (the learner then falls back
+    to p90 ratios), never filed in part; the rest of the snapshot is unaffected."""
+    results = vllm_results(["chat"])
+    results[VLLM["ttft_buckets"]] = _bucket_rows("chat", pairs)
+    snap = run(FakePrometheus(results=results), [workload("chat")])["llm/chat"]
+    assert snap.ttft_buckets == (), why
+    assert not snap.stale and snap.request_rate == 10.0

@@ -45,6 +45,11 @@ VLLM_EXPECTED = {
         f"sum by ({W}) (rate(vllm:request_prompt_tokens_sum[1m])) / "
         f"sum by ({W}) (rate(vllm:request_prompt_tokens_count[1m]))"
     ),
+    "ttft_buckets": f"sum by ({W}, le) (rate(vllm:time_to_first_token_seconds_bucket[1m]))",
+    "prompt_buckets": f"sum by ({W}, le) (rate(vllm:request_prompt_tokens_bucket[1m]))",
+    "tpot_buckets": (
+        f"sum by ({W}, le) (rate(vllm:request_time_per_output_token_seconds_bucket[1m]))"
+    ),
     "waiting": f"sum by ({W}) (vllm:num_requests_waiting)",
     "waiting_growth_rate": f"sum by ({W}) (deriv(vllm:num_requests_waiting[1m]))",
     "per_replica_waiting": f"sum by ({W}, pod) (vllm:num_requests_waiting)",
@@ -75,6 +80,24 @@ def test_query_count_does_not_depend_on_workload_count(n_workloads):
     by_engine = build_fleet_queries(fleet)
     assert list(by_engine) == ["vllm"]
     assert len(by_engine["vllm"]) == len(VLLM_EXPECTED)
+
+
+def test_bucket_queries_never_mix_two_generations_of_a_histogram():
+    """SGLang's TTFT has one name but two bucket sets; its prompt size has two names. A
+    workload's buckets come from the first generation it reports, never from both (plain ``or``
+    matches on ``le`` too, and would merge two bucket sets into one histogram)."""
+    queries = {q.field: q.promql for q in build_queries(get_engine("sglang"))}
+    assert queries["ttft_buckets"] == (
+        f"sum by ({W}, le) (rate(sglang:time_to_first_token_seconds_bucket[1m]))"
+    )
+    prompt = queries["prompt_buckets"]
+    first, second = (f"sum by ({W}, le) (rate({n}_bucket[1m]))" for n in _prompt_names())
+    assert prompt == f"({first}) or (({second}) unless on ({W}) ({first}))"
+    assert "tpot_buckets" not in queries  # SGLang's per-request TPOT is not verified
+
+
+def _prompt_names() -> list[str]:
+    return [s.name for s in get_engine("sglang").prompt_tokens]
 
 
 def test_mixed_fleet_costs_one_query_set_per_engine():

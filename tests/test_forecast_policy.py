@@ -323,3 +323,32 @@ def test_holt_update_equals_fit_on_the_whole_series():
 def test_holt_on_a_constant_series_predicts_the_constant():
     out = DampedHolt().fit([7.0] * 20).predict(3, [0.5])
     assert np.allclose(out, 7.0)
+
+
+def _with_histograms(s: SignalSnapshot, late: float) -> SignalSnapshot:
+    """``late`` of the window's requests past the TPOT budget; TTFTs well within theirs."""
+    inf = math.inf
+    return replace(
+        s,
+        ttft_buckets=((0.5, 2.0), (inf, 2.0)),
+        prompt_buckets=((1000.0, 2.0), (inf, 2.0)),
+        tpot_buckets=((0.1, 2.0 * (1.0 - late)), (inf, 2.0)),
+    )
+
+
+def test_observed_misses_teach_a_smaller_capacity_than_the_p90s_alone():
+    """Same loads and p90s (TPOT p90 at half its budget); one fleet's histograms show 3% of the
+    requests past the TPOT budget, the other's none. The policy learns from the histograms when
+    it has them and says so."""
+    missing = ForecastPolicy(CTX)
+    healthy = ForecastPolicy(CTX)
+    for k in range(40):
+        rec_missing = missing.recommend(_with_histograms(snap(15.0 * k), 0.03))
+        rec_healthy = healthy.recommend(_with_histograms(snap(15.0 * k), 0.0))
+    assert missing.capacity.capacity_ < 750.0 < healthy.capacity.capacity_
+    assert (rec_missing.desired_replicas or 0) > (rec_healthy.desired_replicas or 0)
+    assert "(attainment)" in rec_missing.candidates[0].detail
+    p90_only = ForecastPolicy(CTX)
+    for k in range(40):
+        rec = p90_only.recommend(snap(15.0 * k))
+    assert "(p90 latency)" in rec.candidates[0].detail

@@ -28,6 +28,8 @@ class Signal(StrEnum):
     E2E = "e2e"
     QUEUE_TIME = "queue_time"
     PROMPT_TOKENS = "prompt_tokens"
+    REQUEST_TPOT = "request_tpot"
+    """Time per output token, one observation per request (the SLO's own definition)."""
     # gauges
     WAITING = "waiting"
     RUNNING = "running"
@@ -54,6 +56,7 @@ SIGNAL_KIND: dict[Signal, Kind] = {
     Signal.E2E: Kind.HISTOGRAM,
     Signal.QUEUE_TIME: Kind.HISTOGRAM,
     Signal.PROMPT_TOKENS: Kind.HISTOGRAM,
+    Signal.REQUEST_TPOT: Kind.HISTOGRAM,
     Signal.WAITING: Kind.GAUGE,
     Signal.RUNNING: Kind.GAUGE,
     Signal.KV_USAGE: Kind.GAUGE,
@@ -129,6 +132,13 @@ DEFAULT_FALLBACKS: dict[Signal, Fallback] = {
             (Signal.PROMPT_TOKENS_RATE, Signal.REQUEST_RATE),
             "Mean prompt size = prompt tokens rate / request rate; p90 = mean x the trace's "
             "p90/mean ratio from the capacity seed.",
+        ),
+        Fallback(
+            Signal.REQUEST_TPOT,
+            (CAPACITY_MODEL,),
+            "No per-request TPOT histogram, so the SLO attainment is not observed: the capacity "
+            "learner fits the p90 latency ratios the engine has (TTFT, queue time, TPOT, or "
+            "their own fallbacks) instead.",
         ),
         Fallback(
             Signal.PROMPT_TOKENS_RATE,
@@ -210,6 +220,7 @@ class EngineProfile:
     e2e: tuple[Series, ...] = ()
     queue_time: tuple[Series, ...] = ()
     prompt_tokens: tuple[Series, ...] = ()
+    request_tpot: tuple[Series, ...] = ()
     # gauges
     waiting: tuple[Series, ...] = ()
     running: tuple[Series, ...] = ()

@@ -11,7 +11,9 @@ Shapes (``W`` = ``namespace, workload``; ``[1m]`` = the rate window):
 
 - counter: ``sum by (W) (rate(<counter>[1m]))``
 - histogram: ``histogram_quantile(q, sum by (W, le) (rate(<h>_bucket[1m])))``; q = 0.95 for e2e,
-  0.9 otherwise; prompt size also gets the mean ``rate(<h>_sum) / rate(<h>_count)``
+  0.9 otherwise; prompt size also gets the mean ``rate(<h>_sum) / rate(<h>_count)``; TTFT, prompt
+  size and per-request TPOT also get their buckets, ``sum by (W, le) (rate(<h>_bucket[1m]))``
+  (the observed SLO attainment, :mod:`autoscaler.attainment`)
 - gauge: ``sum by (W) (<g>)``; KV usage ``avg by (W)`` and ``max by (W)``; queue growth
   ``sum by (W) (deriv(<waiting>[1m]))``; per-replica vectors ``by (W, pod)``
 - DCGM: framebuffer used and free summed by ``W``, usage ``avg by (W) (used / (used + free))``
@@ -60,6 +62,12 @@ HISTOGRAM_FIELDS: dict[Signal, tuple[str, float]] = {
     Signal.QUEUE_TIME: ("queue_time_p90_s", 0.9),
     Signal.PROMPT_TOKENS: ("p90_prompt_tokens", 0.9),
 }
+BUCKET_FIELDS: dict[Signal, str] = {
+    Signal.TTFT: "ttft_buckets",
+    Signal.PROMPT_TOKENS: "prompt_buckets",
+    Signal.REQUEST_TPOT: "tpot_buckets",
+}
+"""Histograms whose buckets themselves are read (the observed SLO attainment, per ``le``)."""
 COUNTER_FIELDS: dict[Signal, str] = {
     Signal.REQUEST_RATE: "request_rate",
     Signal.PROMPT_TOKENS_RATE: "prompt_tokens_rate",
@@ -94,6 +102,16 @@ def _unique(series: Iterable[Series]) -> list[Series]:
 
 def _either(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else " or ".join(f"({p})" for p in parts)
+
+
+def _first_present(parts: list[str], by: str) -> str:
+    """``a or (b unless on (W) a)``: per workload, the rows of the first generation that has
+    any. Plain ``or`` matches whole label sets, ``le`` included, so two generations with
+    different bucket bounds would be merged into one mixed histogram."""
+    out = parts[0]
+    for part in parts[1:]:
+        out = f"({out}) or (({part}) unless on ({by}) ({out}))"
+    return out
 
 
 def build_queries(
@@ -145,7 +163,13 @@ def build_queries(
                     for s in _unique(profile.series(signal))
                 ]
                 out.append(Query("mean_prompt_tokens", signal, _either(parts)))
-        elif signal is Signal.WAITING:
+        if signal in BUCKET_FIELDS:
+            parts = [
+                f"sum by ({lb.by('le')}) (rate({selector(s, '_bucket', extra_matchers)}[{window}]))"
+                for s in _unique(profile.series(signal))
+            ]
+            out.append(Query(BUCKET_FIELDS[signal], signal, _first_present(parts, w)))
+        if signal is Signal.WAITING:
             out.append(Query("waiting", signal, inner(signal, "sum")))
             out.append(
                 Query(

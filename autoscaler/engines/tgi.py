@@ -28,6 +28,7 @@ PROFILE = EngineProfile(
             Signal.TTFT,
             Signal.KV_USAGE,
             Signal.PREEMPTIONS,
+            Signal.REQUEST_TPOT,
             Signal.GPU_MEMORY_USED,
             Signal.GPU_MEMORY_FREE,
         }

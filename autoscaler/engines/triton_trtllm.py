@@ -26,6 +26,7 @@ PROFILE = EngineProfile(
             Signal.E2E,
             Signal.QUEUE_TIME,
             Signal.PROMPT_TOKENS,
+            Signal.REQUEST_TPOT,
             Signal.GPU_MEMORY_USED,
             Signal.GPU_MEMORY_FREE,
         }

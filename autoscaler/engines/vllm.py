@@ -39,6 +39,7 @@ PROFILE = EngineProfile(
     e2e=(Series("vllm:e2e_request_latency_seconds", buckets=REQUEST_LATENCY_BUCKETS),),
     queue_time=(Series("vllm:request_queue_time_seconds", buckets=REQUEST_LATENCY_BUCKETS),),
     prompt_tokens=(Series("vllm:request_prompt_tokens", buckets=TOKEN_BUCKETS),),
+    request_tpot=(Series("vllm:request_time_per_output_token_seconds", buckets=ITL_BUCKETS),),
     waiting=(Series("vllm:num_requests_waiting"),),
     running=(Series("vllm:num_requests_running"),),
     kv_usage=(Series("vllm:kv_cache_usage_perc"),),

@@ -25,9 +25,11 @@ its maximum and never scale down (12 stuck pods at a load of one replica took it
 scale-down below the current count still happens when the load falls, and the ReplicaSet then
 removes unscheduled pods first. Stale or missing data -> hold (fail static).
 
-Capacity is learned online (:class:`CapacityLearner`) from (load per replica, latency) pairs
-observed while the fleet and its load were steady: an isotonic (scikit-learn) fit of latency
-against load says where latency reaches the level that marks the SLO, and the capacity rises
+Capacity is learned online (:class:`CapacityLearner`) from (load per replica, SLO attainment)
+pairs observed while the fleet and its load were steady (the share of requests within the
+budgets, read from the TTFT and per-request TPOT buckets; p90 latency ratios where an engine lacks
+them): an isotonic (scikit-learn) fit against load says where the misses reach what the target
+allows, and the capacity rises
 above the engine profile's seed (``PolicyContext.replica_token_capacity``) only as far as loads
 observed with latency comfortably within budget allow. ``setting`` scales the learned capacity
 (default 1.0: below 1 buys head-room, above 1 trusts a replica with more).
@@ -43,6 +45,7 @@ from collections import deque
 import numpy as np
 from sklearn.isotonic import isotonic_regression  # type: ignore[import-untyped]
 
+from autoscaler.attainment import observed_attainment
 from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR
 from autoscaler.hpa.spec import ExternalMetricTarget, HpaSpec
 from autoscaler.policies.base import Actuation, PolicyContext
@@ -55,6 +58,10 @@ from forecasting.holt import DampedHolt
 DESIRED_METRIC = "llm_desired_replicas"
 LOAD_METRIC = "llm_load_replicas"
 FORECAST_METRIC = "llm_forecast_load_replicas"
+
+RATE_WINDOW_S = 60.0
+"""The rate window of the snapshot's histograms (1m, the collector's and the simulator's): turns
+bucket rates into the request counts that weight the capacity learner's windows."""
 
 
 def default_forecaster() -> Forecaster:
@@ -73,38 +80,47 @@ def band_quantile_for(attainment_target: float) -> float:
 class CapacityLearner:
     """Per-replica token-work capacity at the SLO, learned from what was observed.
 
-    Observations are (load per replica, latency ratio) pairs, the ratio being the worst observed
-    p90 over its budget (TTFT, queue time, TPOT). They are kept in bins of load (2.5% wide, on a
-    log scale around the seed) as exponentially weighted means that fade over ``memory``
-    observations (12 h of 15 s ticks), so a changed workload is relearned; ratios beyond 2 count
-    as 2, so one overload cannot outweigh hours of steady observations.
+    Observations are steady (load per replica, latency) pairs, kept in bins of load (2.5% wide,
+    on a log scale around the seed) as exponentially weighted means that fade over ``memory``
+    observations (12 h of 15 s ticks), so a changed workload is relearned. Two statistics, the
+    first preferred:
 
-    * **Where latency marks the SLO.** Runs are scored per request against the budgets with an
-      attainment target of 99%; the policy sees p90s. ``target_ratio`` is the p90 ratio taken to
-      mark the limit: p90 at 75% of its budget, the tail beyond it at the budget. Measured at C*
-      (the load at which one replica meets 99%): TPOT p90 is at 0.73 of its budget in the
-      request-level simulator (per-tick median; the per-tick mean is higher) and at 0.65-0.67 in
-      the fluid one, TTFT p90 at 0.37 in both; the fit crosses 0.75 near C* in the first and
-      near 1.13 C* in the second. The policy plans ``min_headroom`` (20%) below the limit, which
-      keeps both at or below C*. An isotonic (monotone) fit of the ratio against load finds the
-      load where it crosses ``target_ratio``; it pools noisy per-tick ratios and cannot invent
-      a dip the data do not show.
+    * **Observed attainment** (``miss``: the share of the window's requests outside the TTFT or
+      TPOT budget, read from the histogram buckets by :mod:`autoscaler.attainment`), weighted
+      by the requests it covers. The SLO's own statistic: the limit is the load where the
+      fitted miss share reaches what the attainment target allows (``1 - attainment_target``)
+      on top of the misses no capacity removes. Those are the misses that do not fall with load
+      (a prompt whose prefill alone outlasts its budget): the fitted share at the lowest load
+      observed, credited once the observations span ``1 + trust_margin`` in load (so one narrow
+      band of overloaded windows cannot pass for a floor; misses that capacity causes rise
+      with load, and the isotonic fit shows the rise).
+    * **p90 latency ratios** (the worst observed p90 over its budget: TTFT, queue time, TPOT),
+      for engines without the two histograms. ``target_ratio`` is the p90 ratio taken to mark
+      the limit: p90 at 75% of its budget. It was read off the simulator on the shared traces
+      (TPOT p90 at 0.73 of its budget at C*), and it is wrong where the tail is not the p90's
+      shape (issue 17: a replica at 11% busy passes the p90 test while 1.75% of its requests
+      miss TPOT behind long prefill chunks); the attainment statistic replaces it where the
+      engine exports the histograms.
+
+    An isotonic (monotone) fit of the statistic against load pools noisy windows and cannot
+    invent a dip the data do not show; beyond twice the budget (or a miss share of 1) a value
+    only says "over", so one overload cannot outweigh hours of steady observations.
+
     * **Rising above the seed needs evidence.** Provisioning above demand keeps the load per
       replica below capacity, so a load *at* capacity is rarely observed. The capacity probes
-      upward by ``probe_step`` per observation while latency is comfortably within budget
-      (ratio below ``probe_below``) at a load of at least ``probe_near`` x the capacity, never
-      past the fitted limit and never beyond ``1 + trust_margin`` x the largest load observed
-      with latency within the target (or the seed, whichever is more). The margin must exceed
-      the policy's head-room, or the probe could never raise the capacity past the loads the
-      head-room lets it see (a seed 30% low would then stay low).
-    * **Falling needs no patience, but a fit.** Latency over the target at a load of at least
+      upward by ``probe_step`` per observation while the window is comfortably within the SLO
+      (fewer than half the allowed misses; without histograms: p90 ratio below ``probe_below``)
+      at a load of at least ``probe_near`` x the capacity, never past the fitted limit and never
+      beyond ``1 + trust_margin`` x the largest load observed within the target (or the seed,
+      whichever is more). The margin must exceed the policy's head-room, or the probe could
+      never raise the capacity past the loads the head-room lets it see (a seed 30% low would
+      then stay low).
+    * **Falling needs no patience, but a fit.** A window over the target at a load of at least
       half the capacity lowers the capacity to the fitted limit at once. The fit includes that
-      observation: alone (or with only higher ratios at lower loads) it puts the limit below the
-      load that broke, by at most 20%; pooled with steady observations within the target at
-      that load and above, it may leave no limit at all, and then nothing drops. Measured on
-      ``azure2023_conv`` x20 with prefetch (60 s warm starts, a short lead): one window at
-      0.85x budget among nine within it cut the capacity 25%, for the rest of the run (+6.5%
-      GPU-hours, no SLO gained).
+      window: alone (or with only worse windows at lower loads) it puts the limit below the
+      load that broke, by at most 20%; pooled with steady windows within the target at that
+      load and above, it may leave no limit at all, and then nothing drops (one slow window
+      among nine cut the capacity 25% for a whole run before the fit was pooled).
     * Bounded to [``floor``, ``ceiling``] x the seed, so a broken signal cannot run away.
     """
 
@@ -119,6 +135,7 @@ class CapacityLearner:
         memory: float = 2880.0,
         floor: float = 0.2,
         ceiling: float = 5.0,
+        attainment_target: float = 0.99,
     ) -> None:
         self.seed = seed
         self.target_ratio = target_ratio
@@ -129,43 +146,69 @@ class CapacityLearner:
         self.memory = memory
         self.floor = floor
         self.ceiling = ceiling
+        self.allowed_miss = max(1.0 - attainment_target, 1e-6)
         self.capacity_ = seed
         self.limit_ = math.inf
-        """Load at which the fitted latency ratio crosses ``target_ratio`` (inf: not seen)."""
+        """Load at which the fitted statistic crosses its target (inf: not seen)."""
         self.trusted_ = seed
-        """Largest load observed with the fitted ratio within the target (at least the seed)."""
+        """Largest load observed with the fitted statistic within the target (at least the
+        seed)."""
+        self.miss_floor_ = 0.0
+        """Misses credited as independent of load (see the class docstring)."""
+        self.basis_ = "seed"
+        """What the capacity was last learned from: ``seed`` (nothing yet), ``attainment`` or
+        ``p90 latency`` (shown in the recommendation's reason)."""
         self._log_lo = math.log(max(seed, 1e-9) * floor / 2.0)
         self._step = math.log(1.025)
         n = int(math.ceil((math.log(ceiling * 2.0) - math.log(floor / 2.0)) / self._step)) + 1
         self.centers_ = np.exp(self._log_lo + self._step * (np.arange(n) + 0.5))
         self.weight_ = np.zeros(n)
         self.ratio_ = np.zeros(n)
+        self.requests_ = np.zeros(n)
+        self.miss_ = np.zeros(n)
         self._dirty = False
 
-    def _record(self, load: float, ratio: float) -> None:
-        keep = 1.0 - 1.0 / self.memory
-        self.weight_ *= keep
+    def _bin(self, load: float) -> int:
         i = int((math.log(load) - self._log_lo) / self._step)
-        i = min(max(i, 0), self.weight_.size - 1)
+        return min(max(i, 0), self.weight_.size - 1)
+
+    def _record(self, load: float, ratio: float) -> None:
+        self.weight_ *= 1.0 - 1.0 / self.memory
+        i = self._bin(load)
         w = self.weight_[i] + 1.0
-        # beyond twice the budget a ratio only says "over": one overload must not outweigh
-        # hours of steady observations in the fit
         self.ratio_[i] += (min(ratio, 2.0) - self.ratio_[i]) / w
         self.weight_[i] = w
         self._dirty = True
 
-    def _fit(self) -> None:
-        """Isotonic fit of ratio on load over bins with data; updates ``limit_``, ``trusted_``."""
+    def _record_miss(self, load: float, miss: float, requests: float) -> None:
+        self.requests_ *= 1.0 - 1.0 / self.memory
+        i = self._bin(load)
+        n = self.requests_[i] + requests
+        self.miss_[i] += (min(max(miss, 0.0), 1.0) - self.miss_[i]) * requests / n
+        self.requests_[i] = n
+        self._dirty = True
+
+    def _fit(self, by_attainment: bool) -> None:
+        """Isotonic fit over bins with data; updates ``limit_``, ``trusted_``, ``miss_floor_``."""
         self._dirty = False
-        seen = self.weight_ > 0.05
+        if by_attainment:
+            seen = self.requests_ > 0.5
+            values, weights = self.miss_[seen], self.requests_[seen]
+        else:
+            seen = self.weight_ > 0.05
+            values, weights = self.ratio_[seen], self.weight_[seen]
         if not seen.any():
             self.limit_, self.trusted_ = math.inf, self.seed
             return
         x = self.centers_[seen]
-        fitted = np.asarray(
-            isotonic_regression(self.ratio_[seen], sample_weight=self.weight_[seen]), dtype=float
-        )
-        over = np.flatnonzero(fitted > self.target_ratio)
+        fitted = np.asarray(isotonic_regression(values, sample_weight=weights), dtype=float)
+        if by_attainment:
+            spans = float(x[-1]) >= (1.0 + self.trust_margin) * float(x[0])
+            self.miss_floor_ = float(fitted[0]) if spans else 0.0
+            target = self.miss_floor_ + self.allowed_miss
+        else:
+            target = self.target_ratio
+        over = np.flatnonzero(fitted > target + 1e-12)
         if over.size == 0:
             self.limit_ = math.inf
             self.trusted_ = max(self.seed, float(x[-1]))
@@ -173,29 +216,53 @@ class CapacityLearner:
         k = int(over[0])
         if k == 0:
             # every load seen is over the target: the limit is below the lowest one
-            self.limit_ = float(x[0]) * max(0.8, self.target_ratio / float(fitted[0]))
+            shrink = 0.8 if by_attainment else max(0.8, target / float(fitted[0]))
+            self.limit_ = float(x[0]) * shrink
             self.trusted_ = self.seed
             return
         x0, x1, y0, y1 = float(x[k - 1]), float(x[k]), float(fitted[k - 1]), float(fitted[k])
-        self.limit_ = x0 + (x1 - x0) * (self.target_ratio - y0) / max(y1 - y0, 1e-12)
+        self.limit_ = x0 + (x1 - x0) * (target - y0) / max(y1 - y0, 1e-12)
         self.trusted_ = max(self.seed, x0)
 
-    def observe(self, load_per_replica: float, latency_ratio: float | None) -> float:
-        """Fold in one steady observation; ``latency_ratio`` is the worst observed/budget ratio
-        (None when unknown). Returns the capacity."""
-        if latency_ratio is None or not load_per_replica > 0 or not math.isfinite(latency_ratio):
+    def observe(
+        self,
+        load_per_replica: float,
+        latency_ratio: float | None,
+        miss: float | None = None,
+        requests: float = 0.0,
+    ) -> float:
+        """Fold in one steady observation and return the capacity.
+
+        ``miss`` is the window's estimated share of requests outside the SLO over ``requests``
+        requests (None: the engine's histograms are missing, and ``latency_ratio``, the worst
+        observed p90 over its budget, is used instead; None too: nothing is learned).
+        """
+        if not load_per_replica > 0:
             return self.capacity_
-        self._record(load_per_replica, latency_ratio)
+        by_attainment = miss is not None and requests > 0 and math.isfinite(miss)
+        if by_attainment:
+            assert miss is not None
+            self.basis_ = "attainment"
+            self._record_miss(load_per_replica, miss, requests)
+            over = miss > self.miss_floor_ + self.allowed_miss
+            comfortable = miss < self.miss_floor_ + 0.5 * self.allowed_miss
+        elif latency_ratio is not None and math.isfinite(latency_ratio):
+            self.basis_ = "p90 latency"
+            self._record(load_per_replica, latency_ratio)
+            over = latency_ratio > self.target_ratio
+            comfortable = latency_ratio < self.probe_below
+        else:
+            return self.capacity_
         near = load_per_replica >= self.probe_near * self.capacity_
-        if latency_ratio > self.target_ratio and load_per_replica >= 0.5 * self.capacity_:
-            # the fit pools this observation with every other at similar loads: when they keep
-            # the fitted ratio within the target (no finite limit), one slow window is a burst
+        if over and load_per_replica >= 0.5 * self.capacity_:
+            # the fit pools this window with every other at similar loads: when they keep the
+            # fitted statistic within the target (no finite limit), one bad window is a burst
             # the head-room absorbs, not a smaller replica
-            self._fit()
+            self._fit(by_attainment)
             self.capacity_ = min(self.capacity_, self.limit_)
-        elif latency_ratio < self.probe_below and near:
+        elif comfortable and near:
             if self._dirty:
-                self._fit()
+                self._fit(by_attainment)
             bound = min(self.limit_, (1.0 + self.trust_margin) * self.trusted_)
             if self.capacity_ < bound:
                 self.capacity_ = min(bound, self.capacity_ * (1.0 + self.probe_step))
@@ -305,7 +372,9 @@ class ForecastPolicy:
         )
         self.min_headroom = min_headroom
         self.forecaster = default_forecaster()
-        self.capacity = CapacityLearner(ctx.replica_token_capacity)
+        self.capacity = CapacityLearner(
+            ctx.replica_token_capacity, attainment_target=ctx.slo.attainment_target
+        )
         self.band = RelativeBand()
         self._demand: deque[float] = deque(maxlen=4)
         """The forecaster sees demand averaged over 4 samples (1 min of 15 s ticks): short
@@ -393,7 +462,7 @@ class ForecastPolicy:
                 "forecast",
                 upper / capacity + backlog,
                 f"demand {upper:.0f} work/s over {lead:.0f}s (band x{band:.2f}), "
-                f"capacity {capacity:.0f}"
+                f"capacity {capacity:.0f} ({self.capacity.basis_})"
                 + (f", {backlog:.1f} replicas busy with a queue" if backlog >= 0.05 else ""),
             )
         ]
@@ -464,7 +533,13 @@ class ForecastPolicy:
         )
         self._steady_run = self._steady_run + 1 if steady else 0
         if ready > 0 and self._steady_run >= self.steady_ticks and not censored:
-            return self.capacity.observe(load, self._learning_ratio(snap, ratio))
+            seen = observed_attainment(snap, self.ctx.slo, RATE_WINDOW_S)
+            return self.capacity.observe(
+                load,
+                self._learning_ratio(snap, ratio),
+                None if seen is None else seen.miss,
+                0.0 if seen is None else seen.requests,
+            )
         return self.capacity.capacity_
 
     def _running_growth(self, snap: SignalSnapshot) -> float:

@@ -6,8 +6,9 @@ counters, cumulative histograms over the engine's own buckets (vLLM V1 defaults,
 only: ``rate()`` over the rate window (1 m: the increase between the window's first and last
 sample divided by their distance; Prometheus would also extrapolate to the window edges),
 ``histogram_quantile`` over the bucket increases of the window (Prometheus' linear interpolation),
-gauges from the last scrape, replica states as the API shows them. Policies never see the
-simulator's internals.
+the TTFT, prompt-size and per-request TPOT buckets themselves (for the observed SLO
+attainment), gauges from the last scrape, replica states as the API shows them. Policies never
+see the simulator's internals.
 """
 
 from __future__ import annotations
@@ -95,6 +96,18 @@ def histogram_quantile(
     if in_bucket <= 0:
         return upper
     return lower + (upper - lower) * (rank - below) / in_bucket
+
+
+def cumulative_rates(
+    bounds: npt.NDArray[np.float64], delta: npt.NDArray[np.int64], dt: float
+) -> tuple[tuple[float, float], ...]:
+    """``sum by (le) (rate(h_bucket[window]))`` from per-bucket increases: ``(le, rate)`` pairs,
+    cumulative, ``+Inf`` last; empty when nothing was observed in the window."""
+    cum = np.cumsum(delta)
+    if cum.size == 0 or cum[-1] <= 0:
+        return ()
+    les = [*bounds.tolist(), math.inf]
+    return tuple((float(le), float(c) / dt) for le, c in zip(les, cum.tolist(), strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,4 +294,7 @@ class PrometheusView:
             tpot_p90_s=histogram_quantile(0.9, self.tpot.bounds, tpot_d),
             e2e_p95_s=histogram_quantile(0.95, self.e2e.bounds, e2e_d),
             queue_time_p90_s=histogram_quantile(0.9, self.queue.bounds, queue_d),
+            ttft_buckets=cumulative_rates(self.ttft.bounds, ttft_d, dt),
+            tpot_buckets=cumulative_rates(self.tpot.bounds, tpot_d, dt),
+            prompt_buckets=cumulative_rates(self.prompt_hist.bounds, prompt_d, dt),
         )
