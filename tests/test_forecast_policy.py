@@ -352,3 +352,45 @@ def test_observed_misses_teach_a_smaller_capacity_than_the_p90s_alone():
     for k in range(40):
         rec = p90_only.recommend(snap(15.0 * k))
     assert "(p90 latency)" in rec.candidates[0].detail
+
+
+def test_latency_from_a_queue_that_is_gone_adds_nothing():
+    """The window's p90s still show requests that waited in a queue now empty: no latency
+    candidate then. With the queue still there, or a slow prefill and no queue, there is."""
+    gone = ForecastPolicy(CTX).recommend(
+        snap(0.0, ready=10, prompt_rate=1000.0, gen_rate=0.0, ttft=3.0, queue=2.5, waiting=0.0)
+    )
+    assert "latency" not in {c.reason for c in gone.candidates}
+    queued = ForecastPolicy(CTX).recommend(
+        snap(0.0, ready=10, prompt_rate=1000.0, gen_rate=0.0, ttft=3.0, queue=2.5, waiting=40.0)
+    )
+    assert queued.winner == "latency"
+
+
+def test_latency_does_not_scale_the_ready_count_past_replicas_already_on_the_way():
+    """Six replicas starting for ten ready: a latency of 3x budget asks for no more than the 16
+    already ordered (scaling the ready count again each tick while they start compounds)."""
+    rec = ForecastPolicy(CTX).recommend(
+        snap(0.0, ready=10, prompt_rate=1000.0, gen_rate=0.0, ttft=3.0, waiting=40.0,
+             starting_ages=(30.0,) * 6)
+    )  # fmt: skip
+    latency = next(c for c in rec.candidates if c.reason == "latency")
+    assert latency.replicas == 15.0  # min(1.5 x 10 ready, 16 ordered)
+    rec = ForecastPolicy(CTX).recommend(
+        snap(0.0, ready=10, prompt_rate=1000.0, gen_rate=0.0, ttft=3.0, waiting=40.0,
+             starting_ages=(30.0,) * 2)
+    )  # fmt: skip
+    latency = next(c for c in rec.candidates if c.reason == "latency")
+    assert latency.replicas == 12.0
+
+
+def test_the_band_never_plans_past_the_windows_peak_demand_with_head_room():
+    """On/off load teaches the band the off-to-on jump; applied to the on phase's own demand it
+    planned x6 of it. The plan stays within the highest demand seen (x min_headroom)."""
+    policy = ForecastPolicy(CTX)
+    for k in range(480):
+        on = k % 40 >= 24  # four minutes on, six off (the onoff-code family's shape)
+        rec = policy.recommend(snap(15.0 * k, ready=20, prompt_rate=16000.0 if on else 2000.0))
+    assert policy.band.factor(policy.band_quantile) > 2.0  # the band did learn the jump
+    forecast = next(c for c in rec.candidates if c.reason == "forecast")
+    assert "(band x1.20)" in forecast.detail  # the point (the peak or above) x min_headroom

@@ -289,6 +289,8 @@ class RelativeBand:
         self._tick = 0
         self._pending: deque[tuple[int, float]] = deque()
         self._log_ratios: deque[float] = deque(maxlen=window)
+        self._peaks: deque[tuple[int, float]] = deque()
+        """(tick, actual) pairs, actuals decreasing: the window's maximum is the first."""
 
     @property
     def scored(self) -> int:
@@ -299,6 +301,12 @@ class RelativeBand:
         ``censored`` actual (demand measured under overload, when completions saturate and the
         estimate leans on queue growth) scores nothing."""
         self._tick += 1
+        peaks = self._peaks
+        while peaks and peaks[-1][1] <= actual:
+            peaks.pop()
+        peaks.append((self._tick, actual))
+        while peaks[0][0] <= self._tick - self.window:
+            peaks.popleft()
         while self._pending and self._pending[0][0] <= self._tick:
             due, point = self._pending.popleft()
             if due == self._tick and point > 0 and actual > 0 and not censored:
@@ -314,6 +322,11 @@ class RelativeBand:
         if self._pending and self._pending[-1][0] > due:
             return  # the lead shrank: keep the queue ordered, skip this one
         self._pending.append((due, point))
+
+    @property
+    def peak(self) -> float:
+        """The highest demand observed over the last ``window`` ticks (0 before any)."""
+        return self._peaks[0][1] if self._peaks else 0.0
 
     def factor(self, q: float) -> float:
         """Upper band as a multiple of the point forecast."""
@@ -455,24 +468,41 @@ class ForecastPolicy:
         band = max(self.min_headroom, self.band.factor(self.band_quantile))
         # never below the latest 1-minute rate: the smoothed series lags a step up by a minute,
         # and a replica ordered a minute late serves a minute late
-        upper = max(float(path.max()), smoothed, demand) * band
+        point = max(float(path.max()), smoothed, demand)
+        # ... and never above the window's peak demand with head-room, unless the point itself
+        # is higher: on/off load teaches the band the off-to-on jump (x5 or more), which would
+        # otherwise multiply the on phase's own demand too (4x the oracle's GPU-hours)
+        upper = min(point * band, max(point, self.band.peak) * self.min_headroom)
         backlog = self._backlog_replicas(snap, mean_work, capacity, lead)
         candidates = [
             Candidate(
                 "forecast",
                 upper / capacity + backlog,
-                f"demand {upper:.0f} work/s over {lead:.0f}s (band x{band:.2f}), "
+                f"demand {upper:.0f} work/s over {lead:.0f}s "
+                f"(band x{upper / point if point > 0 else band:.2f}), "
                 f"capacity {capacity:.0f} ({self.capacity.basis_})"
                 + (f", {backlog:.1f} replicas busy with a queue" if backlog >= 0.05 else ""),
             )
         ]
         # Latency is observed at first token: while a backlog drains, the requests served now
-        # waited minutes, and the ready count that is already draining it would be blamed.
+        # waited minutes, and the ready count that is already draining it would be blamed; once
+        # the queue is empty, the window's p90 still shows the requests that waited in it (when
+        # queue time alone was over the budget; a slow prefill with no queue still counts).
         draining = growth < 0 and (snap.waiting or 0.0) > 0
-        if ratio is not None and ratio > 1.0 and ready > 0 and not draining:
-            candidates.append(
-                Candidate("latency", ready * min(1.5, ratio), f"latency at {ratio:.2f}x budget")
+        queue_gone = (
+            snap.waiting is not None
+            and snap.waiting <= 0
+            and (snap.queue_time_p90_s or 0.0) > self.ctx.slo.ttft_s
+        )
+        if ratio is not None and ratio > 1.0 and ready > 0 and not (draining or queue_gone):
+            wanted = ready * min(1.5, ratio)
+            on_the_way = snap.replicas.spec - ready
+            # replicas already starting are the answer to this latency: scaling the ready count
+            # again each tick until they land compounds (a x4 crowd ran a fleet of 23 to 36)
+            latency = (
+                min(wanted, max(float(snap.replicas.spec), ready)) if on_the_way > 0 else wanted
             )
+            candidates.append(Candidate("latency", latency, f"latency at {ratio:.2f}x budget"))
         waiting_per_replica = (snap.waiting or 0.0) / max(ready, 1)
         saturated = (snap.kv_usage is not None and snap.kv_usage > 0.9) or waiting_per_replica > 32
         if saturated and not draining:
