@@ -29,6 +29,7 @@ import argparse
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 from _common import emit
@@ -37,17 +38,13 @@ from policies import CASES, workload_trace
 from autoscaler.attainment import observed_attainment, share_within
 from autoscaler.hpa.spec import HpaSpec
 from autoscaler.perf.profiles import get_profile
-from autoscaler.policies.base import Actuation, Policy
+from autoscaler.policies.base import Actuation, Policy, PolicyContext
 from autoscaler.policies.forecast import RATE_WINDOW_S
 from autoscaler.policies.registry import make_policy
 from autoscaler.recommendation import Recommendation
 from autoscaler.signals import SignalSnapshot
-from autoscaler.simulation.engine import SimConfig, simulate
-from autoscaler.simulation.fleet_oracle import fleet_oracle
-from autoscaler.simulation.oracle import replica_capacity, work_weights
-from autoscaler.simulation.runner import RunRequest, default_warmup_s, policy_context
+from autoscaler.simulation.runner import RunRequest, run_seed
 from autoscaler.traces.families import FAMILIES
-from autoscaler.traces.scaling import scale_rate
 
 
 class Recorder:
@@ -67,28 +64,23 @@ class Recorder:
         return self.inner.recommend(snapshot)
 
 
-def measure(
-    task: tuple[str, tuple[str, str, float, float | None], int, float],
-) -> dict[str, object]:
+Spec = tuple[str, str, float, float | None]
+"""A workload of ``benchmarks/policies.py --families``: kind, name, rate scale, head."""
+
+
+def measure(task: tuple[str, Spec, int, float]) -> dict[str, object]:
     label, spec, seed, min_requests = task
     t0 = time.perf_counter()
     req = RunRequest(policies=["forecast"], profile=get_profile(), seeds=1)
-    trace = workload_trace(spec, seed)
-    if spec[2] != 1.0:
-        trace = scale_rate(trace, spec[2], seed=seed)
-    profile, slo = req.profile, req.slo
-    weights = work_weights(profile, slo)
-    capacity = replica_capacity(trace, profile, slo, weights, seed=seed)
-    plan = fleet_oracle(trace, profile, slo, weights, replica_capacity=capacity,
-                        tick_s=req.tick_s, cache_dir=req.oracle_cache).plan  # fmt: skip
-    warmup = default_warmup_s(req.lead_s(), trace.duration_s)
-    peak = max(plan.replicas_per_minute)
-    cap = max(2 * peak, peak + 4)
-    policy = Recorder(make_policy("forecast", policy_context(req, weights, peak=peak, cap=cap)))
-    config = SimConfig(max_replicas=cap, min_replicas=1, start_replicas=plan.replicas_per_minute[0],
-                       tick_s=req.tick_s, lifecycle=req.lifecycle, work_weights=weights,
-                       warmup_s=warmup, warmup_plan=plan.replicas_per_minute)  # fmt: skip
-    out = simulate(trace, policy, profile=profile, config=config)
+    recorders: list[Recorder] = []
+
+    def make(name: str, ctx: PolicyContext) -> Policy:
+        recorders.append(Recorder(make_policy(name, ctx)))
+        return recorders[-1]
+
+    run = run_seed(workload_trace(spec, seed), replace(req, rate_scale=spec[2]), seed, make=make)
+    out, slo, policy = run.outputs["forecast"], req.slo, recorders[0]
+    warmup = out.warmup_s
     reqs = out.reqs
     arrival = reqs.arrival_arr
     first, fin = reqs.column("first_token"), reqs.column("finished")
@@ -150,9 +142,7 @@ def main() -> None:
     ap.add_argument("--min-requests", type=float, default=50.0)
     ap.add_argument("--only", action="append", help="only this workload (repeat for several)")
     args = ap.parse_args()
-    specs: dict[str, tuple[str, str, float, float | None]] = {
-        name: ("family", name, 1.0, None) for name in FAMILIES
-    }
+    specs: dict[str, Spec] = {name: ("family", name, 1.0, None) for name in FAMILIES}
     for rel, scale in CASES:
         specs[f"{rel.split('/')[-1]} x{scale:g}"] = ("shared", rel, scale, None)
     if args.only:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 
 import numpy as np
 from sklearn.isotonic import isotonic_regression  # type: ignore[import-untyped]
@@ -109,7 +110,9 @@ class CapacityLearner:
     * **Rising above the seed needs evidence.** Provisioning above demand keeps the load per
       replica below capacity, so a load *at* capacity is rarely observed. The capacity probes
       upward by ``probe_step`` per observation while the window is comfortably within the SLO
-      (fewer than half the allowed misses; without histograms: p90 ratio below ``probe_below``)
+      (fewer than ``comfortable_share`` of the allowed misses, half by default: the window
+      would still be within the target with as many misses again; without histograms: p90
+      ratio below ``probe_below``)
       at a load of at least ``probe_near`` x the capacity, never past the fitted limit and never
       beyond ``1 + trust_margin`` x the largest load observed within the target (or the seed,
       whichever is more). The margin must exceed the policy's head-room, or the probe could
@@ -136,6 +139,7 @@ class CapacityLearner:
         floor: float = 0.2,
         ceiling: float = 5.0,
         attainment_target: float = 0.99,
+        comfortable_share: float = 0.5,
     ) -> None:
         self.seed = seed
         self.target_ratio = target_ratio
@@ -147,6 +151,7 @@ class CapacityLearner:
         self.floor = floor
         self.ceiling = ceiling
         self.allowed_miss = max(1.0 - attainment_target, 1e-6)
+        self.comfortable_share = comfortable_share
         self.capacity_ = seed
         self.limit_ = math.inf
         """Load at which the fitted statistic crosses its target (inf: not seen)."""
@@ -245,7 +250,7 @@ class CapacityLearner:
             self.basis_ = "attainment"
             self._record_miss(load_per_replica, miss, requests)
             over = miss > self.miss_floor_ + self.allowed_miss
-            comfortable = miss < self.miss_floor_ + 0.5 * self.allowed_miss
+            comfortable = miss < self.miss_floor_ + self.comfortable_share * self.allowed_miss
         elif latency_ratio is not None and math.isfinite(latency_ratio):
             self.basis_ = "p90 latency"
             self._record(load_per_replica, latency_ratio)
@@ -377,6 +382,7 @@ class ForecastPolicy:
         *,
         band_quantile: float | None = None,
         min_headroom: float = 1.2,
+        learner_options: Mapping[str, float] | None = None,
     ) -> None:
         self.ctx = ctx
         self.headroom = 1.0 if setting is None else setting
@@ -386,7 +392,9 @@ class ForecastPolicy:
         self.min_headroom = min_headroom
         self.forecaster = default_forecaster()
         self.capacity = CapacityLearner(
-            ctx.replica_token_capacity, attainment_target=ctx.slo.attainment_target
+            ctx.replica_token_capacity,
+            attainment_target=ctx.slo.attainment_target,
+            **(learner_options or {}),
         )
         self.band = RelativeBand()
         self._demand: deque[float] = deque(maxlen=4)

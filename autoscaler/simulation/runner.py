@@ -133,8 +133,17 @@ def describe_request(req: RunRequest) -> dict[str, object]:
     }
 
 
-def run_seed(base: Trace, req: RunRequest, seed: int, progress: Progress | None = None) -> SeedRun:
-    """All policies (and the oracle) on one seed of the rate-scaled trace."""
+def run_seed(
+    base: Trace,
+    req: RunRequest,
+    seed: int,
+    progress: Progress | None = None,
+    *,
+    make: Callable[[str, PolicyContext], Policy] = make_policy,
+) -> SeedRun:
+    """All policies (and the oracle) on one seed of the rate-scaled trace. ``make`` builds each
+    policy of ``req.policies`` from its name (a benchmark can pass variants the registry does
+    not know, or wrap a policy to record what it saw)."""
     trace = scale_rate(base, req.rate_scale, seed=seed) if req.rate_scale != 1.0 else base
     profile, slo = req.profile, req.slo
     weights = work_weights(profile, slo)
@@ -167,7 +176,7 @@ def run_seed(base: Trace, req: RunRequest, seed: int, progress: Progress | None 
             policy: Policy = PlanPolicy(name, plan.replicas_per_minute)
             lifecycle = INSTANT if name == ORACLE else req.lifecycle
         else:
-            policy = make_policy(name, ctx)
+            policy = make(name, ctx)
             lifecycle = req.lifecycle
         config = SimConfig(
             max_replicas=cap,
