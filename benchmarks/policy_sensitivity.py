@@ -11,8 +11,14 @@ warm-up, and scores each against the goals of the issue: SLO attainment >= min(t
 A constant whose table shows no setting clearly better across the workloads is not tuned: the
 default stays where its derivation put it.
 
+``--prefetch`` runs every variant with prefetch on (the live planner's defaults) and other
+tenants' churn on idle nodes (``--churn``, as ``benchmarks/prefetch.py``), and adds the share of
+scale-ups after the warm-up that land on a warm node: issue 17 asks that prefetch never cost SLO
+(attainment with prefetch >= without, on every workload: compare with a run without the flag)
+and that >= 90% of those scale-ups be warm.
+
     .venv/bin/python benchmarks/policy_sensitivity.py [--seeds 1] [--jobs 2] [--only NAME ...]
-        [--vary min_headroom=1.1,1.35 ...]
+        [--vary min_headroom=1.1,1.35 ...] [--prefetch [--churn 600]]
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from policies import CASES, workload_trace
 from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.policies.forecast import ForecastPolicy
+from autoscaler.simulation.engine import RunOutput
+from autoscaler.simulation.prefetch import PrefetchSim
 from autoscaler.simulation.runner import ORACLE_LATE, RunRequest, run_seed
 from autoscaler.traces.families import FAMILIES
 
@@ -69,10 +77,23 @@ def make_variant(name: str, ctx: PolicyContext) -> Policy:
     return ForecastPolicy(ctx, learner_options={constant: v})
 
 
-def run_one(task: tuple[str, Spec, int, list[str]]) -> dict[str, object]:
-    label, spec, seed, names = task
+def warm_share_after(out: RunOutput) -> float | None:
+    """Share of the pods created after the warm-up that were scheduled on a node holding the
+    image (None when no pod was created then)."""
+    late = [r for r in out.fleet.records if r.created >= out.warmup_s and r.node is not None]
+    return sum(1 for r in late if r.warm) / len(late) if late else None
+
+
+def run_one(task: tuple[str, Spec, int, list[str], float | None]) -> dict[str, object]:
+    label, spec, seed, names, churn = task
     t0 = time.perf_counter()
     req = RunRequest(policies=names, profile=get_profile(), seeds=1)
+    if churn is not None:
+        req = replace(
+            req,
+            prefetch=PrefetchSim(),
+            lifecycle=replace(req.lifecycle, foreign_image_interval_s=churn),
+        )
     one = run_seed(
         workload_trace(spec, seed), replace(req, rate_scale=spec[2]), seed, make=make_variant
     )
@@ -90,6 +111,9 @@ def run_one(task: tuple[str, Spec, int, list[str]]) -> dict[str, object]:
             "slo_ok": slo >= needed,
             "cost_ok": cost <= COST_GOAL,
         }
+        warm = warm_share_after(one.outputs[name])
+        if churn is not None and warm is not None:
+            rows[name]["warm_share"] = warm
     return {
         "workload": label,
         "seed": seed,
@@ -102,8 +126,8 @@ def run_one(task: tuple[str, Spec, int, list[str]]) -> dict[str, object]:
 def summary(results: list[dict[str, object]], names: list[str]) -> str:
     lines = [
         "| variant | workloads meeting both goals | SLO goal met | cost goal met | mean SLO "
-        "shortfall (pt) | median GPU-h ÷ oracle | worst SLO |",
-        "|---|---|---|---|---|---|---|",
+        "shortfall (pt) | median GPU-h ÷ oracle | worst SLO | worst warm share |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         rows = [r["rows"][name] for r in results]  # type: ignore[index]
@@ -117,9 +141,11 @@ def summary(results: list[dict[str, object]], names: list[str]) -> str:
         costs = sorted(float(x["gpu_vs_oracle"]) for x in rows)
         worst = min(float(x["slo_attainment"]) for x in rows)
         n = len(rows)
+        warms = [float(x["warm_share"]) for x in rows if "warm_share" in x]
+        warm = f"{100 * min(warms):.0f}%" if warms else "-"
         lines.append(
             f"| {name} | {both}/{n} | {slo_ok}/{n} | {cost_ok}/{n} | "
-            f"{100 * sum(short) / n:.2f} | {costs[n // 2]:.2f} | {100 * worst:.2f}% |"
+            f"{100 * sum(short) / n:.2f} | {costs[n // 2]:.2f} | {100 * worst:.2f}% | {warm} |"
         )
     return "\n".join(lines)
 
@@ -165,6 +191,9 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--only", action="append", help="only this workload (repeat for several)")
     ap.add_argument("--vary", action="append", help="CONSTANT=V1,V2 (repeat; default: a set)")
+    ap.add_argument("--prefetch", action="store_true", help="every variant with prefetch on")
+    ap.add_argument("--churn", type=float, default=600.0, help="with --prefetch: seconds "
+                    "between other tenants' images on an idle node (0: none)")  # fmt: skip
     args = ap.parse_args()
     vary = parse_vary(args.vary)
     names = ["forecast", *(variant_name(c, v) for c, vs in vary.items() for v in vs)]
@@ -176,7 +205,8 @@ def main() -> None:
         if unknown:
             raise SystemExit(f"--only: unknown workload(s) {unknown}; known: {sorted(specs)}")
         specs = {k: v for k, v in specs.items() if k in args.only}
-    tasks = [(k, v, s, names) for k, v in specs.items() for s in range(args.seeds)]
+    churn = args.churn if args.prefetch else None
+    tasks = [(k, v, s, names, churn) for k, v in specs.items() for s in range(args.seeds)]
     print(
         f"{len(tasks)} runs x {len(names)} variants + references, {args.jobs} process(es)",
         file=sys.stderr,
@@ -189,13 +219,16 @@ def main() -> None:
             results.append(r)
     text = (
         f"`forecast` with one constant changed at a time, {len(specs)} workloads x "
-        f"{args.seeds} seed(s), after the warm-up; goals: SLO >= min(target, slo_ceiling) - "
+        f"{args.seeds} seed(s), after the warm-up"
+        + (f", prefetch on (churn {args.churn:g} s)" if args.prefetch else "")
+        + "; goals: SLO >= min(target, slo_ceiling) - "
         f"0.5 pt, GPU-h <= {COST_GOAL} x the fleet oracle\n\n"
         + summary(results, [*names, ORACLE_LATE])
         + "\n\n"
         + detail(results, [*names, ORACLE_LATE])
     )
-    emit("policy_sensitivity", {"vary": vary, "results": results}, text)
+    name = "policy_sensitivity" + ("_prefetch" if args.prefetch else "")
+    emit(name, {"vary": vary, "prefetch": args.prefetch, "results": results}, text)
 
 
 if __name__ == "__main__":
