@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from autoscaler.errors import InputError
+from autoscaler.replica_states import DEFAULT_PENDING_TIMEOUT_S
 from autoscaler.slo import SloSpec
 
 KNOWN_ENGINES: Final[tuple[str, ...]] = (
@@ -139,7 +140,7 @@ class GlobalConfig(_Strict):
     rate_window: str = "1m"
     scrape_interval_s: float = Field(default=15.0, gt=0)
     staleness_s: float | None = Field(default=None, gt=0)
-    pending_timeout_s: float = Field(default=600.0, gt=0)
+    pending_timeout_s: float = Field(default=DEFAULT_PENDING_TIMEOUT_S, gt=0)
     tick_budget_s: float | None = Field(default=None, gt=0)
     """Time a tick may spend on Prometheus, retries included (default: half a tick). Past it
     the tick holds ("Prometheus slow") and the next one starts on time."""

@@ -43,13 +43,11 @@ from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.policies.forecast import DESIRED_METRIC, ForecastPolicy
 from autoscaler.recommendation import Recommendation, hold
+from autoscaler.replica_states import DEFAULT_LEAD_TIME_S
 from autoscaler.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.store import CurrentAutoscaler, RecommendationStore, WorkloadInfo
 
 log = logging.getLogger(__name__)
-
-DEFAULT_LEAD_TIME_S = 240.0
-"""Lead time until the watch has seen a replica become ready: DESIGN.md's default cold start."""
 
 _SAME_POD_S = 2.0
 """Creation times (tick time minus age) of one pod seen at two ticks differ by rounding only."""

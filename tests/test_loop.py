@@ -255,6 +255,29 @@ def test_a_replica_stuck_past_the_pending_timeout_raises_one_event():
     )
 
 
+def test_the_configured_pending_timeout_reaches_the_policy_and_the_events():
+    """``service.pending_timeout_s`` is the one timeout: a replica pending for 400 s is
+    capacity on the way under the default (600 s), and unavailable under 300 s."""
+    pending = ReplicaCounts(spec=3, ready=2, starting=0, pending=1, terminating=0,
+                            oldest_unready_age_s=400.0, starting_ages_s=(400.0,))  # fmt: skip
+    outcomes = {}
+    for timeout in (None, 300.0):
+        clock, events = Clock(), Events()
+        cfg = config("a")
+        if timeout is not None:
+            service = cfg.service.model_copy(update={"pending_timeout_s": timeout})
+            cfg = cfg.model_copy(update={"service": service})
+        loop, _, _ = make(cfg, FakePrometheus(results=healthy(["a"], clock.t)), clock,
+                          replicas=Replicas({"llm/a": pending}), events=events)  # fmt: skip
+        rec = loop.tick().recommendations["llm/a"]
+        outcomes[timeout] = (rec, events.sent)
+    rec, sent = outcomes[None]
+    assert not any("capacity unavailable" in c.detail for c in rec.candidates) and sent == []
+    rec, sent = outcomes[300.0]
+    assert any("1 replica(s) not ready after 300s" in c.detail for c in rec.candidates)
+    assert [e[2] for e in sent] == ["CapacityUnavailable"] and "300s" in sent[0][3]
+
+
 def test_capacity_unavailable_counts_every_stuck_replica_and_posts_only_for_new_ones():
     clock = Clock()
     events = Events()

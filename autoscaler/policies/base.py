@@ -7,6 +7,7 @@ from typing import Literal, Protocol
 
 from autoscaler.hpa.spec import HpaSpec
 from autoscaler.recommendation import Recommendation
+from autoscaler.replica_states import DEFAULT_LEAD_TIME_S, DEFAULT_PENDING_TIMEOUT_S
 from autoscaler.signals import SignalSnapshot
 from autoscaler.slo import SloSpec
 
@@ -31,15 +32,15 @@ class PolicyContext:
     prefill_weight: float = 1.0
     decode_weight: float = 1.0
     gpus_per_replica: int = 4
-    default_lead_time_s: float = 240.0
+    default_lead_time_s: float = DEFAULT_LEAD_TIME_S
     seed_mean_prompt_tokens: float = 1154.0
     """Mean prompt size assumed where an engine exports no token counters (fallbacks): the
     mean of the length mixture fitted to ``azure2023_conv.csv`` (autoscaler.traces.synthetic)."""
     seed_mean_output_tokens: float = 212.0
     """Mean output size for the same fallbacks, same source."""
-    pending_timeout_s: float = 600.0
+    pending_timeout_s: float = DEFAULT_PENDING_TIMEOUT_S
     """How long a replica may be pending or starting before it stops counting as capacity on the
-    way (``service.pending_timeout_s`` live; DESIGN.md's default of 10 min)."""
+    way (``service.pending_timeout_s`` live, the same default in the simulator)."""
     peak_replicas: int | None = None
     """Only for ``static-peak``: the replica count covering the trace's peak (from the oracle)."""
 
