@@ -869,7 +869,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             )
         else:
             from autoscaler.clients.prometheus import PrometheusClient
-            from autoscaler.engines.registry import get_engine
+            from autoscaler.engines.registry import GPU_MEMORY, get_engine
 
             now = time.time()
             with PrometheusClient(args.prometheus) as api:
@@ -883,6 +883,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
                     step=args.step,
                     window=args.rate_window,
                     url=args.prometheus,
+                    gpu_memory=GPU_MEMORY,
                 )
         progress("reading the history", 1.0)
         try:  # before the long part: a bad --out should not cost a replay

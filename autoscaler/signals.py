@@ -72,6 +72,13 @@ class SignalSnapshot:
     """Mean KV-cache usage over ready replicas, 0..1."""
     kv_usage_max: float | None = None
     preemption_rate: float | None = None
+    gpu_memory_usage: float | None = None
+    """GPU framebuffer in use, 0..1, mean over ready replicas of each replica's fullest GPU
+    (dcgm-exporter ``used / (used + free)``, joined to the replica by its ``namespace`` and
+    ``pod`` labels). Flat where the engine preallocates its KV pool (vLLM, SGLang); it moves
+    with load where the engine does not."""
+    gpu_memory_usage_max: float | None = None
+    """The fullest replica's ``gpu_memory_usage``: what the memory-pressure guard reads."""
 
     # state
     time_to_ready_s: float | None = None
@@ -80,6 +87,8 @@ class SignalSnapshot:
     """Waiting requests of each ready replica (as ``sum by (pod)`` would give)."""
     per_replica_running: tuple[float, ...] = field(default=())
     per_replica_kv_usage: tuple[float, ...] = field(default=())
+    per_replica_gpu_memory_usage: tuple[float, ...] = field(default=())
+    """Each replica's fullest GPU, 0..1, by pod name (replicas without a DCGM row are absent)."""
     rejected: tuple[str, ...] = field(default=())
     """Samples that were impossible (negative, infinite, a share above 1) and so left out, as
     ``field=value: problem``; a rejected core demand signal makes the snapshot stale."""

@@ -323,3 +323,48 @@ def test_holt_update_equals_fit_on_the_whole_series():
 def test_holt_on_a_constant_series_predicts_the_constant():
     out = DampedHolt().fit([7.0] * 20).predict(3, [0.5])
     assert np.allclose(out, 7.0)
+
+
+def _memory_snap(t, usage, waiting, per_replica=()):
+    return replace(
+        snap(t, waiting=waiting, kv=None),
+        gpu_memory_usage=usage,
+        gpu_memory_usage_max=usage,
+        per_replica_gpu_memory_usage=per_replica,
+    )
+
+
+def test_gpu_memory_pressure_with_a_queue_adds_a_saturation_step_where_the_guard_is_live():
+    ctx = replace(CTX, gpu_memory_guard=True)
+    rec = ForecastPolicy(ctx).recommend(_memory_snap(0.0, 0.97, 3.0, (0.97, 0.96, 0.5, 0.4)))
+    sat = [c for c in rec.candidates if c.reason == "saturation"]
+    assert len(sat) == 1 and sat[0].replicas == 5.0  # ready 4 + max(1, 10%)
+    pressed = "GPU memory at 97% on the fullest replica (2 replica(s) at or above 95%)"
+    assert pressed in sat[0].detail
+    assert "3 request(s) waiting" in sat[0].detail
+    assert rec.desired_replicas >= 5 and rec.winner == "saturation"
+
+
+@pytest.mark.parametrize(
+    ("guard", "usage", "waiting"),
+    [
+        (False, 0.99, 3.0),  # vLLM/SGLang: GPU memory is the KV pool, the KV gauge guards it
+        (True, 0.99, 0.0),  # a full GPU with an empty queue serves what it is sent
+        (True, 0.94, 3.0),  # below the pressure share
+        (True, None, 3.0),  # no DCGM data
+    ],
+)
+def test_the_memory_guard_stays_idle(guard, usage, waiting):
+    ctx = replace(CTX, gpu_memory_guard=guard)
+    rec = ForecastPolicy(ctx).recommend(_memory_snap(0.0, usage, waiting))
+    assert all("GPU memory" not in c.detail for c in rec.candidates)
+
+
+def test_a_live_memory_guard_without_dcgm_data_is_named_in_the_fallbacks():
+    from autoscaler.policies.forecast import NO_GPU_MEMORY
+
+    live = ForecastPolicy(replace(CTX, gpu_memory_guard=True)).recommend(snap(0.0))
+    assert NO_GPU_MEMORY in live.fallbacks
+    with_data = ForecastPolicy(replace(CTX, gpu_memory_guard=True))
+    assert NO_GPU_MEMORY not in with_data.recommend(_memory_snap(0.0, 0.5, 0.0)).fallbacks
+    assert NO_GPU_MEMORY not in ForecastPolicy(CTX).recommend(snap(0.0)).fallbacks

@@ -218,6 +218,12 @@ class EngineProfile:
     gpu_memory_free: tuple[Series, ...] = ()
     fallbacks: tuple[Fallback, ...] = field(default=())
     """Profile-specific fallbacks; they override :data:`DEFAULT_FALLBACKS` for their signal."""
+    memory_in_kv_pool: bool = False
+    """True when the engine takes (nearly) all of its GPUs' memory as one KV pool at start and
+    exports that pool's use (vLLM's ``gpu_memory_utilization``, SGLang's
+    ``mem_fraction_static``): GPU framebuffer use is then flat and says nothing the KV gauge
+    does not. False elsewhere, and the memory-pressure guard reads GPU memory from DCGM
+    (:mod:`autoscaler.engines.guards`)."""
 
     def __post_init__(self) -> None:
         for signal in Signal:

@@ -21,6 +21,7 @@ PROFILE = EngineProfile(
     description="vLLM V0 engine (about 0.4 to 0.7)",
     reference="METRICS.md 1c",
     model_labels=("model_name",),
+    memory_in_kv_pool=True,
     missing=frozenset({Signal.QUEUE_TIME, Signal.GPU_MEMORY_USED, Signal.GPU_MEMORY_FREE}),
     request_rate=(Series("vllm:request_success_total"),),
     prompt_tokens_rate=(Series("vllm:prompt_tokens_total"),),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 from autoscaler.hpa.spec import HpaSpec
 from autoscaler.recommendation import Recommendation
@@ -12,6 +12,11 @@ from autoscaler.signals import SignalSnapshot
 from autoscaler.slo import SloSpec
 
 Actuation = Literal["hpa", "native"]
+
+GPU_MEMORY_PRESSURE: Final = 0.95
+"""GPU memory share (a replica's fullest GPU) at which the memory-pressure guard counts the replica
+as pressed: above vLLM's default preallocation (0.9), so a preallocated pool alone does not trip
+it, and below the last few percent where CUDA allocations start to fail."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,12 @@ class PolicyContext:
     pending_timeout_s: float = DEFAULT_PENDING_TIMEOUT_S
     """How long a replica may be pending or starting before it stops counting as capacity on the
     way (``service.pending_timeout_s`` live, the same default in the simulator)."""
+    gpu_memory_guard: bool = False
+    """Whether the memory-pressure guard is live: the engine's GPU memory is not one KV pool
+    whose use it exports (``autoscaler.engines.guards.memory_guard``; off in the simulator,
+    whose replicas are vLLM's)."""
+    gpu_memory_pressure: float = GPU_MEMORY_PRESSURE
+    """GPU memory share at which the memory-pressure guard counts a replica as pressed."""
     peak_replicas: int | None = None
     """Only for ``static-peak``: the replica count covering the trace's peak (from the oracle)."""
 

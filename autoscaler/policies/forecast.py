@@ -10,7 +10,11 @@ Desired replicas = max of these candidates (each keeps its reason; the winner is
 * ``latency``: when observed TTFT p90 or queue time p90 exceed their budgets, the ready count
   scaled by the worst ratio (capped at 1.5x per tick);
 * ``saturation``: KV-cache usage above 90% or more than ``max_num_seqs`` waiting per replica
-  adds one step of 10% (at least one replica).
+  adds one step of 10% (at least one replica); so does GPU memory pressure where the engine's
+  GPU memory is not one exported KV pool (``PolicyContext.gpu_memory_guard``: TGI, Triton): the
+  fullest replica's GPU memory (dcgm-exporter) at or above ``gpu_memory_pressure`` while
+  requests wait. A full GPU with an empty queue serves what it is sent; a full GPU with a queue
+  is what a KV gauge at its limit says on vLLM.
 
 Demand is counted in token work (prefill tokens + weighted decode tokens) and estimated as the
 work served plus the growth of the work in the system (queued, and running requests' remaining
@@ -55,6 +59,10 @@ from forecasting.holt import DampedHolt
 DESIRED_METRIC = "llm_desired_replicas"
 LOAD_METRIC = "llm_load_replicas"
 FORECAST_METRIC = "llm_forecast_load_replicas"
+NO_GPU_MEMORY = (
+    "gpu_memory: no dcgm-exporter rows joined to this workload's pods; memory-pressure guard idle"
+)
+"""The fallback named when the memory-pressure guard is live but has no GPU memory to read."""
 
 
 def default_forecaster() -> Forecaster:
@@ -406,10 +414,14 @@ class ForecastPolicy:
             )
         waiting_per_replica = (snap.waiting or 0.0) / max(ready, 1)
         saturated = (snap.kv_usage is not None and snap.kv_usage > 0.9) or waiting_per_replica > 32
-        if saturated and not draining:
-            candidates.append(
-                Candidate("saturation", ready + max(1.0, 0.1 * ready), "KV or queue saturated")
+        pressed = self._memory_pressure(snap)
+        if (saturated or pressed) and not draining:
+            why = "; ".join(
+                w for w in ("KV or queue saturated" if saturated else "", pressed or "") if w
             )
+            candidates.append(Candidate("saturation", ready + max(1.0, 0.1 * ready), why))
+        if ctx.gpu_memory_guard and snap.gpu_memory_usage_max is None:
+            fallbacks = (*fallbacks, NO_GPU_MEMORY)
         best = max(candidates, key=lambda c: c.replicas)
         desired = int(math.ceil(best.replicas - 1e-9))
         stuck = sum(1 for age in snap.replicas.starting_ages_s if age > ctx.pending_timeout_s)
@@ -434,6 +446,22 @@ class ForecastPolicy:
                 PublishedMetric(FORECAST_METRIC, upper / capacity),
             ),
             fallbacks=fallbacks,
+        )
+
+    def _memory_pressure(self, snap: SignalSnapshot) -> str | None:
+        """Why the memory-pressure guard fires (None: it does not, or it is not live)."""
+        ctx = self.ctx
+        usage = snap.gpu_memory_usage_max
+        if not ctx.gpu_memory_guard or usage is None or usage < ctx.gpu_memory_pressure:
+            return None
+        waiting = snap.waiting or 0.0
+        if waiting <= 0.0:
+            return None
+        limit = ctx.gpu_memory_pressure
+        pressed = sum(1 for u in snap.per_replica_gpu_memory_usage if u >= limit) or 1
+        return (
+            f"GPU memory at {usage:.0%} on the fullest replica ({pressed} replica(s) at or above "
+            f"{limit:.0%}) with {waiting:.0f} request(s) waiting"
         )
 
     def _learn_capacity(
