@@ -164,6 +164,7 @@ def recommendation_doc(rec: Recommendation) -> dict[str, Any]:
             for c in rec.candidates
         ],
         "metrics": _finite_map({m.name: m.value for m in rec.metrics}),
+        "fallbacks": list(rec.fallbacks),
     }
 
 
@@ -264,6 +265,7 @@ def _recommendation_schema() -> dict[str, Any]:
             "stale",
             "candidates",
             "metrics",
+            "fallbacks",
         ],  # fmt: skip
         "properties": {
             "timestamp": _nullable({"type": "number"}),
@@ -285,6 +287,12 @@ def _recommendation_schema() -> dict[str, Any]:
                 },
             },
             "metrics": number_map,
+            "fallbacks": {
+                "type": "array",
+                "description": "what the policy derived or left idle for signals the engine"
+                " does not export (docs/engines.md)",
+                "items": {"type": "string"},
+            },
         },
     }
 

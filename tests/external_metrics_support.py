@@ -235,6 +235,7 @@ def recommendation(
             Candidate("latency", 2.0, "TTFT p90 0.42 s within 1.0 s"),
         ),
         metrics=tuple(PublishedMetric(n, v) for n, v in published.items()),
+        fallbacks=("mean_output_tokens = seed mean output tokens",),
     )
 
 

@@ -31,7 +31,7 @@ def test_docs_engines_md_shows_the_table_the_code_derives():
         ("vllm", ("ttft_p90_s", "queue_time_p90_s"), ("kv_usage", "waiting"),
          ("prompt_tokens_rate", "generation_tokens_rate"),
          ("ttft_p90_s", "queue_time_p90_s", "tpot_p90_s")),
-        ("tgi", ("queue_time_p90_s",), ("waiting", "gpu_memory_usage_max"),
+        ("tgi", ("queue_time_p90_s",), ("kv_usage", "waiting", "gpu_memory_usage_max"),
          ("prompt_tokens_rate", "generation_tokens_rate"), ("queue_time_p90_s", "tpot_p90_s")),
         ("triton_trtllm", (), ("kv_usage", "waiting", "gpu_memory_usage_max"),
          ("request_rate x seed mean sizes",), ()),

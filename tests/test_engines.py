@@ -162,7 +162,10 @@ def test_tgi_names_are_in_metrics_md(metrics_md):
         (series,) = profile.series(signal)
         assert series.name.removesuffix("_sum") in tgi, series.name
         assert not series.name.endswith("_total")  # the Rust exporter adds no _total
-    assert {Signal.TTFT, Signal.KV_USAGE} <= profile.missing
+        if series.divide_by:
+            assert f"`{series.divide_by}`" in tgi
+    assert Signal.TTFT in profile.missing
+    assert profile.kv_usage[0].divide_by == "tgi_batch_max_total_tokens"
     assert "0.0001 * 1.5^k for k = 1..35" in tgi
     assert len(profile.e2e[0].buckets) == 35
     assert profile.e2e[0].buckets[0] == pytest.approx(0.00015)
@@ -255,7 +258,6 @@ def test_every_missing_signal_has_a_documented_usable_fallback(name):
 def test_the_named_fallbacks_of_the_brief():
     assert Signal.QUEUE_TIME in get_engine("tgi").fallback(Signal.TTFT).uses
     assert "dcgm" in DEFAULT_FALLBACKS[Signal.KV_USAGE].uses
-    assert "tgi_batch_max_total_tokens" in get_engine("tgi").fallback(Signal.KV_USAGE).description
     assert Signal.WAITING in get_engine("triton_trtllm").fallback(Signal.TTFT).uses
     assert set(DEFAULT_FALLBACKS) == set(Signal)
 

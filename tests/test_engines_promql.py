@@ -196,3 +196,10 @@ def test_gpu_memory_queries_take_the_labels_and_matchers_given():
     q = queries["per_replica_gpu_memory_usage"]
     assert 'DCGM_FI_DEV_FB_USED{ns="prod"}' in q and 'vllm:num_requests_running{ns="prod"}' in q
     assert "on (ns, instance) group_left (app)" in q and q.startswith("max by (ns, app, instance)")
+
+
+def test_tgi_kv_usage_is_its_token_pool_share():
+    queries = {q.field: q.promql for q in build_queries(get_engine("tgi"))}
+    share = "(tgi_batch_current_max_tokens / tgi_batch_max_total_tokens)"
+    assert queries["kv_usage"] == f"avg by ({W}) ({share})"
+    assert queries["per_replica_kv_usage"] == f"avg by ({W}, pod) ({share})"

@@ -446,7 +446,8 @@ async def test_one_workload_has_recommendation_signals_and_shadow(api):
     assert doc["signals"]["gpu_memory_usage_max"] == 0.7
     assert doc["signals"]["per_replica_gpu_memory_usage"] == [0.5, 0.6, 0.7]
     assert doc["engine"] == "tgi"
-    assert doc["guards"]["saturation"] == ["waiting", "gpu_memory_usage_max"]
+    assert doc["recommendation"]["fallbacks"] == ["mean_output_tokens = seed mean output tokens"]
+    assert doc["guards"]["saturation"] == ["kv_usage", "waiting", "gpu_memory_usage_max"]
     assert doc["guards"]["latency"] == ["queue_time_p90_s"]
     assert doc["shadow"] == {
         "enabled": True,

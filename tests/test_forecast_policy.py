@@ -325,38 +325,41 @@ def test_holt_on_a_constant_series_predicts_the_constant():
     assert np.allclose(out, 7.0)
 
 
-def _memory_snap(t, usage, waiting, per_replica=()):
+def _memory_snap(t, usage, waiting, per_replica=(), growth=0.5):
     return replace(
-        snap(t, waiting=waiting, kv=None),
+        snap(t, waiting=waiting, kv=None, growth=growth),
         gpu_memory_usage=usage,
         gpu_memory_usage_max=usage,
         per_replica_gpu_memory_usage=per_replica,
     )
 
 
-def test_gpu_memory_pressure_with_a_queue_adds_a_saturation_step_where_the_guard_is_live():
+def test_gpu_memory_pressure_with_a_building_queue_adds_a_saturation_step_where_live():
     ctx = replace(CTX, gpu_memory_guard=True)
-    rec = ForecastPolicy(ctx).recommend(_memory_snap(0.0, 0.97, 3.0, (0.97, 0.96, 0.5, 0.4)))
+    rec = ForecastPolicy(ctx).recommend(_memory_snap(0.0, 0.97, 6.0, (0.97, 0.96, 0.5, 0.4)))
     sat = [c for c in rec.candidates if c.reason == "saturation"]
     assert len(sat) == 1 and sat[0].replicas == 5.0  # ready 4 + max(1, 10%)
     pressed = "GPU memory at 97% on the fullest replica (2 replica(s) at or above 95%)"
     assert pressed in sat[0].detail
-    assert "3 request(s) waiting" in sat[0].detail
+    assert "6 request(s) waiting, the queue growing" in sat[0].detail
     assert rec.desired_replicas >= 5 and rec.winner == "saturation"
 
 
 @pytest.mark.parametrize(
-    ("guard", "usage", "waiting"),
+    ("guard", "usage", "waiting", "growth"),
     [
-        (False, 0.99, 3.0),  # vLLM/SGLang: GPU memory is the KV pool, the KV gauge guards it
-        (True, 0.99, 0.0),  # a full GPU with an empty queue serves what it is sent
-        (True, 0.94, 3.0),  # below the pressure share
-        (True, None, 3.0),  # no DCGM data
+        (False, 0.99, 6.0, 0.5),  # vLLM/SGLang: GPU memory is the KV pool, the KV gauge guards it
+        (True, 0.99, 0.0, 0.0),  # a full GPU with an empty queue serves what it is sent
+        (True, 0.99, 3.0, 0.5),  # under one waiting per replica: the next prefill step's
+        (True, 0.99, 6.0, -0.5),  # a draining queue
+        (True, 0.99, 6.0, 0.0),  # a steady queue: the queue guard's business
+        (True, 0.94, 6.0, 0.5),  # below the pressure share
+        (True, None, 6.0, 0.5),  # no DCGM data
     ],
 )
-def test_the_memory_guard_stays_idle(guard, usage, waiting):
+def test_the_memory_guard_stays_idle(guard, usage, waiting, growth):
     ctx = replace(CTX, gpu_memory_guard=guard)
-    rec = ForecastPolicy(ctx).recommend(_memory_snap(0.0, usage, waiting))
+    rec = ForecastPolicy(ctx).recommend(_memory_snap(0.0, usage, waiting, growth=growth))
     assert all("GPU memory" not in c.detail for c in rec.candidates)
 
 

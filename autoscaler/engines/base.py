@@ -77,6 +77,9 @@ class Series:
     matchers: tuple[tuple[str, str], ...] = ()
     """Equality matchers selecting the series, e.g. ``(("request_type", "waiting"),)``."""
     buckets: tuple[float, ...] = ()
+    divide_by: str = ""
+    """A gauge read as a share: this series over ``divide_by`` (same labels, same matchers),
+    e.g. TGI's tokens reserved by the batch over its token pool."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +152,9 @@ DEFAULT_FALLBACKS: dict[Signal, Fallback] = {
         Fallback(
             Signal.KV_USAGE,
             (DCGM, Signal.WAITING, Signal.RUNNING),
-            "DCGM framebuffer used / (used + free) where the engine does not preallocate its KV "
-            "pool; otherwise queue/running saturation (waiting > 0 with running at its plateau).",
+            "The saturation guard's queue (> 32 waiting per replica) and, where GPU memory is not "
+            "one exported KV pool, the memory-pressure guard on DCGM framebuffer used / "
+            "(used + free) with a building queue (autoscaler.engines.guards).",
         ),
         Fallback(
             Signal.WAITING,
@@ -253,7 +257,9 @@ class EngineProfile:
 
     def metric_names(self) -> frozenset[str]:
         """Every series name the profile reads (histograms without ``_bucket``)."""
-        return frozenset(s.name for signal in Signal for s in self.series(signal))
+        names = {s.name for signal in Signal for s in self.series(signal)}
+        names |= {s.divide_by for signal in Signal for s in self.series(signal) if s.divide_by}
+        return frozenset(names)
 
 
 ENGINE_SIGNALS: frozenset[Signal] = frozenset(Signal) - {

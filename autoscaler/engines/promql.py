@@ -82,6 +82,14 @@ def selector(series: Series, suffix: str = "", extra: Mapping[str, str] | None =
     return f"{name}{{{inner}}}" if inner else name
 
 
+def _share(series: Series, extra: Mapping[str, str] | None) -> str:
+    """A gauge's selector, or ``(a / b)`` for a share (:attr:`Series.divide_by`)."""
+    sel = selector(series, extra=extra)
+    if not series.divide_by:
+        return sel
+    return f"({sel} / {selector(Series(series.divide_by, series.matchers), extra=extra)})"
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
@@ -132,7 +140,7 @@ def build_queries(
     def inner(signal: Signal, agg: str, fn: str = "", by: str = w) -> str:
         """Counters and gauges: ``or`` inside the aggregation, so replicas of both generations
         of names (a rolling upgrade) are summed together."""
-        sels = [selector(s, extra=extra_matchers) for s in _unique(profile.series(signal))]
+        sels = [_share(s, extra_matchers) for s in _unique(profile.series(signal))]
         args = [f"{fn}({sel}[{window}])" if fn else sel for sel in sels]
         return f"{agg} by ({by}) ({' or '.join(args)})"
 

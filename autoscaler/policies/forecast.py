@@ -12,9 +12,11 @@ Desired replicas = max of these candidates (each keeps its reason; the winner is
 * ``saturation``: KV-cache usage above 90% or more than ``max_num_seqs`` waiting per replica
   adds one step of 10% (at least one replica); so does GPU memory pressure where the engine's
   GPU memory is not one exported KV pool (``PolicyContext.gpu_memory_guard``: TGI, Triton): the
-  fullest replica's GPU memory (dcgm-exporter) at or above ``gpu_memory_pressure`` while
-  requests wait. A full GPU with an empty queue serves what it is sent; a full GPU with a queue
-  is what a KV gauge at its limit says on vLLM.
+  fullest replica's GPU memory (dcgm-exporter) at or above ``gpu_memory_pressure`` while the
+  queue builds (at least one request waiting per ready replica, and growing over the rate
+  window). A full GPU with an empty or draining queue serves what it is sent; and a request or
+  two waiting for the next prefill step is how every engine's queue looks under load, which on
+  an engine whose memory is full from the start (TGI) would add a replica every tick.
 
 Demand is counted in token work (prefill tokens + weighted decode tokens) and estimated as the
 work served plus the growth of the work in the system (queued, and running requests' remaining
@@ -455,13 +457,14 @@ class ForecastPolicy:
         if not ctx.gpu_memory_guard or usage is None or usage < ctx.gpu_memory_pressure:
             return None
         waiting = snap.waiting or 0.0
-        if waiting <= 0.0:
+        ready = max(snap.replicas.ready, 1)
+        if waiting < ready or (snap.waiting_growth_rate or 0.0) <= 0.0:
             return None
         limit = ctx.gpu_memory_pressure
         pressed = sum(1 for u in snap.per_replica_gpu_memory_usage if u >= limit) or 1
         return (
             f"GPU memory at {usage:.0%} on the fullest replica ({pressed} replica(s) at or above "
-            f"{limit:.0%}) with {waiting:.0f} request(s) waiting"
+            f"{limit:.0%}) with {waiting:.0f} request(s) waiting, the queue growing"
         )
 
     def _learn_capacity(
