@@ -62,6 +62,11 @@ class SignalSnapshot:
     tpot_p90_s: float | None = None
     e2e_p95_s: float | None = None
     queue_time_p90_s: float | None = None
+    queue_time_mean_s: float | None = None
+    """Mean queue time per request, where the engine has no histogram but a cumulative duration
+    counter (Triton); the latency guard reads it when there is no p90."""
+    e2e_mean_s: float | None = None
+    """Mean end-to-end latency per request, from the same kind of counter (Triton)."""
 
     # saturation
     waiting: float | None = None

@@ -61,12 +61,13 @@ async def test_every_series_the_engine_profile_reads_is_served(engine):
     profile = get_engine(engine)
     for signal in profile.exported():
         for series in profile.series(signal):
-            want = series.name + ("_bucket" if SIGNAL_KIND[signal] is Kind.HISTOGRAM else "")
+            histogram = SIGNAL_KIND[signal] is Kind.HISTOGRAM and not series.mean_of
+            want = series.name + ("_bucket" if histogram else "")
             rows = [lab for name, lab, _ in served if name == want]
             assert rows, f"{engine} serves no {want}"
             assert any(all(lab.get(k) == v for k, v in series.matchers) for lab in rows), want
-            if series.divide_by:
-                assert series.divide_by in names
+            for other in (series.divide_by, series.mean_of):
+                assert not other or other in names
     assert all(KUBERNETES <= lab.keys() for _, lab, _ in served)
 
 

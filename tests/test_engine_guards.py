@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+from autoscaler.engines.base import Signal
 from autoscaler.engines.guards import Guard, guards_of, markdown_table, memory_guard
 from autoscaler.engines.registry import ENGINES, GPU_MEMORY
 
@@ -33,8 +35,8 @@ def test_docs_engines_md_shows_the_table_the_code_derives():
          ("ttft_p90_s", "queue_time_p90_s", "tpot_p90_s")),
         ("tgi", ("queue_time_p90_s",), ("kv_usage", "waiting", "gpu_memory_usage_max"),
          ("prompt_tokens_rate", "generation_tokens_rate"), ("queue_time_p90_s", "tpot_p90_s")),
-        ("triton_trtllm", (), ("kv_usage", "waiting", "gpu_memory_usage_max"),
-         ("request_rate x seed mean sizes",), ()),
+        ("triton_trtllm", ("queue_time_mean_s",), ("kv_usage", "waiting", "gpu_memory_usage_max"),
+         ("request_rate x seed mean sizes",), ("queue_time_mean_s",)),
     ],
 )  # fmt: skip
 def test_each_engine_gets_the_guards_its_metrics_allow(
@@ -58,7 +60,8 @@ def test_the_memory_guard_is_off_exactly_where_gpu_memory_is_an_exported_kv_pool
 
 
 def test_a_table_row_says_idle_with_a_dash():
-    row = next(
-        line for line in markdown_table(engine_profiles()).splitlines() if "triton" in line
-    )
-    assert row.split("|")[2].strip() == "-"
+    no_latency = dataclasses.replace(ENGINES["triton_trtllm"], name="bare", queue_time=(), e2e=(),
+                                     missing=ENGINES["triton_trtllm"].missing
+                                     | {Signal.QUEUE_TIME, Signal.E2E})  # fmt: skip
+    (row,) = [line for line in markdown_table([no_latency]).splitlines() if "bare" in line]
+    assert row.split("|")[2].strip() == "-" and row.split("|")[5].strip() == "-"

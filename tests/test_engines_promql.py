@@ -203,3 +203,13 @@ def test_tgi_kv_usage_is_its_token_pool_share():
     share = "(tgi_batch_current_max_tokens / tgi_batch_max_total_tokens)"
     assert queries["kv_usage"] == f"avg by ({W}) ({share})"
     assert queries["per_replica_kv_usage"] == f"avg by ({W}, pod) ({share})"
+
+
+def test_triton_latency_is_a_mean_per_request_from_its_microsecond_counters():
+    queries = {q.field: q.promql for q in build_queries(get_engine("triton_trtllm"))}
+    assert queries["queue_time_mean_s"] == (
+        f"sum by ({W}) (rate(nv_inference_queue_duration_us[1m])) / "
+        f"sum by ({W}) (rate(nv_inference_request_success[1m])) * 1e-06"
+    )
+    assert "nv_inference_request_duration_us" in queries["e2e_mean_s"]
+    assert "queue_time_p90_s" not in queries and "e2e_p95_s" not in queries

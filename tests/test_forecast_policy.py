@@ -371,3 +371,27 @@ def test_a_live_memory_guard_without_dcgm_data_is_named_in_the_fallbacks():
     with_data = ForecastPolicy(replace(CTX, gpu_memory_guard=True))
     assert NO_GPU_MEMORY not in with_data.recommend(_memory_snap(0.0, 0.5, 0.0)).fallbacks
     assert NO_GPU_MEMORY not in ForecastPolicy(CTX).recommend(snap(0.0)).fallbacks
+
+
+def _triton_snap(t, queue_mean, prompt_rate=2000.0):
+    """A Triton/TRT-LLM snapshot: no histograms, the mean queue time of its duration counters."""
+    return replace(snap(t, ttft=None, tpot=None, queue=None, prompt_rate=prompt_rate),
+                   queue_time_mean_s=queue_mean)  # fmt: skip
+
+
+def test_without_histograms_the_mean_queue_time_drives_the_latency_guard():
+    rec = ForecastPolicy(CTX).recommend(_triton_snap(0.0, queue_mean=2.0))  # 2x a 1 s budget
+    latency = [c for c in rec.candidates if c.reason == "latency"]
+    assert latency and latency[0].replicas == 4 * 1.5 and "2.00x budget" in latency[0].detail
+    assert not any(c.reason == "latency" for c in
+                   ForecastPolicy(CTX).recommend(_triton_snap(0.0, 0.2)).candidates)  # fmt: skip
+
+
+@pytest.mark.parametrize(("queue_mean", "learns"), [(0.2, True), (None, False)])
+def test_the_capacity_learner_learns_from_the_mean_queue_time_where_it_is_all_there_is(
+    queue_mean, learns
+):
+    policy = ForecastPolicy(CTX)
+    for i in range(40):  # steady fleet and load: observations count after two steady ticks
+        policy.recommend(_triton_snap(15.0 * i, queue_mean))
+    assert bool(policy.capacity.weight_.sum() > 0) is learns

@@ -80,6 +80,13 @@ class Series:
     divide_by: str = ""
     """A gauge read as a share: this series over ``divide_by`` (same labels, same matchers),
     e.g. TGI's tokens reserved by the batch over its token pool."""
+    mean_of: str = ""
+    """For a latency signal without a histogram: this series is a counter summing the duration
+    over requests, read as its mean per request (its rate over the rate of the counter
+    ``mean_of``), times ``scale``. Triton's ``nv_inference_queue_duration_us`` over
+    ``nv_inference_request_success``: no tail quantile, the mean."""
+    scale: float = 1.0
+    """Multiplies a ``mean_of`` mean into seconds (1e-6 for Triton's microseconds)."""
 
 
 @dataclass(frozen=True, slots=True)

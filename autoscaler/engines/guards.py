@@ -5,7 +5,8 @@ each read certain snapshot fields; an engine that does not export a field leaves
 idle. This module derives, from an :class:`~autoscaler.engines.base.EngineProfile` alone, what
 each guard reads on that engine:
 
-* **latency**: the worst of TTFT p90 and queue time p90 over their budgets;
+* **latency**: the worst of TTFT p90 and queue time p90 over their budgets (queue time's mean
+  per request where the engine has no histogram: Triton);
 * **saturation**: KV-cache usage, the queue per replica, and - where GPU memory is not one
   preallocated KV pool whose use the engine exports (``memory_in_kv_pool``) - the fullest
   replica's GPU memory from dcgm-exporter (the memory-pressure guard);
@@ -24,6 +25,7 @@ from collections.abc import Iterable
 from enum import StrEnum
 
 from autoscaler.engines.base import EngineProfile, Signal
+from autoscaler.engines.promql import MEAN_FIELDS
 
 __all__ = ["DCGM_FIELD", "Guard", "guards_of", "markdown_table", "memory_guard"]
 
@@ -58,7 +60,16 @@ def memory_guard(profile: EngineProfile) -> bool:
 
 
 def _exported(profile: EngineProfile, pairs: Iterable[tuple[Signal, str]]) -> tuple[str, ...]:
-    return tuple(name for signal, name in pairs if signal not in profile.missing)
+    """The fields of the exported signals; a latency read as a mean per request (no histogram,
+    :attr:`~autoscaler.engines.base.Series.mean_of`) names its mean field."""
+    out = []
+    for signal, name in pairs:
+        if signal in profile.missing:
+            continue
+        if any(s.mean_of for s in profile.series(signal)) and signal in MEAN_FIELDS:
+            name = MEAN_FIELDS[signal]
+        out.append(name)
+    return tuple(out)
 
 
 def guards_of(profile: EngineProfile) -> dict[Guard, tuple[str, ...]]:

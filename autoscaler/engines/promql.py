@@ -59,6 +59,13 @@ class Query:
     promql: str
 
 
+MEAN_FIELDS: dict[Signal, str] = {
+    Signal.QUEUE_TIME: "queue_time_mean_s",
+    Signal.E2E: "e2e_mean_s",
+}
+"""Latency signals an engine may export as cumulative duration counters (:attr:`Series.mean_of`)
+instead of histograms: the snapshot field of their mean per request."""
+
 HISTOGRAM_FIELDS: dict[Signal, tuple[str, float]] = {
     Signal.TTFT: ("ttft_p90_s", 0.9),
     Signal.TPOT: ("tpot_p90_s", 0.9),
@@ -145,7 +152,16 @@ def build_queries(
         return f"{agg} by ({by}) ({' or '.join(args)})"
 
     for signal in profile.exported():
-        if signal in COUNTER_FIELDS:
+        means = [s for s in _unique(profile.series(signal)) if s.mean_of]
+        if means and signal in MEAN_FIELDS:
+            parts = [
+                f"sum by ({w}) (rate({selector(s, extra=extra_matchers)}[{window}])) / "
+                f"sum by ({w}) (rate({selector(Series(s.mean_of), extra=extra_matchers)}"
+                f"[{window}]))" + (f" * {s.scale:g}" if s.scale != 1.0 else "")
+                for s in means
+            ]
+            out.append(Query(MEAN_FIELDS[signal], signal, _either(parts)))
+        elif signal in COUNTER_FIELDS:
             q = inner(signal, "sum", "rate")
             out.append(Query(COUNTER_FIELDS[signal], signal, q))
         elif signal in HISTOGRAM_FIELDS:

@@ -335,7 +335,8 @@ class ForecastPolicy:
         )
 
     def _latency_ratio(self, snap: SignalSnapshot) -> float | None:
-        """Worst of TTFT and queue time p90 over budget: what the ``latency`` guard acts on."""
+        """Worst of TTFT and queue time p90 (else its mean) over budget: what the ``latency``
+        guard acts on."""
         slo = self.ctx.slo
         ratios: list[float] = []
         if snap.ttft_p90_s is not None:
@@ -344,6 +345,9 @@ class ForecastPolicy:
             # queue time is part of TTFT; vLLM's first queue bucket is 0.3 s, so an idle queue
             # already reads ~0.27 s at p90 and a tighter budget would look half-used forever
             ratios.append(snap.queue_time_p90_s / slo.ttft_s)
+        elif snap.queue_time_mean_s is not None:
+            # an engine without histograms (Triton): the mean, which sits below the tail
+            ratios.append(snap.queue_time_mean_s / slo.ttft_s)
         # TPOT is observed when a request finishes, after the load that shaped it, so it would
         # blame the current fleet for a past overload; TTFT and queue time are not.
         return max(ratios) if ratios else None
