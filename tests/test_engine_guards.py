@@ -24,7 +24,7 @@ def test_docs_engines_md_shows_the_table_the_code_derives():
     text = DOC.read_text()
     assert BEGIN in text and END in text
     shown = text.split(BEGIN, 1)[1].split(END, 1)[0]
-    assert shown == markdown_table(engine_profiles()), "regenerate with markdown_table()"
+    assert shown == markdown_table(engine_profiles()), "python -m tests.test_engine_guards"
 
 
 @pytest.mark.parametrize(
@@ -65,3 +65,14 @@ def test_a_table_row_says_idle_with_a_dash():
                                      | {Signal.QUEUE_TIME, Signal.E2E})  # fmt: skip
     (row,) = [line for line in markdown_table([no_latency]).splitlines() if "bare" in line]
     assert row.split("|")[2].strip() == "-" and row.split("|")[5].strip() == "-"
+
+
+def regenerate() -> None:
+    """Write the derived table into docs/engines.md: ``python -m tests.test_engine_guards``."""
+    head, rest = DOC.read_text().split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    DOC.write_text(head + BEGIN + markdown_table(engine_profiles()) + END + tail)
+
+
+if __name__ == "__main__":
+    regenerate()
