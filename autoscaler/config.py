@@ -32,20 +32,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from autoscaler.engines.registry import GPU_MEMORY, engine_names
 from autoscaler.errors import InputError
 from autoscaler.replica_states import DEFAULT_PENDING_TIMEOUT_S
 from autoscaler.slo import SloSpec
 
-KNOWN_ENGINES: Final[tuple[str, ...]] = (
-    "dcgm",
-    "sglang",
-    "sglang_legacy",
-    "tgi",
-    "triton_trtllm",
-    "vllm",
-    "vllm_v0",
-)
-"""Engine profile names accepted by default; :func:`load_config` takes another list if given."""
+KNOWN_ENGINES: Final[tuple[str, ...]] = tuple(n for n in engine_names() if n != GPU_MEMORY.name)
+"""Engine profile names accepted by default: the registry's serving engines (``dcgm`` supplies
+GPU memory to all of them, it serves no requests); :func:`load_config` takes another list."""
 
 KNOWN_MODELS: Final[tuple[str, ...]] = ("bloom-176b", "llama2-70b")
 KNOWN_GPUS: Final[tuple[str, ...]] = ("a100", "h100")
