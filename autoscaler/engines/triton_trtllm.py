@@ -59,7 +59,8 @@ PROFILE = EngineProfile(
         Fallback(
             Signal.PROMPT_TOKENS,
             (Signal.REQUEST_RATE, CAPACITY_MODEL),
-            "No token counters: mean and p90 prompt size from the capacity seed (trace).",
+            "No token counters: the seed's mean prompt size (autoscaler.traces.synthetic); no "
+            "p90, so the TTFT budget has no per-prompt allowance.",
         ),
     ),
 )
