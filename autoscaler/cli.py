@@ -349,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument(
         "--engine",
         default="vllm",
-        help="metrics format to serve: vllm, tgi or triton_trtllm (default vllm); "
+        help="metrics format to serve: sglang, tgi, triton_trtllm, vllm or vllm_v0 (default "
+        "vllm); "
         "/dcgm/metrics serves dcgm-exporter's GPU memory beside it",
     )
     emu.add_argument(

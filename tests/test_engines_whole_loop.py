@@ -103,12 +103,24 @@ def fields_of(row: dict[Any, tuple[str, ...]]) -> set[str]:
     return {f for reads in row.values() for f in reads if " " not in f}
 
 
-@pytest.mark.parametrize(
-    "stack",
-    [("vllm", 4.0, 4.0), ("tgi", 4.0, 30.0), ("triton_trtllm", 4.0, 4.0)],
-    ids=["vllm", "tgi", "triton_trtllm"],
-    indirect=True,
-)
+STACKS = [
+    ("sglang", 4.0, 4.0),
+    ("tgi", 4.0, 30.0),
+    ("triton_trtllm", 4.0, 4.0),
+    ("vllm", 4.0, 4.0),
+    ("vllm_v0", 4.0, 4.0),
+]
+"""(engine, requests/s before and after the step at 20 s): TGI's step overloads 2 replicas."""
+
+
+def test_every_emulated_engine_and_every_serving_engine_has_a_whole_loop_run():
+    from autoscaler.config import KNOWN_ENGINES
+    from autoscaler.emulation.exposition import engine_names
+
+    assert {e for e, _, _ in STACKS} == set(engine_names()) == set(KNOWN_ENGINES)
+
+
+@pytest.mark.parametrize("stack", STACKS, ids=[e for e, _, _ in STACKS], indirect=True)
 def test_the_whole_loop_on_each_engine(stack):
     engine = stack["engine"]
     profile = get_engine(engine)

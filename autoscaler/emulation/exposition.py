@@ -31,15 +31,18 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from autoscaler.emulation.stepper import Buckets, HistogramState, ReplicaSample, vllm_buckets
-from autoscaler.engines import tgi
+from autoscaler.engines import sglang, tgi, vllm_v0
+from autoscaler.simulation.observation import one_two_five_buckets
 
 __all__ = [
     "BUCKETS",
     "ENGINES",
     "DcgmCollector",
     "SampleSource",
+    "SglangCollector",
     "TgiCollector",
     "TritonTrtllmCollector",
+    "VllmV0Collector",
     "VllmV1Collector",
     "buckets_for",
     "engine_names",
@@ -219,23 +222,38 @@ class _Families:
                 fam.add_sample(name, self._labels(labels, more), float(value))
         return fam
 
-    def counter(self, name: str, doc: str, get: Callable[[ReplicaSample], float]) -> Metric:
-        """A counter exposed without ``_total``, as TGI and Triton do."""
+    def counter(
+        self,
+        name: str,
+        doc: str,
+        get: Callable[[ReplicaSample], float],
+        *,
+        total: bool = False,
+        more: dict[str, str] | None = None,
+    ) -> Metric:
+        """A counter; exposed without ``_total`` (TGI, Triton) unless ``total`` (Python engines).
+        ``more``: labels of this family only (vLLM's ``finished_reason``)."""
         fam = Metric(name, doc, "counter")
+        sample = name + "_total" if total else name
         for labels, s in self.rows:
-            fam.add_sample(name, self._labels(labels, {}), float(get(s)))
+            fam.add_sample(sample, self._labels(labels, more or {}), float(get(s)))
         return fam
 
     def histogram(
-        self, name: str, doc: str, get: Callable[[ReplicaSample], HistogramState]
+        self,
+        name: str,
+        doc: str,
+        get: Callable[[ReplicaSample], HistogramState],
+        more: dict[str, str] | None = None,
     ) -> Metric:
         fam = Metric(name, doc, "histogram")
+        extra = more or {}
         for labels, s in self.rows:
             h = get(s)
             for le, count in _buckets(h):
-                fam.add_sample(name + "_bucket", self._labels(labels, {"le": le}), count)
-            fam.add_sample(name + "_sum", self._labels(labels, {}), h.total)
-            fam.add_sample(name + "_count", self._labels(labels, {}), float(h.count))
+                fam.add_sample(name + "_bucket", self._labels(labels, {**extra, "le": le}), count)
+            fam.add_sample(name + "_sum", self._labels(labels, extra), h.total)
+            fam.add_sample(name + "_count", self._labels(labels, extra), float(h.count))
         return fam
 
 
@@ -243,6 +261,167 @@ def _one(
     get: Callable[[ReplicaSample], float],
 ) -> Callable[[ReplicaSample], list[tuple[dict[str, str], float]]]:
     return lambda s: [({}, get(s))]
+
+
+class VllmV0Collector(Collector):
+    """vLLM V0 (about 0.4 to 0.7, METRICS.md 1c; ``vllm_v0_capture.txt``): label ``model_name``
+    only, ``vllm:gpu_cache_usage_perc``, ``vllm:time_per_output_token_seconds``, V0's buckets
+    (:data:`BUCKETS`), no queue-time histogram."""
+
+    def __init__(self, source: SampleSource, *, model_name: str, **_: object) -> None:
+        self._source = source
+        self._model = model_name
+
+    def collect(self) -> Iterable[Metric]:
+        f = _Families(self._source(), {"model_name": self._model})
+        yield f.gauge(
+            "vllm:num_requests_running",
+            "Number of requests currently running on GPU.",
+            _one(lambda s: s.running),
+        )
+        yield f.gauge(
+            "vllm:num_requests_waiting",
+            "Number of requests waiting to be processed.",
+            _one(lambda s: s.waiting),
+        )
+        yield f.gauge(
+            "vllm:num_requests_swapped", "Number of requests swapped to CPU.", _one(lambda s: 0.0)
+        )
+        yield f.gauge(
+            "vllm:gpu_cache_usage_perc",
+            "GPU KV-cache usage. 1 means 100 percent usage.",
+            _one(lambda s: s.kv_usage),
+        )
+        yield f.counter(
+            "vllm:num_preemptions",
+            "Cumulative number of preemption from the engine.",
+            lambda s: 0.0,
+            total=True,
+        )
+        yield f.counter(
+            "vllm:prompt_tokens",
+            "Number of prefill tokens processed.",
+            lambda s: s.prompt_tokens,
+            total=True,
+        )
+        yield f.counter(
+            "vllm:generation_tokens",
+            "Number of generation tokens processed.",
+            lambda s: s.generation_tokens,
+            total=True,
+        )
+        yield f.counter(
+            "vllm:request_success",
+            "Count of successfully processed requests.",
+            lambda s: s.metrics.success,
+            total=True,
+            more={"finished_reason": "stop"},
+        )
+        yield f.histogram(
+            "vllm:time_to_first_token_seconds",
+            "Histogram of time to first token in seconds.",
+            lambda s: s.metrics.ttft,
+        )
+        yield f.histogram(
+            "vllm:time_per_output_token_seconds",
+            "Histogram of time per output token in seconds.",
+            lambda s: s.metrics.tpot,
+        )
+        yield f.histogram(
+            "vllm:e2e_request_latency_seconds",
+            "Histogram of end to end request latency in seconds.",
+            lambda s: s.metrics.e2e,
+        )
+        yield f.histogram(
+            "vllm:request_prompt_tokens",
+            "Number of prefill tokens processed.",
+            lambda s: s.metrics.prompt_len,
+        )
+        yield f.histogram(
+            "vllm:request_generation_tokens",
+            "Number of generation tokens processed.",
+            lambda s: s.metrics.generation_len,
+        )
+
+
+class SglangCollector(Collector):
+    """SGLang 0.5.23's names (METRICS.md 2a): the scheduler's gauges and queue time labelled
+    ``model_name``, ``engine_type``, ``tp_rank``, ``pp_rank``, ``moe_ep_rank``; the tokenizer's
+    counters and latency histograms ``model_name``, ``engine_type`` (plus ``is_streaming`` where
+    METRICS.md lists it; its value here, ``false``, is an assumption: no capture is saved)."""
+
+    def __init__(self, source: SampleSource, *, model_name: str, **_: object) -> None:
+        self._source = source
+        self._model = model_name
+
+    def collect(self) -> Iterable[Metric]:
+        rows = self._source()
+        tokenizer = {"model_name": self._model, "engine_type": "unified"}
+        scheduler = {**tokenizer, "tp_rank": "0", "pp_rank": "0", "moe_ep_rank": "0"}
+        s_f, t_f = _Families(rows, scheduler), _Families(rows, tokenizer)
+        streaming = {"is_streaming": "false"}
+        yield s_f.gauge(
+            "sglang:num_running_reqs", "The number of running requests.", _one(lambda s: s.running)
+        )
+        yield s_f.gauge(
+            "sglang:num_queue_reqs",
+            "The number of requests in the waiting queue.",
+            _one(lambda s: s.waiting),
+        )
+        yield s_f.gauge("sglang:token_usage", "The token usage.", _one(lambda s: s.kv_usage))
+        yield s_f.histogram(
+            "sglang:queue_time_seconds",
+            "Histogram of queueing time in seconds.",
+            lambda s: s.metrics.queue,
+        )
+        yield t_f.counter(
+            "sglang:prompt_tokens",
+            "Number of prefill tokens processed.",
+            lambda s: s.prompt_tokens,
+            total=True,
+            more=streaming,
+        )
+        yield t_f.counter(
+            "sglang:generation_tokens",
+            "Number of generation tokens processed.",
+            lambda s: s.generation_tokens,
+            total=True,
+            more=streaming,
+        )
+        yield t_f.counter(
+            "sglang:num_requests",
+            "The number of processed requests.",
+            lambda s: s.metrics.success,
+            total=True,
+        )
+        yield s_f.counter(
+            "sglang:num_retracted_requests",
+            "The number of retracted requests.",
+            lambda s: 0.0,
+            total=True,
+        )
+        yield t_f.histogram(
+            "sglang:time_to_first_token_seconds",
+            "Histogram of time to first token in seconds.",
+            lambda s: s.metrics.ttft,
+            streaming,
+        )
+        yield t_f.histogram(
+            "sglang:inter_token_latency_seconds",
+            "Histogram of inter-token latency in seconds.",
+            lambda s: s.metrics.itl,
+        )
+        yield t_f.histogram(
+            "sglang:e2e_request_latency_seconds",
+            "Histogram of End-to-end request latency in seconds",
+            lambda s: s.metrics.e2e,
+            streaming,
+        )
+        yield t_f.histogram(
+            "sglang:prompt_tokens_histogram",
+            "Histogram of prompt token length.",
+            lambda s: s.metrics.prompt_len,
+        )
 
 
 TGI_MAX_BATCH_TOTAL_TOKENS = 473_840
@@ -391,15 +570,18 @@ FB_RESERVED_MIB = 530
 """``DCGM_FI_DEV_FB_RESERVED``: driver-reserved memory, outside used + free."""
 
 FRAMEBUFFER_SHARE: dict[str, float] = {
-    "vllm": 0.9,
+    "sglang": 0.88,
     "tgi": 0.97,
     "triton_trtllm": 0.94,
+    "vllm": 0.9,
+    "vllm_v0": 0.9,
 }
 """GPU memory each emulated engine holds, as a share of used + free. Flat, as in the real
 engines, which all size a KV pool at start: vLLM takes ``gpu_memory_utilization`` (0.9) of the
-GPU; TGI's warm-up grows its token pool until the GPU is full (``cuda_memory_fraction`` 1.0, less
-what its allocator keeps free); TensorRT-LLM takes ``kv_cache_free_gpu_mem_fraction`` (0.9) of
-what its weights (40% of an H100 for a 70B model in TP4) leave."""
+GPU, SGLang ``mem_fraction_static`` (about 0.88 for a 70B model in TP4); TGI's warm-up grows its
+token pool until the GPU is full (``cuda_memory_fraction`` 1.0, less what its allocator keeps
+free); TensorRT-LLM takes ``kv_cache_free_gpu_mem_fraction`` (0.9) of what its weights (40% of an
+H100 for a 70B model in TP4) leave."""
 
 
 class DcgmCollector(Collector):
@@ -452,9 +634,11 @@ class DcgmCollector(Collector):
 CollectorFactory = Callable[..., Collector]
 
 ENGINES: dict[str, CollectorFactory] = {
+    "sglang": SglangCollector,
     "tgi": TgiCollector,
     "triton_trtllm": TritonTrtllmCollector,
     "vllm": VllmV1Collector,
+    "vllm_v0": VllmV0Collector,
 }
 """Engines the emulator can imitate, by the name ``--engine`` takes (the engine profiles')."""
 
@@ -466,7 +650,40 @@ def _tgi_buckets(max_context: int) -> Buckets:
     return Buckets(ttft=d, itl=d, tpot=d, e2e=d, queue=d, prompt_len=tokens, generation_len=tokens)
 
 
-BUCKETS: dict[str, Callable[[int], Buckets]] = {"tgi": _tgi_buckets}
+def _vllm_v0_buckets(max_context: int) -> Buckets:
+    """vLLM V0's (METRICS.md 1c): shorter TTFT and e2e ranges than V1's."""
+    tokens = one_two_five_buckets(max_context)
+    return Buckets(
+        ttft=vllm_v0.TTFT_BUCKETS,
+        itl=vllm_v0.TPOT_BUCKETS,
+        tpot=vllm_v0.TPOT_BUCKETS,
+        e2e=vllm_v0.E2E_BUCKETS,
+        queue=vllm_v0.E2E_BUCKETS,
+        prompt_len=tokens,
+        generation_len=tokens,
+    )
+
+
+def _sglang_buckets(max_context: int) -> Buckets:
+    """SGLang 0.5.23's (METRICS.md 2a); queue time and token counts have no documented buckets:
+    the e2e ones and 1-2-5 up to the context."""
+    tokens = one_two_five_buckets(max_context)
+    return Buckets(
+        ttft=sglang.TTFT_BUCKETS,
+        itl=sglang.ITL_BUCKETS,
+        tpot=sglang.ITL_BUCKETS,
+        e2e=sglang.E2E_BUCKETS,
+        queue=sglang.E2E_BUCKETS,
+        prompt_len=tokens,
+        generation_len=tokens,
+    )
+
+
+BUCKETS: dict[str, Callable[[int], Buckets]] = {
+    "sglang": _sglang_buckets,
+    "tgi": _tgi_buckets,
+    "vllm_v0": _vllm_v0_buckets,
+}
 """Histogram buckets by engine, from the model's context length; others use vLLM's."""
 
 
