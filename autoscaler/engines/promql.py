@@ -15,6 +15,9 @@ Shapes (``W`` = ``namespace, workload``; ``[1m]`` = the rate window):
 - gauge: ``sum by (W) (<g>)``; KV usage ``avg by (W)`` and ``max by (W)``; queue growth
   ``sum by (W) (deriv(<waiting>[1m]))``; per-replica vectors ``by (W, pod)``
 - DCGM: framebuffer used and free summed by ``W``, usage ``avg by (W) (used / (used + free))``
+- a latency without histograms (``Series.mean_of``, Triton's microsecond counters): the mean per
+  request, ``sum by (W) (rate(<duration>[1m])) / sum by (W) (rate(<requests>[1m])) * scale``;
+  a gauge that is a share (``Series.divide_by``, TGI's token pool): ``avg by (W) (a / b)``
 - GPU memory of an engine's replicas (``gpu_memory=`` the DCGM profile): each GPU's
   ``used / (used + free)`` joined to the replica that holds it ``on (namespace, pod)`` - the
   labels dcgm-exporter adds with Kubernetes pod mapping - through one of the engine's

@@ -7,8 +7,9 @@ Desired replicas = max of these candidates (each keeps its reason; the winner is
   forecast errors (:class:`RelativeBand`) at a quantile set by the SLO-attainment target
   (:func:`band_quantile_for`), at least ``min_headroom`` - divided by the learned per-replica
   capacity, plus the replicas whose queue outlasts the lead time;
-* ``latency``: when observed TTFT p90 or queue time p90 exceed their budgets, the ready count
-  scaled by the worst ratio (capped at 1.5x per tick);
+* ``latency``: when observed TTFT p90 or queue time p90 (its mean per request on an engine
+  without histograms: Triton) exceed their budgets, the ready count scaled by the worst ratio
+  (capped at 1.5x per tick);
 * ``saturation``: KV-cache usage above 90% or more than ``max_num_seqs`` waiting per replica
   adds one step of 10% (at least one replica); so does GPU memory pressure where the engine's
   GPU memory is not one exported KV pool (``PolicyContext.gpu_memory_guard``: TGI, Triton): the
@@ -422,10 +423,11 @@ class ForecastPolicy:
         saturated = (snap.kv_usage is not None and snap.kv_usage > 0.9) or waiting_per_replica > 32
         pressed = self._memory_pressure(snap)
         if (saturated or pressed) and not draining:
-            why = "; ".join(
-                w for w in ("KV or queue saturated" if saturated else "", pressed or "") if w
+            why = ["KV or queue saturated"] if saturated else []
+            why += [pressed] if pressed else []
+            candidates.append(
+                Candidate("saturation", ready + max(1.0, 0.1 * ready), "; ".join(why))
             )
-            candidates.append(Candidate("saturation", ready + max(1.0, 0.1 * ready), why))
         if ctx.gpu_memory_guard and snap.gpu_memory_usage_max is None:
             fallbacks = (*fallbacks, NO_GPU_MEMORY)
         best = max(candidates, key=lambda c: c.replicas)
