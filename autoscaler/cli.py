@@ -346,7 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="X",
         help="simulated seconds per wall-clock second (default 1: real time; 10: 10x faster)",
     )
-    emu.add_argument("--engine", default="vllm", help="metrics format to serve (default vllm)")
+    emu.add_argument(
+        "--engine",
+        default="vllm",
+        help="metrics format to serve: sglang, tgi, triton_trtllm, vllm or vllm_v0 (default "
+        "vllm); "
+        "/dcgm/metrics serves dcgm-exporter's GPU memory beside it",
+    )
     emu.add_argument(
         "--duration",
         type=_positive("--duration"),
@@ -757,6 +763,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from autoscaler.emulation import Emulator, EmulatorSettings, create_app
+    from autoscaler.emulation.exposition import buckets_for
     from autoscaler.perf.profiles import get_profile
     from autoscaler.traces.readers import read_trace
 
@@ -772,7 +779,9 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         created_unix=time.time(),
     )
     trace = read_trace(args.trace, args.format, servegen_model=args.servegen_model)
-    emulator = Emulator(trace, replicas=args.replicas, profile=get_profile())
+    profile = get_profile()
+    buckets = buckets_for(settings.engine, profile.max_context)
+    emulator = Emulator(trace, replicas=args.replicas, profile=profile, buckets=buckets)
 
     async def serve() -> None:
         runner = web.AppRunner(create_app(emulator, settings), handle_signals=False)
@@ -869,7 +878,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             )
         else:
             from autoscaler.clients.prometheus import PrometheusClient
-            from autoscaler.engines.registry import get_engine
+            from autoscaler.engines.registry import GPU_MEMORY, get_engine
 
             now = time.time()
             with PrometheusClient(args.prometheus) as api:
@@ -883,6 +892,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
                     step=args.step,
                     window=args.rate_window,
                     url=args.prometheus,
+                    gpu_memory=GPU_MEMORY,
                 )
         progress("reading the history", 1.0)
         try:  # before the long part: a bad --out should not cost a replay

@@ -106,6 +106,7 @@ def collect(
     extra_matchers: Mapping[str, str] | None = None,
     deadline: float | None = None,
     problems: list[str] | None = None,
+    gpu_memory: EngineProfile | None = None,
 ) -> dict[str, SignalSnapshot]:
     """Run one tick's batched queries and build a snapshot for every workload, keyed
     ``namespace/name``.
@@ -119,10 +120,15 @@ def collect(
     skipped and their fields stay ``None`` (so the workloads hold). When Prometheus is
     unreachable or too slow for the budget, one line naming Prometheus and the query is appended
     to ``problems``.
+
+    ``gpu_memory`` (the dcgm-exporter profile) adds each engine's GPU memory queries, joined to
+    its replicas by pod (:func:`~autoscaler.engines.promql.gpu_memory_queries`); they are never
+    core signals, so a cluster without dcgm-exporter only leaves the ``gpu_memory_*`` fields
+    ``None``.
     """
     lb = labels or GroupingLabels()
     profile_of = _profiles(workloads, engines)
-    fleet = build_fleet_queries(profile_of, lb, window, extra_matchers)
+    fleet = build_fleet_queries(profile_of, lb, window, extra_matchers, gpu_memory=gpu_memory)
     results: dict[tuple[str, str], list[Sample]] = {}
     stopped: str | None = None
     for engine_name, queries in fleet.items():
@@ -155,6 +161,7 @@ def collect_history(
     labels: GroupingLabels | None = None,
     window: str = "1m",
     extra_matchers: Mapping[str, str] | None = None,
+    gpu_memory: EngineProfile | None = None,
 ) -> list[tuple[float, dict[str, SignalSnapshot]]]:
     """The same queries as :func:`collect` as range queries: one snapshot set per ``step``.
 
@@ -168,7 +175,7 @@ def collect_history(
     """
     lb = labels or GroupingLabels()
     profile_of = _profiles(workloads, engines)
-    fleet = build_fleet_queries(profile_of, lb, window, extra_matchers)
+    fleet = build_fleet_queries(profile_of, lb, window, extra_matchers, gpu_memory=gpu_memory)
     if step <= 0 or end < start:
         raise InputError(f"bad backfill range: start {start}, end {end}, step {step}")
     steps = [start + i * step for i in range(int((end - start) // step) + 1)]
@@ -357,4 +364,4 @@ def _assign(
                 scalars[key][q.field] = value
             elif value is not None:
                 log.debug("duplicate %s row for %s ignored", q.field, key)
-        # other fields (DCGM gpu_memory_*) have no SignalSnapshot field yet
+        # else: a field no snapshot holds (the dcgm profile's own ``gpu_memory_*_mib`` sums)

@@ -32,19 +32,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from autoscaler.engines.registry import GPU_MEMORY, engine_names
 from autoscaler.errors import InputError
+from autoscaler.replica_states import DEFAULT_PENDING_TIMEOUT_S
 from autoscaler.slo import SloSpec
 
-KNOWN_ENGINES: Final[tuple[str, ...]] = (
-    "dcgm",
-    "sglang",
-    "sglang_legacy",
-    "tgi",
-    "triton_trtllm",
-    "vllm",
-    "vllm_v0",
-)
-"""Engine profile names accepted by default; :func:`load_config` takes another list if given."""
+KNOWN_ENGINES: Final[tuple[str, ...]] = tuple(n for n in engine_names() if n != GPU_MEMORY.name)
+"""Engine profile names accepted by default: the registry's serving engines (``dcgm`` supplies
+GPU memory to all of them, it serves no requests); :func:`load_config` takes another list."""
 
 KNOWN_MODELS: Final[tuple[str, ...]] = ("bloom-176b", "llama2-70b")
 KNOWN_GPUS: Final[tuple[str, ...]] = ("a100", "h100")
@@ -139,7 +134,7 @@ class GlobalConfig(_Strict):
     rate_window: str = "1m"
     scrape_interval_s: float = Field(default=15.0, gt=0)
     staleness_s: float | None = Field(default=None, gt=0)
-    pending_timeout_s: float = Field(default=600.0, gt=0)
+    pending_timeout_s: float = Field(default=DEFAULT_PENDING_TIMEOUT_S, gt=0)
     tick_budget_s: float | None = Field(default=None, gt=0)
     """Time a tick may spend on Prometheus, retries included (default: half a tick). Past it
     the tick holds ("Prometheus slow") and the next one starts on time."""

@@ -36,6 +36,7 @@ from autoscaler.collection import (
 from autoscaler.completeness import default_coverage, raise_to_floor
 from autoscaler.config import ServiceConfig, WorkloadConfig
 from autoscaler.engines.base import EngineProfile
+from autoscaler.engines.guards import guards_of, memory_guard
 from autoscaler.engines.promql import build_fleet_queries
 from autoscaler.loop_metrics import LoopMetrics
 from autoscaler.perf.capacity import seed_capacity, work_weights
@@ -43,13 +44,11 @@ from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.policies.forecast import DESIRED_METRIC, ForecastPolicy
 from autoscaler.recommendation import Recommendation, hold
+from autoscaler.replica_states import DEFAULT_LEAD_TIME_S
 from autoscaler.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.store import CurrentAutoscaler, RecommendationStore, WorkloadInfo
 
 log = logging.getLogger(__name__)
-
-DEFAULT_LEAD_TIME_S = 240.0
-"""Lead time until the watch has seen a replica become ready: DESIGN.md's default cold start."""
 
 _SAME_POD_S = 2.0
 """Creation times (tick time minus age) of one pod seen at two ticks differ by rounding only."""
@@ -91,21 +90,30 @@ class EventSink(Protocol):
     def warn(self, namespace: str, name: str, reason: str, message: str) -> None: ...
 
 
-def workload_info(config: ServiceConfig, workload: WorkloadConfig) -> WorkloadInfo:
-    """How servers find and label a workload: ``metricLabels`` are its namespace and name."""
+def workload_info(
+    config: ServiceConfig, workload: WorkloadConfig, engine: EngineProfile | None = None
+) -> WorkloadInfo:
+    """How servers find and label a workload: ``metricLabels`` are its namespace and name;
+    with its ``engine`` profile, which guards are live on it (shown on ``/v1``)."""
+    guards = guards_of(engine) if engine is not None else {}
     return WorkloadInfo(
         namespace=workload.namespace,
         name=workload.name,
         labels={"namespace": workload.namespace, "workload": workload.name},
         shadow=config.shadow(workload),
+        engine=workload.engine,
+        guards={g.value: reads for g, reads in guards.items()},
     )
 
 
-def workload_context(config: ServiceConfig, workload: WorkloadConfig) -> PolicyContext:
+def workload_context(
+    config: ServiceConfig, workload: WorkloadConfig, engine: EngineProfile | None = None
+) -> PolicyContext:
     """The policy context of a live workload: its SLO, bounds, profile seed and token weights.
 
     The same functions as the simulator's (``autoscaler.perf.capacity``), so the seed a benchmark
     judged is the seed production starts from; ``capacity_seed`` in the config overrides it.
+    The ``engine`` profile decides whether the memory-pressure guard is live.
     """
     profile = get_profile(workload.profile.model, workload.profile.gpu, workload.profile.tp)
     slo = workload.slo.to_spec()
@@ -122,6 +130,7 @@ def workload_context(config: ServiceConfig, workload: WorkloadConfig) -> PolicyC
         gpus_per_replica=workload.profile.tp,
         default_lead_time_s=DEFAULT_LEAD_TIME_S,
         pending_timeout_s=config.service.pending_timeout_s,
+        gpu_memory_guard=engine is not None and memory_guard(engine),
     )
 
 
@@ -164,8 +173,11 @@ class ControlLoop:
         prefetcher: Actuator | None = None,
         clock: Callable[[], float] = time.time,
         policy_factory: Callable[[PolicyContext], Policy] = ForecastPolicy,
+        gpu_memory: EngineProfile | None = None,
     ) -> None:
         self.config = config
+        self.gpu_memory = gpu_memory
+        """The profile exporting GPU memory (dcgm-exporter), joined to every engine's replicas."""
         self.prometheus = prometheus
         self.store = store
         self.engines = engines
@@ -176,7 +188,9 @@ class ControlLoop:
         self.prefetcher = prefetcher
         self.clock = clock
         self.policies: dict[str, Policy] = {
-            workload_key(w.namespace, w.name): policy_factory(workload_context(config, w))
+            workload_key(w.namespace, w.name): policy_factory(
+                workload_context(config, w, engines.get(w.engine))
+            )
             for w in config.workloads
         }
         self._workloads = {workload_key(w.namespace, w.name): w for w in config.workloads}
@@ -184,7 +198,9 @@ class ControlLoop:
         """Per workload, the creation times of the stuck replicas its last Event counted."""
         # the config is fixed for the loop's life, so the query set is built once, not per tick
         profile_of = {k: engines[w.engine] for k, w in self._workloads.items()}
-        fleet = build_fleet_queries(profile_of, window=config.service.rate_window)
+        fleet = build_fleet_queries(
+            profile_of, window=config.service.rate_window, gpu_memory=gpu_memory
+        )
         self._queries_per_tick = sum(len(q) for q in fleet.values())
         self.health = _Health(started=clock())
         service = config.service
@@ -227,6 +243,7 @@ class ControlLoop:
             window=service.rate_window,
             deadline=deadline,
             problems=prometheus_problems,
+            gpu_memory=self.gpu_memory,
         )
         recs: dict[str, Recommendation] = {}
         for key, snap in snapshots.items():
@@ -246,6 +263,7 @@ class ControlLoop:
             self.store.put(rec, snap)
             self.metrics.observe_recommendation(rec, snap.data_age_s)
             self.metrics.observe_rejected(key, snap.rejected)
+            self.metrics.observe_signals(snap)
             self._report_pending_timeout(key, snap)
             if self.shadow is not None and self.store.get(key).info.shadow:
                 self._observe_shadow(key, rec, errors)
@@ -375,6 +393,7 @@ class ControlLoop:
             step=service.tick_s,
             engines=self.engines,
             window=service.rate_window,
+            gpu_memory=self.gpu_memory,
         )
         replayed = 0
         for _, snapshots in history:

@@ -12,6 +12,7 @@ import math
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from autoscaler.recommendation import Recommendation
+from autoscaler.signals import SignalSnapshot
 
 _WORKLOAD = ("namespace", "workload")
 
@@ -76,6 +77,20 @@ class LoopMetrics:
             _WORKLOAD,
             registry=registry,
         )
+        self.gpu_memory = Gauge(
+            "llm_autoscaler_gpu_memory_usage_ratio",
+            "GPU memory in use (dcgm-exporter), mean over replicas of each one's fullest GPU, "
+            "0..1; NaN without DCGM data for the workload.",
+            _WORKLOAD,
+            registry=registry,
+        )
+        self.gpu_memory_max = Gauge(
+            "llm_autoscaler_gpu_memory_usage_max_ratio",
+            "GPU memory in use on the workload's fullest replica (what the memory-pressure guard "
+            "reads), 0..1; NaN without DCGM data.",
+            _WORKLOAD,
+            registry=registry,
+        )
         self.winner = Counter(
             "llm_autoscaler_recommendations",
             "Recommendations by the candidate that won (hold = fail static).",
@@ -117,6 +132,15 @@ class LoopMetrics:
             self.load.labels(ns, name).set(by_name["llm_load_replicas"])
         if "llm_forecast_load_replicas" in by_name:
             self.forecast.labels(ns, name).set(by_name["llm_forecast_load_replicas"])
+
+    def observe_signals(self, snap: SignalSnapshot) -> None:
+        """The signals worth charting beside the recommendation (GPU memory, from DCGM)."""
+        ns, _, name = snap.workload.partition("/")
+        for gauge, value in (
+            (self.gpu_memory, snap.gpu_memory_usage),
+            (self.gpu_memory_max, snap.gpu_memory_usage_max),
+        ):
+            gauge.labels(ns, name).set(math.nan if value is None else value)
 
     def observe_shadow(self, workload: str, difference: float | None) -> None:
         ns, _, name = workload.partition("/")

@@ -42,6 +42,8 @@ from typing import Any, Final
 from autoscaler.signals import ReplicaCounts
 
 __all__ = [
+    "DEFAULT_LEAD_TIME_S",
+    "DEFAULT_PENDING_TIMEOUT_S",
     "DEFAULT_TIME_TO_READY_WINDOW",
     "MalformedPodError",
     "PodView",
@@ -60,7 +62,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_TIME_TO_READY_WINDOW: Final = 10
-"""How many recent time-to-ready observations the lead time summarises (see TimeToReadyWindow)."""
+"""How many recent time-to-ready observations the lead time summarises (see TimeToReadyWindow).
+The simulator keeps the same window and summary (:func:`lead_time_s`), so a benchmark's lead time
+is the one ``serve`` would observe for the same starts."""
+
+DEFAULT_LEAD_TIME_S: Final = 240.0
+"""Lead time until a replica has been seen becoming ready: DESIGN.md's default cold start."""
+
+DEFAULT_PENDING_TIMEOUT_S: Final = 600.0
+"""How long a replica may be pending or starting before it stops counting as capacity on the way
+(DESIGN.md: 10 min, e.g. no free GPU); ``service.pending_timeout_s`` overrides it live."""
 
 _FINISHED_PHASES: Final = frozenset({"Succeeded", "Failed"})
 

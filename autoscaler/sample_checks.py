@@ -23,9 +23,17 @@ SIGNED_FIELDS: Final[frozenset[str]] = frozenset({"waiting_growth_rate"})
 """Signals that may be negative: ``deriv`` of the queue falls when it drains."""
 
 FRACTION_FIELDS: Final[frozenset[str]] = frozenset(
-    {"kv_usage", "kv_usage_max", "per_replica_kv_usage"}
+    {
+        "kv_usage",
+        "kv_usage_max",
+        "per_replica_kv_usage",
+        "gpu_memory_usage",
+        "gpu_memory_usage_max",
+        "per_replica_gpu_memory_usage",
+    }
 )
-"""Signals that are a share of a whole: 0..1 (vLLM, SGLang and TGI export the KV cache so)."""
+"""Signals that are a share of a whole: 0..1 (vLLM, SGLang and TRT-LLM export the KV cache so;
+GPU memory is DCGM's used / (used + free))."""
 
 _SLACK: Final = 1e-9
 """Float noise allowed around the bounds (a sum of per-pod shares may round past 1)."""

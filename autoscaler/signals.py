@@ -72,6 +72,11 @@ class SignalSnapshot:
     ``vllm:request_time_per_output_token_seconds``; not the per-token inter-token latency)."""
     prompt_buckets: tuple[tuple[float, float], ...] = field(default=())
     """Prompt-size (tokens) histogram, as ``ttft_buckets``: pairs each TTFT with its budget."""
+    queue_time_mean_s: float | None = None
+    """Mean queue time per request, where the engine has no histogram but a cumulative duration
+    counter (Triton); the latency guard reads it when there is no p90."""
+    e2e_mean_s: float | None = None
+    """Mean end-to-end latency per request, from the same kind of counter (Triton)."""
 
     # saturation
     waiting: float | None = None
@@ -82,6 +87,13 @@ class SignalSnapshot:
     """Mean KV-cache usage over ready replicas, 0..1."""
     kv_usage_max: float | None = None
     preemption_rate: float | None = None
+    gpu_memory_usage: float | None = None
+    """GPU framebuffer in use, 0..1, mean over ready replicas of each replica's fullest GPU
+    (dcgm-exporter ``used / (used + free)``, joined to the replica by its ``namespace`` and
+    ``pod`` labels). Flat where the engine preallocates its KV pool (vLLM, SGLang); it moves
+    with load where the engine does not."""
+    gpu_memory_usage_max: float | None = None
+    """The fullest replica's ``gpu_memory_usage``: what the memory-pressure guard reads."""
 
     # state
     time_to_ready_s: float | None = None
@@ -90,6 +102,8 @@ class SignalSnapshot:
     """Waiting requests of each ready replica (as ``sum by (pod)`` would give)."""
     per_replica_running: tuple[float, ...] = field(default=())
     per_replica_kv_usage: tuple[float, ...] = field(default=())
+    per_replica_gpu_memory_usage: tuple[float, ...] = field(default=())
+    """Each replica's fullest GPU, 0..1, by pod name (replicas without a DCGM row are absent)."""
     rejected: tuple[str, ...] = field(default=())
     """Samples that were impossible (negative, infinite, a share above 1) and so left out, as
     ``field=value: problem``; a rejected core demand signal makes the snapshot stale."""

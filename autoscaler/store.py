@@ -43,6 +43,11 @@ class WorkloadInfo:
     labels: Mapping[str, str] = field(default_factory=dict)
     """``metricLabels`` of its external metrics; a label selector matches against these."""
     shadow: bool = False
+    engine: str = ""
+    """The engine profile's name (``WorkloadConfig.engine``)."""
+    guards: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """What each guard of the policy reads on that engine (:mod:`autoscaler.engines.guards`;
+    an empty tuple: the guard is idle), shown on ``/v1`` so an operator sees what is live."""
 
     @property
     def key(self) -> str:

@@ -122,13 +122,13 @@ class PlannerSettings:
             )
         if not 0.0 <= self.fleet_fraction <= 1.0:
             raise ValueError("fleet_fraction must be in [0, 1]")
+        if not 0 < self.gc_high_threshold_percent <= 100 or self.on_disk_factor <= 0:
+            raise ValueError("gc_high_threshold_percent must be in (0, 100], on_disk_factor > 0")
 
     def caps(self, fleet_nodes: int) -> tuple[int, int]:
         """(warm spare nodes, pulls per pool) allowed for a workload on ``fleet_nodes`` nodes."""
         scaled = math.ceil(self.fleet_fraction * max(0, fleet_nodes) - 1e-9)
         return max(self.max_warm_nodes, scaled), max(self.max_concurrent_per_pool, scaled)
-        if not 0 < self.gc_high_threshold_percent <= 100 or self.on_disk_factor <= 0:
-            raise ValueError("gc_high_threshold_percent must be in (0, 100], on_disk_factor > 0")
 
 
 @dataclass(frozen=True, slots=True)

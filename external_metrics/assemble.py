@@ -32,7 +32,7 @@ from autoscaler.clients.kube.pods import PodWatcher, WatchedWorkload
 from autoscaler.clients.kube.workloads import CurrentAutoscalerReader, EventRecorder
 from autoscaler.clients.prometheus import PrometheusClient
 from autoscaler.config import ServiceConfig
-from autoscaler.engines.registry import ENGINES
+from autoscaler.engines.registry import ENGINES, GPU_MEMORY
 from autoscaler.errors import InputError
 from autoscaler.ksm_replicas import KubeStateMetricsReplicas
 from autoscaler.loop import ControlLoop, EventSink, ReplicaSource, ShadowSource, workload_info
@@ -99,7 +99,7 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
         )
     registry = CollectorRegistry(auto_describe=True)
     store = RecommendationStore(
-        [workload_info(config, w) for w in config.workloads],
+        [workload_info(config, w, ENGINES.get(w.engine)) for w in config.workloads],
         staleness_s=config.service.effective_staleness_s,
         clock=time.time,
         metric_names=PUBLISHED_METRICS,
@@ -166,6 +166,7 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
             prometheus=prometheus,
             store=store,
             engines=ENGINES,
+            gpu_memory=GPU_MEMORY,
             metrics=LoopMetrics(registry),
             replicas=replicas,
             shadow=shadow,

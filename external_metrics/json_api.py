@@ -130,6 +130,8 @@ def workload_doc(entry: Entry, *, now: float, staleness_s: float) -> dict[str, A
         "namespace": info.namespace,
         "name": info.name,
         "labels": dict(info.labels),
+        "engine": info.engine,
+        "guards": {guard: list(reads) for guard, reads in info.guards.items()},
         "freshness": entry.freshness(now, staleness_s).value,
         AGE_FIELD: _finite(age),
         "updated_at": rfc3339(entry.updated_at) if math.isfinite(entry.updated_at) else None,
@@ -162,6 +164,7 @@ def recommendation_doc(rec: Recommendation) -> dict[str, Any]:
             for c in rec.candidates
         ],
         "metrics": _finite_map({m.name: m.value for m in rec.metrics}),
+        "fallbacks": list(rec.fallbacks),
     }
 
 
@@ -262,6 +265,7 @@ def _recommendation_schema() -> dict[str, Any]:
             "stale",
             "candidates",
             "metrics",
+            "fallbacks",
         ],  # fmt: skip
         "properties": {
             "timestamp": _nullable({"type": "number"}),
@@ -283,6 +287,12 @@ def _recommendation_schema() -> dict[str, Any]:
                 },
             },
             "metrics": number_map,
+            "fallbacks": {
+                "type": "array",
+                "description": "what the policy derived or left idle for signals the engine"
+                " does not export (docs/engines.md)",
+                "items": {"type": "string"},
+            },
         },
     }
 
@@ -296,6 +306,8 @@ def _workload_schema() -> dict[str, Any]:
             "namespace",
             "name",
             "labels",
+            "engine",
+            "guards",
             "freshness",
             "age_s",
             "updated_at",
@@ -312,6 +324,14 @@ def _workload_schema() -> dict[str, Any]:
             "namespace": {"type": "string"},
             "name": {"type": "string"},
             "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "engine": {"type": "string", "description": "the engine profile's name"},
+            "guards": {
+                "type": "object",
+                "description": "what each guard of the policy reads on this engine (latency,"
+                " saturation, demand, capacity: signals fields or sources); an empty list: the"
+                " guard is idle (docs/engines.md)",
+                "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            },
             "freshness": {"type": "string", "enum": [f.value for f in Freshness]},
             "age_s": _nullable(
                 {

@@ -207,6 +207,9 @@ def snapshot(key: str, ts: float) -> SignalSnapshot:
         waiting=1.0,
         kv_usage=0.55,
         per_replica_waiting=(0.0, 1.0, 0.0),
+        gpu_memory_usage=0.6,
+        gpu_memory_usage_max=0.7,
+        per_replica_gpu_memory_usage=(0.5, 0.6, 0.7),
     )
 
 
@@ -232,6 +235,7 @@ def recommendation(
             Candidate("latency", 2.0, "TTFT p90 0.42 s within 1.0 s"),
         ),
         metrics=tuple(PublishedMetric(n, v) for n, v in published.items()),
+        fallbacks=("mean_output_tokens = seed mean output tokens",),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -435,3 +436,19 @@ def test_caps_grow_with_the_nodes_running_the_workload():
     assert PlannerSettings().caps(95) == (10, 10)
     assert PlannerSettings().caps(3) == (4, 2)  # the absolute caps are floors
     assert PlannerSettings(fleet_fraction=0.0).caps(1000) == (4, 2)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_warm_nodes": -1},
+        {"max_concurrent_per_pool": 0},
+        {"fleet_fraction": 1.5},
+        {"gc_high_threshold_percent": 0.0},
+        {"gc_high_threshold_percent": 101.0},
+        {"on_disk_factor": 0.0},
+    ],
+)
+def test_planner_settings_reject_every_out_of_range_field(bad):
+    with pytest.raises(ValueError):
+        PlannerSettings(**bad)

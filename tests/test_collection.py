@@ -276,3 +276,32 @@ def test_a_broken_histogram_is_not_observed(pairs, why):
     snap = run(FakePrometheus(results=results), [workload("chat")])["llm/chat"]
     assert snap.ttft_buckets == (), why
     assert not snap.stale and snap.request_rate == 10.0
+
+
+def test_gpu_memory_from_dcgm_fills_the_snapshot_and_an_impossible_share_is_rejected():
+    from autoscaler.engines.promql import gpu_memory_queries
+
+    gpu = {q.field: q.promql for q in gpu_memory_queries(ENGINES["vllm"], ENGINES["dcgm"])}
+    results = vllm_results(["chat", "code"])
+    results[gpu["gpu_memory_usage"]] = [row("chat", 0.5), row("code", 1.5)]
+    results[gpu["gpu_memory_usage_max"]] = [row("chat", 0.75)]
+    results[gpu["per_replica_gpu_memory_usage"]] = [
+        row("chat", 0.75, pod="b"),
+        row("chat", 0.25, pod="a"),
+    ]
+    api = FakePrometheus(results=results)
+    snaps = run(api, [workload("chat"), workload("code")], gpu_memory=ENGINES["dcgm"])
+    chat, code = snaps["llm/chat"], snaps["llm/code"]
+    assert (chat.gpu_memory_usage, chat.gpu_memory_usage_max) == (0.5, 0.75)
+    assert chat.per_replica_gpu_memory_usage == (0.25, 0.75)  # by pod name
+    assert code.gpu_memory_usage is None and not code.stale  # not a core signal
+    assert any(r.startswith("gpu_memory_usage=1.5: above 1") for r in code.rejected)
+    assert len(api.calls) == len(VLLM) + 3
+
+
+def test_without_dcgm_rows_the_gpu_memory_fields_stay_empty_and_nothing_is_stale():
+    snaps = run(FakePrometheus(results=vllm_results(["chat"])), [workload("chat")],
+                gpu_memory=ENGINES["dcgm"])  # fmt: skip
+    snap = snaps["llm/chat"]
+    assert snap.gpu_memory_usage is None and snap.per_replica_gpu_memory_usage == ()
+    assert not snap.stale

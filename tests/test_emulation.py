@@ -282,7 +282,7 @@ def test_background_task_advances_without_scrapes(trace, profile):
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [
-        ({"engine": "tgi"}, "unknown engine 'tgi'"),
+        ({"engine": "nope"}, "unknown engine 'nope'"),
         ({"speed": 0.0}, "speed"),
         ({"workload": "llm"}, "NAMESPACE/NAME"),
     ],

@@ -47,7 +47,7 @@ def test_emulate_has_help(capsys):
     [
         (["--replicas", "0"], "--replicas must be >= 1"),
         (["--replicas", "two"], "--replicas"),
-        (["--replicas", "2", "--engine", "tgi"], "unknown engine 'tgi'"),
+        (["--replicas", "2", "--engine", "nope"], "unknown engine 'nope'"),
         (["--replicas", "2", "--speed", "-3"], "--speed must be > 0"),
         (["--replicas", "2", "--workload", "nonamespace"], "NAMESPACE/NAME"),
     ],

@@ -41,8 +41,9 @@ def sample_names(text: str) -> dict[str, list[str]]:
 
 
 def expected_samples(series: Series, kind: Kind) -> str:
-    """The sample name a series must show on /metrics: histograms by their ``_bucket``."""
-    return series.name + "_bucket" if kind is Kind.HISTOGRAM else series.name
+    """The sample name a series must show on /metrics: histograms by their ``_bucket`` (not a
+    latency read from a cumulative duration counter, ``mean_of``)."""
+    return series.name + "_bucket" if kind is Kind.HISTOGRAM and not series.mean_of else series.name
 
 
 def section(metrics_md: str, heading: str) -> str:
@@ -150,7 +151,11 @@ def test_triton_trtllm_names_are_in_its_capture(shared_file):
     profile = get_engine("triton_trtllm")
     assert _captured_signals(profile, names) == set(profile.exported())
     assert not any(n.endswith("_bucket") for n in names)  # no latency histograms at all
-    assert {Signal.TTFT, Signal.TPOT, Signal.E2E, Signal.QUEUE_TIME} <= profile.missing
+    assert {Signal.TTFT, Signal.TPOT} <= profile.missing
+    # queue time and e2e are means of Triton core's cumulative microsecond counters
+    for signal in (Signal.QUEUE_TIME, Signal.E2E):
+        (series,) = profile.series(signal)
+        assert series.mean_of in names and series.scale == 1e-6
     assert all('model="' in lab for lab in names["nv_trt_llm_request_metrics"])
 
 
@@ -162,7 +167,10 @@ def test_tgi_names_are_in_metrics_md(metrics_md):
         (series,) = profile.series(signal)
         assert series.name.removesuffix("_sum") in tgi, series.name
         assert not series.name.endswith("_total")  # the Rust exporter adds no _total
-    assert {Signal.TTFT, Signal.KV_USAGE} <= profile.missing
+        if series.divide_by:
+            assert f"`{series.divide_by}`" in tgi
+    assert Signal.TTFT in profile.missing
+    assert profile.kv_usage[0].divide_by == "tgi_batch_max_total_tokens"
     assert "0.0001 * 1.5^k for k = 1..35" in tgi
     assert len(profile.e2e[0].buckets) == 35
     assert profile.e2e[0].buckets[0] == pytest.approx(0.00015)
@@ -249,14 +257,13 @@ def test_every_missing_signal_has_a_documented_usable_fallback(name):
                 # a fallback never leans on another signal the same engine lacks
                 assert used not in profile.missing, (signal, used)
             else:
-                assert used in ("capacity_model", "dcgm", "engine")
+                assert used in ("capacity_model", "dcgm", "engine", "none")
 
 
 def test_the_named_fallbacks_of_the_brief():
     assert Signal.QUEUE_TIME in get_engine("tgi").fallback(Signal.TTFT).uses
     assert "dcgm" in DEFAULT_FALLBACKS[Signal.KV_USAGE].uses
-    assert "tgi_batch_max_total_tokens" in get_engine("tgi").fallback(Signal.KV_USAGE).description
-    assert Signal.WAITING in get_engine("triton_trtllm").fallback(Signal.TTFT).uses
+    assert Signal.QUEUE_TIME in get_engine("triton_trtllm").fallback(Signal.TTFT).uses
     assert set(DEFAULT_FALLBACKS) == set(Signal)
 
 

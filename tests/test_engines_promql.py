@@ -181,3 +181,58 @@ def test_queries_fill_snapshot_fields_and_skip_missing(name):
     assert {q.signal for q in queries} == set(profile.exported())
     if Signal.TTFT in profile.missing:
         assert all(q.field != "ttft_p90_s" for q in queries)
+
+
+def test_gpu_memory_is_joined_to_each_engines_replicas_by_namespace_and_pod():
+    dcgm = get_engine("dcgm")
+    queries = {q.field: q.promql for q in build_queries(get_engine("tgi"), gpu_memory=dcgm)}
+    share = "DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE)"
+    per_pod = (
+        f"max by ({W}, pod) (({share}) * on (namespace, pod) group_left (workload) "
+        f"group by ({W}, pod) (tgi_batch_current_size))"
+    )
+    assert queries["per_replica_gpu_memory_usage"] == per_pod
+    assert queries["gpu_memory_usage"] == f"avg by ({W}) ({per_pod})"
+    assert queries["gpu_memory_usage_max"] == f"max by ({W}) ({per_pod})"
+
+
+def test_gpu_memory_adds_three_queries_per_engine_and_none_to_dcgm_itself():
+    dcgm = get_engine("dcgm")
+    for name in engine_names():
+        plain = build_queries(get_engine(name))
+        joined = build_queries(get_engine(name), gpu_memory=dcgm)
+        assert len(joined) - len(plain) == (0 if name == "dcgm" else 3), name
+    fleet = {f"w{i}": get_engine(n) for i, n in enumerate(("vllm", "tgi", "vllm", "tgi"))}
+    assert sum(map(len, build_fleet_queries(fleet, gpu_memory=dcgm).values())) == sum(
+        len(build_queries(get_engine(n), gpu_memory=dcgm)) for n in ("vllm", "tgi")
+    )
+
+
+def test_gpu_memory_queries_take_the_labels_and_matchers_given():
+    labels = GroupingLabels(namespace="ns", workload="app", pod="instance")
+    queries = {
+        q.field: q.promql
+        for q in build_queries(
+            get_engine("vllm"), labels, extra_matchers={"ns": "prod"}, gpu_memory=get_engine("dcgm")
+        )
+    }
+    q = queries["per_replica_gpu_memory_usage"]
+    assert 'DCGM_FI_DEV_FB_USED{ns="prod"}' in q and 'vllm:num_requests_running{ns="prod"}' in q
+    assert "on (ns, instance) group_left (app)" in q and q.startswith("max by (ns, app, instance)")
+
+
+def test_tgi_kv_usage_is_its_token_pool_share():
+    queries = {q.field: q.promql for q in build_queries(get_engine("tgi"))}
+    share = "(tgi_batch_current_max_tokens / tgi_batch_max_total_tokens)"
+    assert queries["kv_usage"] == f"avg by ({W}) ({share})"
+    assert queries["per_replica_kv_usage"] == f"avg by ({W}, pod) ({share})"
+
+
+def test_triton_latency_is_a_mean_per_request_from_its_microsecond_counters():
+    queries = {q.field: q.promql for q in build_queries(get_engine("triton_trtllm"))}
+    assert queries["queue_time_mean_s"] == (
+        f"sum by ({W}) (rate(nv_inference_queue_duration_us[1m])) / "
+        f"sum by ({W}) (rate(nv_inference_request_success[1m])) * 1e-06"
+    )
+    assert "nv_inference_request_duration_us" in queries["e2e_mean_s"]
+    assert "queue_time_p90_s" not in queries and "e2e_p95_s" not in queries

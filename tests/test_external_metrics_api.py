@@ -12,6 +12,8 @@ import pytest
 import pytest_asyncio
 import yarl
 
+from autoscaler.engines.guards import guards_of
+from autoscaler.engines.registry import ENGINES
 from autoscaler.store import CurrentAutoscaler, WorkloadInfo
 from external_metrics import selectors
 from external_metrics.app import create_api_app
@@ -46,7 +48,14 @@ AGGREGATED_DISCOVERY_ACCEPT = (
 WORKLOADS = [
     WorkloadInfo("llm", "llama-70b", {"workload": "llama-70b", "model": "llama", "tier": "gold"}),
     WorkloadInfo("llm", "llama-8b", {"workload": "llama-8b", "model": "llama", "tier": "silver"}),
-    WorkloadInfo("llm", "mistral", {"workload": "mistral", "model": "mistral"}, shadow=True),
+    WorkloadInfo(
+        "llm",
+        "mistral",
+        {"workload": "mistral", "model": "mistral"},
+        shadow=True,
+        engine="tgi",
+        guards={g.value: r for g, r in guards_of(ENGINES["tgi"]).items()},
+    ),
     WorkloadInfo("solo", "bloom", {"workload": "bloom"}),
     WorkloadInfo("llm", "fresh-never", {"workload": "fresh-never"}),
 ]
@@ -440,6 +449,12 @@ async def test_one_workload_has_recommendation_signals_and_shadow(api):
     assert doc["signals"]["replicas"]["ready"] == 3
     assert doc["signals"]["ttft_p90_s"] == 0.42
     assert doc["signals"]["per_replica_waiting"] == [0.0, 1.0, 0.0]
+    assert doc["signals"]["gpu_memory_usage_max"] == 0.7
+    assert doc["signals"]["per_replica_gpu_memory_usage"] == [0.5, 0.6, 0.7]
+    assert doc["engine"] == "tgi"
+    assert doc["recommendation"]["fallbacks"] == ["mean_output_tokens = seed mean output tokens"]
+    assert doc["guards"]["saturation"] == ["kv_usage", "waiting", "gpu_memory_usage_max"]
+    assert doc["guards"]["latency"] == ["queue_time_p90_s"]
     assert doc["shadow"] == {
         "enabled": True,
         "current_autoscaler": {

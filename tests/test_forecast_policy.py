@@ -394,3 +394,75 @@ def test_the_band_never_plans_past_the_windows_peak_demand_with_head_room():
     assert policy.band.factor(policy.band_quantile) > 2.0  # the band did learn the jump
     forecast = next(c for c in rec.candidates if c.reason == "forecast")
     assert "(band x1.20)" in forecast.detail  # the point (the peak or above) x min_headroom
+
+
+def _memory_snap(t, usage, waiting, per_replica=(), growth=0.5):
+    return replace(
+        snap(t, waiting=waiting, kv=None, growth=growth),
+        gpu_memory_usage=usage,
+        gpu_memory_usage_max=usage,
+        per_replica_gpu_memory_usage=per_replica,
+    )
+
+
+def test_gpu_memory_pressure_with_a_building_queue_adds_a_saturation_step_where_live():
+    ctx = replace(CTX, gpu_memory_guard=True)
+    rec = ForecastPolicy(ctx).recommend(_memory_snap(0.0, 0.97, 6.0, (0.97, 0.96, 0.5, 0.4)))
+    sat = [c for c in rec.candidates if c.reason == "saturation"]
+    assert len(sat) == 1 and sat[0].replicas == 5.0  # ready 4 + max(1, 10%)
+    pressed = "GPU memory at 97% on the fullest replica (2 replica(s) at or above 95%)"
+    assert pressed in sat[0].detail
+    assert "6 request(s) waiting, the queue growing" in sat[0].detail
+    assert rec.desired_replicas >= 5 and rec.winner == "saturation"
+
+
+@pytest.mark.parametrize(
+    ("guard", "usage", "waiting", "growth"),
+    [
+        (False, 0.99, 6.0, 0.5),  # vLLM/SGLang: GPU memory is the KV pool, the KV gauge guards it
+        (True, 0.99, 0.0, 0.0),  # a full GPU with an empty queue serves what it is sent
+        (True, 0.99, 3.0, 0.5),  # under one waiting per replica: the next prefill step's
+        (True, 0.99, 6.0, -0.5),  # a draining queue
+        (True, 0.99, 6.0, 0.0),  # a steady queue: the queue guard's business
+        (True, 0.94, 6.0, 0.5),  # below the pressure share
+        (True, None, 6.0, 0.5),  # no DCGM data
+    ],
+)
+def test_the_memory_guard_stays_idle(guard, usage, waiting, growth):
+    ctx = replace(CTX, gpu_memory_guard=guard)
+    rec = ForecastPolicy(ctx).recommend(_memory_snap(0.0, usage, waiting, growth=growth))
+    assert all("GPU memory" not in c.detail for c in rec.candidates)
+
+
+def test_a_live_memory_guard_without_dcgm_data_is_named_in_the_fallbacks():
+    from autoscaler.policies.forecast import NO_GPU_MEMORY
+
+    live = ForecastPolicy(replace(CTX, gpu_memory_guard=True)).recommend(snap(0.0))
+    assert NO_GPU_MEMORY in live.fallbacks
+    with_data = ForecastPolicy(replace(CTX, gpu_memory_guard=True))
+    assert NO_GPU_MEMORY not in with_data.recommend(_memory_snap(0.0, 0.5, 0.0)).fallbacks
+    assert NO_GPU_MEMORY not in ForecastPolicy(CTX).recommend(snap(0.0)).fallbacks
+
+
+def _triton_snap(t, queue_mean, prompt_rate=2000.0):
+    """A Triton/TRT-LLM snapshot: no histograms, the mean queue time of its duration counters."""
+    return replace(snap(t, ttft=None, tpot=None, queue=None, prompt_rate=prompt_rate),
+                   queue_time_mean_s=queue_mean)  # fmt: skip
+
+
+def test_without_histograms_the_mean_queue_time_drives_the_latency_guard():
+    rec = ForecastPolicy(CTX).recommend(_triton_snap(0.0, queue_mean=2.0))  # 2x a 1 s budget
+    latency = [c for c in rec.candidates if c.reason == "latency"]
+    assert latency and latency[0].replicas == 4 * 1.5 and "2.00x budget" in latency[0].detail
+    assert not any(c.reason == "latency" for c in
+                   ForecastPolicy(CTX).recommend(_triton_snap(0.0, 0.2)).candidates)  # fmt: skip
+
+
+@pytest.mark.parametrize(("queue_mean", "learns"), [(0.2, True), (None, False)])
+def test_the_capacity_learner_learns_from_the_mean_queue_time_where_it_is_all_there_is(
+    queue_mean, learns
+):
+    policy = ForecastPolicy(CTX)
+    for i in range(40):  # steady fleet and load: observations count after two steady ticks
+        policy.recommend(_triton_snap(15.0 * i, queue_mean))
+    assert bool(policy.capacity.weight_.sum() > 0) is learns

@@ -255,6 +255,29 @@ def test_a_replica_stuck_past_the_pending_timeout_raises_one_event():
     )
 
 
+def test_the_configured_pending_timeout_reaches_the_policy_and_the_events():
+    """``service.pending_timeout_s`` is the one timeout: a replica pending for 400 s is
+    capacity on the way under the default (600 s), and unavailable under 300 s."""
+    pending = ReplicaCounts(spec=3, ready=2, starting=0, pending=1, terminating=0,
+                            oldest_unready_age_s=400.0, starting_ages_s=(400.0,))  # fmt: skip
+    outcomes = {}
+    for timeout in (None, 300.0):
+        clock, events = Clock(), Events()
+        cfg = config("a")
+        if timeout is not None:
+            service = cfg.service.model_copy(update={"pending_timeout_s": timeout})
+            cfg = cfg.model_copy(update={"service": service})
+        loop, _, _ = make(cfg, FakePrometheus(results=healthy(["a"], clock.t)), clock,
+                          replicas=Replicas({"llm/a": pending}), events=events)  # fmt: skip
+        rec = loop.tick().recommendations["llm/a"]
+        outcomes[timeout] = (rec, events.sent)
+    rec, sent = outcomes[None]
+    assert not any("capacity unavailable" in c.detail for c in rec.candidates) and sent == []
+    rec, sent = outcomes[300.0]
+    assert any("1 replica(s) not ready after 300s" in c.detail for c in rec.candidates)
+    assert [e[2] for e in sent] == ["CapacityUnavailable"] and "300s" in sent[0][3]
+
+
 def test_capacity_unavailable_counts_every_stuck_replica_and_posts_only_for_new_ones():
     clock = Clock()
     events = Events()
@@ -502,3 +525,38 @@ def test_an_impossible_request_rate_holds_and_is_counted_and_shown(bad):
     problem = "negative" if bad == -4.0 else "infinite"
     labels = {"namespace": "llm", "workload": "a", "signal": "request_rate", "problem": problem}
     assert registry.get_sample_value("llm_autoscaler_samples_rejected_total", labels) == 1.0
+
+
+@pytest.mark.parametrize(("engine", "live"), [("vllm", False), ("vllm_v0", False),
+                                              ("sglang", False), ("tgi", True),
+                                              ("triton_trtllm", True)])  # fmt: skip
+def test_the_memory_guard_is_live_where_gpu_memory_is_not_one_exported_kv_pool(engine, live):
+    cfg = config("a")
+    w = cfg.workloads[0].model_copy(update={"engine": engine})
+    assert workload_context(cfg, w, ENGINES[engine]).gpu_memory_guard is live
+    assert workload_context(cfg, w).gpu_memory_guard is False  # no profile given: off
+    info = workload_info(cfg, w, ENGINES[engine])
+    assert info.engine == engine
+    assert ("gpu_memory_usage_max" in info.guards["saturation"]) is live
+
+
+def test_gpu_memory_reaches_the_snapshot_and_metrics():
+    from autoscaler.engines.promql import gpu_memory_queries
+
+    clock = Clock()
+    gpu = {q.field: q.promql for q in gpu_memory_queries(ENGINES["vllm"], ENGINES["dcgm"])}
+    results = healthy(["a", "b"], clock.t)
+    base = {"namespace": "llm", "workload": "a"}
+    results[gpu["gpu_memory_usage"]] = [Sample(base, clock.t, 0.875)]
+    results[gpu["gpu_memory_usage_max"]] = [Sample(base, clock.t, 0.9)]
+    loop, store, registry = make(config("a", "b"), FakePrometheus(results=results), clock,
+                                 gpu_memory=ENGINES["dcgm"])  # fmt: skip
+    loop.tick()
+    snap = store.get("llm/a").snapshot
+    assert snap is not None and snap.gpu_memory_usage_max == 0.9
+    a = {"namespace": "llm", "workload": "a"}
+    b = {"namespace": "llm", "workload": "b"}
+    assert registry.get_sample_value("llm_autoscaler_gpu_memory_usage_ratio", a) == 0.875
+    assert registry.get_sample_value("llm_autoscaler_gpu_memory_usage_max_ratio", a) == 0.9
+    assert math.isnan(registry.get_sample_value("llm_autoscaler_gpu_memory_usage_ratio", b))
+    assert loop.queries_per_tick() == len(VLLM) + 3

@@ -31,6 +31,8 @@ VALUES = {
     "tpot_p90_s": 0.03,
     "e2e_p95_s": 8.0,
     "queue_time_p90_s": 0.1,
+    "queue_time_mean_s": 0.08,
+    "e2e_mean_s": 6.0,
     "p90_prompt_tokens": 1800.0,
     "mean_prompt_tokens": 1000.0,
     "waiting": 0.0,

@@ -271,3 +271,30 @@ def test_the_fluid_replay_uses_the_historys_own_lengths():
     assert isinstance(trace, dict) and trace["lengths"] == "history"
     assert trace["mean_prompt_tokens"] == pytest.approx(1000.0, rel=0.01)
     assert trace["mean_output_tokens"] == pytest.approx(200.0, rel=0.01)
+
+
+def test_a_prometheus_history_summarises_the_replicas_gpu_memory():
+    from autoscaler.engines.promql import gpu_memory_queries
+    from autoscaler.report.document import _gpu_memory_fact
+
+    canned = canned_history({"llm/chat": 1.0})
+    gpu = {q.field: q.promql for q in gpu_memory_queries(ENGINES["vllm"], ENGINES["dcgm"])}
+    t = START + STEP * np.arange(90, dtype=np.float64)
+    labels = {"namespace": "llm", "workload": "chat"}
+    peak = np.full(90, 0.9)
+    peak[[10, 11]] = 0.97
+    canned[gpu["gpu_memory_usage"]] = [RangeSeries(labels, t, np.full(90, 0.8))]
+    canned[gpu["gpu_memory_usage_max"]] = [RangeSeries(labels, t, peak)]
+    h = read(FakePrometheus(range_results=canned), gpu_memory=ENGINES["dcgm"])
+    summary = h.source["gpu_memory"]
+    assert summary == {"steps": 90, "mean": pytest.approx(0.8), "max": 0.97, "pressed_steps": 2,
+                       "pressure": 0.95, "guard": False}  # fmt: skip
+    fact = _gpu_memory_fact(h.source)
+    assert fact is not None and fact.startswith("mean 80% of the framebuffer")
+    assert "up to 97% (at or above 95% in 2 steps)" in fact and "KV gauge" in fact
+
+    bare = read(FakePrometheus(range_results=canned_history({"llm/chat": 1.0})),
+                gpu_memory=ENGINES["dcgm"])  # fmt: skip
+    assert bare.source["gpu_memory"]["steps"] == 0
+    assert "no dcgm-exporter data" in (_gpu_memory_fact(bare.source) or "")
+    assert "gpu_memory" not in read(FakePrometheus(range_results=canned)).source

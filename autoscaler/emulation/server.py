@@ -9,6 +9,9 @@ Routes (all ``GET``):
   extra labels).
 * ``/targets``: the per-replica targets in Prometheus' ``http_sd_configs`` format, each with
   ``__metrics_path__`` and the pod labels, for a scrape that looks like one target per pod.
+* ``/dcgm/metrics``: dcgm-exporter's framebuffer gauges for every replica's GPUs, labelled with
+  the ``namespace`` and ``pod`` holding them but no ``workload`` (a separate scrape target, as
+  the exporter's DaemonSet is in a cluster).
 
 Every scrape is answered in the classic text format, version 0.0.4 (see :func:`_exposition`).
 
@@ -28,7 +31,7 @@ from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from autoscaler.emulation.exposition import ENGINES
+from autoscaler.emulation.exposition import ENGINES, DcgmCollector
 from autoscaler.emulation.stepper import Emulator, ReplicaSample
 from autoscaler.errors import InputError
 
@@ -140,6 +143,10 @@ def create_app(
 
     fleet_registry = _registry(settings, fleet_rows)
     replica_registries = [_registry(settings, replica_rows(i)) for i in range(emulator.replicas)]
+    dcgm_registry = CollectorRegistry(auto_describe=False)
+    dcgm_registry.register(
+        DcgmCollector(fleet_rows, engine=settings.engine, gpus=emulator.profile.tp)
+    )
 
     def catch_up(request: web.Request) -> None:
         emulator.advance_to(request.app[SIM_CLOCK].sim_time())
@@ -147,6 +154,10 @@ def create_app(
     async def fleet_metrics(request: web.Request) -> web.StreamResponse:
         catch_up(request)
         return _exposition(fleet_registry)
+
+    async def dcgm_metrics(request: web.Request) -> web.StreamResponse:
+        catch_up(request)
+        return _exposition(dcgm_registry)
 
     async def replica_metrics(request: web.Request) -> web.StreamResponse:
         text = request.match_info["index"]
@@ -171,6 +182,7 @@ def create_app(
     app.router.add_get("/metrics", fleet_metrics)
     app.router.add_get("/replica/{index}/metrics", replica_metrics)
     app.router.add_get("/targets", targets)
+    app.router.add_get("/dcgm/metrics", dcgm_metrics)
 
     @contextlib.asynccontextmanager
     async def advancing(app: web.Application) -> AsyncIterator[None]:
@@ -193,10 +205,33 @@ def _exposition(registry: CollectorRegistry) -> web.Response:
     prometheus-client 0.26's OpenMetrics writer turns ``vllm:`` into ``vllm_`` in sample names
     while keeping ``vllm:`` in ``# TYPE`` (its own parser then rejects two label sets:
     "Clashing name"). The classic format keeps vLLM's names as the collector queries them.
+
+    prometheus-client writes every counter's ``# HELP``/``# TYPE`` lines as ``<name>_total``;
+    TGI's and Triton's counters have no ``_total`` (:func:`_counter_headers`).
     """
     return web.Response(
-        body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
+        body=_counter_headers(generate_latest(registry)),
+        headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4},
     )
+
+
+def _counter_headers(text: bytes) -> bytes:
+    """``# HELP``/``# TYPE`` of a counter named as its samples are: ``x`` when they are ``x``.
+
+    A counter whose samples end in ``_total`` (vLLM) is left as it is."""
+    lines = text.split(b"\n")
+    for i, line in enumerate(lines):
+        if not (line.startswith(b"# TYPE ") and line.endswith(b"_total counter")):
+            continue
+        name = line.split(b" ")[2]
+        bare = name[: -len(b"_total")]
+        sample = next((s for s in lines[i + 1 :] if not s.startswith(b"#")), b"")
+        if sample.startswith(name):
+            continue
+        lines[i] = line.replace(name, bare, 1)
+        if i > 0 and lines[i - 1].startswith(b"# HELP " + name + b" "):
+            lines[i - 1] = lines[i - 1].replace(name, bare, 1)
+    return b"\n".join(lines)
 
 
 async def _advance_forever(app: web.Application, interval_s: float) -> None:

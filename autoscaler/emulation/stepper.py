@@ -38,7 +38,14 @@ from autoscaler.simulation.observation import (
 from autoscaler.simulation.requests import RequestTable
 from autoscaler.traces.records import Trace
 
-__all__ = ["Emulator", "HistogramState", "ReplicaMetrics", "ReplicaSample"]
+__all__ = [
+    "Buckets",
+    "Emulator",
+    "HistogramState",
+    "ReplicaMetrics",
+    "ReplicaSample",
+    "vllm_buckets",
+]
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -73,12 +80,41 @@ class HistogramState:
         return int(self.counts.sum())
 
 
+@dataclass(frozen=True, slots=True)
+class Buckets:
+    """Upper bounds (``+Inf`` implied) of each histogram a replica keeps: the served engine's
+    own, since a histogram's buckets are fixed when it is observed (TGI's differ from vLLM's)."""
+
+    ttft: tuple[float, ...]
+    itl: tuple[float, ...]
+    tpot: tuple[float, ...]
+    e2e: tuple[float, ...]
+    queue: tuple[float, ...]
+    prompt_len: tuple[float, ...]
+    generation_len: tuple[float, ...]
+
+
+def vllm_buckets(max_context: int) -> Buckets:
+    """vLLM V1's default buckets (the simulator's, ``autoscaler.simulation.observation``)."""
+    tokens = one_two_five_buckets(max_context)
+    return Buckets(
+        ttft=TTFT_BUCKETS,
+        itl=ITL_BUCKETS,
+        tpot=ITL_BUCKETS,
+        e2e=LATENCY_BUCKETS,
+        queue=LATENCY_BUCKETS,
+        prompt_len=tokens,
+        generation_len=tokens,
+    )
+
+
 class ReplicaMetrics:
     """Counters and histograms of one replica, as its engine's /metrics would accumulate them."""
 
     __slots__ = (
         "success",
         "prompt_tokens_finished",
+        "compute_s",
         "ttft",
         "itl",
         "tpot",
@@ -88,17 +124,19 @@ class ReplicaMetrics:
         "generation_len",
     )
 
-    def __init__(self, max_context: int) -> None:
+    def __init__(self, buckets: Buckets) -> None:
         self.success = 0
         self.prompt_tokens_finished = 0
-        self.ttft = HistogramState(TTFT_BUCKETS)
-        self.itl = HistogramState(ITL_BUCKETS)
-        self.tpot = HistogramState(ITL_BUCKETS)
-        self.e2e = HistogramState(LATENCY_BUCKETS)
-        self.queue = HistogramState(LATENCY_BUCKETS)
-        token_buckets = one_two_five_buckets(max_context)
-        self.prompt_len = HistogramState(token_buckets)
-        self.generation_len = HistogramState(token_buckets)
+        self.compute_s = 0.0
+        """Seconds from admission to the last token, summed over finished requests (Triton's
+        cumulative compute duration)."""
+        self.ttft = HistogramState(buckets.ttft)
+        self.itl = HistogramState(buckets.itl)
+        self.tpot = HistogramState(buckets.tpot)
+        self.e2e = HistogramState(buckets.e2e)
+        self.queue = HistogramState(buckets.queue)
+        self.prompt_len = HistogramState(buckets.prompt_len)
+        self.generation_len = HistogramState(buckets.generation_len)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +166,7 @@ class Emulator:
         replicas: int,
         profile: PerfProfile,
         work_weights: tuple[float, float] = (1.0, 1.0),
+        buckets: Buckets | None = None,
     ) -> None:
         if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
             raise InputError(f"replicas must be an integer >= 1, got {replicas!r}")
@@ -142,7 +181,8 @@ class Emulator:
         self.replicas = replicas
         self.now = 0.0
         self.rejected = 0
-        self.metrics = [ReplicaMetrics(profile.max_context) for _ in range(replicas)]
+        bounds = buckets or vllm_buckets(profile.max_context)
+        self.metrics = [ReplicaMetrics(bounds) for _ in range(replicas)]
         self._slot_of: list[int] = [-1] * len(self.reqs)
         self._heap: list[tuple[float, int, int, int]] = []
         self._seq = 0
@@ -230,6 +270,7 @@ class Emulator:
             ids = self._take(sink.finished_rids)
             fin = reqs.column_at("finished", ids)
             first = reqs.column_at("first_token", ids)
+            compute = fin - reqs.column_at("admitted", ids)
             out = reqs.output_arr[ids]
             prompts = reqs.prompt_arr[ids]
             e2e = fin - reqs.arrival_arr[ids]
@@ -240,6 +281,7 @@ class Emulator:
                 m = self.metrics[slot]
                 m.success += int(sel.sum())
                 m.prompt_tokens_finished += int(prompts[sel].sum())
+                m.compute_s += float(compute[sel].sum())
                 m.e2e.observe(e2e[sel])
                 m.tpot.observe(tpot[sel])
                 m.itl.observe(tpot[sel], decode_steps[sel])

@@ -80,6 +80,16 @@ class Series:
     matchers: tuple[tuple[str, str], ...] = ()
     """Equality matchers selecting the series, e.g. ``(("request_type", "waiting"),)``."""
     buckets: tuple[float, ...] = ()
+    divide_by: str = ""
+    """A gauge read as a share: this series over ``divide_by`` (same labels, same matchers),
+    e.g. TGI's tokens reserved by the batch over its token pool."""
+    mean_of: str = ""
+    """For a latency signal without a histogram: this series is a counter summing the duration
+    over requests, read as its mean per request (its rate over the rate of the counter
+    ``mean_of``), times ``scale``. Triton's ``nv_inference_queue_duration_us`` over
+    ``nv_inference_request_success``: no tail quantile, the mean."""
+    scale: float = 1.0
+    """Multiplies a ``mean_of`` mean into seconds (1e-6 for Triton's microseconds)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +111,8 @@ DCGM = "dcgm"
 """Outside source: the ``dcgm`` profile scraped from dcgm-exporter on the workload's nodes."""
 ENGINE = "engine"
 """Outside source: the workload's engine profile (for the ``dcgm`` profile)."""
+NONE = "none"
+"""No replacement: the description says what the policy does without the signal."""
 
 
 DEFAULT_FALLBACKS: dict[Signal, Fallback] = {
@@ -108,30 +120,33 @@ DEFAULT_FALLBACKS: dict[Signal, Fallback] = {
     for f in (
         Fallback(
             Signal.TTFT,
-            (Signal.QUEUE_TIME, CAPACITY_MODEL),
-            "TTFT p90 ~ queue time p90 + the capacity model's prefill time for the p90 prompt; "
-            "if queue time is missing too, e2e p95 is an upper bound.",
+            (Signal.QUEUE_TIME,),
+            "The latency guard and the capacity learner read queue time (part of TTFT: its p90, "
+            "else its mean per request) against the TTFT budget, with no prefill time added: "
+            "the guard acts once the queue alone fills the budget.",
         ),
         Fallback(
             Signal.TPOT,
-            (Signal.RUNNING, CAPACITY_MODEL),
-            "TPOT p90 ~ the capacity model's decode step time at the current running batch.",
+            (CAPACITY_MODEL,),
+            "TPOT is no guard anywhere (it is observed at completion, after the load that "
+            "shaped it); the capacity learner learns from TTFT and queue time alone.",
         ),
         Fallback(
             Signal.E2E,
-            (Signal.RUNNING, Signal.REQUEST_RATE),
-            "Mean e2e latency by Little's law: running / request rate (no tail quantile).",
+            (NONE,),
+            "Not read by the policy; /v1 shows it where the engine exports it.",
         ),
         Fallback(
             Signal.QUEUE_TIME,
-            (Signal.WAITING, Signal.REQUEST_RATE),
-            "Mean queue time by Little's law: waiting / request rate (no tail quantile).",
+            (Signal.TTFT,),
+            "The latency guard and the capacity learner read TTFT p90 alone (queue time is part "
+            "of it).",
         ),
         Fallback(
             Signal.PROMPT_TOKENS,
-            (Signal.PROMPT_TOKENS_RATE, Signal.REQUEST_RATE),
-            "Mean prompt size = prompt tokens rate / request rate; p90 = mean x the trace's "
-            "p90/mean ratio from the capacity seed.",
+            (Signal.PROMPT_TOKENS_RATE, Signal.REQUEST_RATE, CAPACITY_MODEL),
+            "Mean prompt size = prompt tokens rate / request rate (a measurement), else the "
+            "seed's mean; no p90, so the TTFT budget has no per-prompt allowance.",
         ),
         Fallback(
             Signal.REQUEST_TPOT,
@@ -153,24 +168,27 @@ DEFAULT_FALLBACKS: dict[Signal, Fallback] = {
         Fallback(
             Signal.PREEMPTIONS,
             (Signal.WAITING, Signal.RUNNING),
-            "Treated as unknown (not zero): queue length, the running plateau and the KV signal "
-            "(or its own fallback) carry the memory pressure.",
+            "Treated as unknown (not zero) and not read by the policy: the queue and the KV "
+            "signal (or its own fallback) carry the memory pressure.",
         ),
         Fallback(
             Signal.KV_USAGE,
-            (DCGM, Signal.WAITING, Signal.RUNNING),
-            "DCGM framebuffer used / (used + free) where the engine does not preallocate its KV "
-            "pool; otherwise queue/running saturation (waiting > 0 with running at its plateau).",
+            (DCGM, Signal.WAITING),
+            "The saturation guard's queue (> 32 waiting per replica) and, where GPU memory is not "
+            "one exported KV pool, the memory-pressure guard on DCGM framebuffer used / "
+            "(used + free) with a building queue (autoscaler.engines.guards).",
         ),
         Fallback(
             Signal.WAITING,
-            (Signal.QUEUE_TIME, Signal.REQUEST_RATE),
-            "Waiting ~ queue time x request rate (Little's law).",
+            (NONE,),
+            "No replacement: demand is completions alone (no queue growth, so it under-counts "
+            "under overload) and the queue guard and backlog see nothing; KV usage and the "
+            "latency guard remain.",
         ),
         Fallback(
             Signal.RUNNING,
-            (Signal.E2E, Signal.REQUEST_RATE),
-            "Running ~ e2e latency x request rate (Little's law).",
+            (NONE,),
+            "No replacement: the running batch's growth counts as zero in demand.",
         ),
         Fallback(
             Signal.REQUEST_RATE,
@@ -180,12 +198,12 @@ DEFAULT_FALLBACKS: dict[Signal, Fallback] = {
         Fallback(
             Signal.GPU_MEMORY_USED,
             (DCGM,),
-            "Read from the dcgm profile (dcgm-exporter on the workload's nodes).",
+            "Read from the dcgm profile (dcgm-exporter), joined to the engine's replicas by pod.",
         ),
         Fallback(
             Signal.GPU_MEMORY_FREE,
             (DCGM,),
-            "Read from the dcgm profile (dcgm-exporter on the workload's nodes).",
+            "Read from the dcgm profile (dcgm-exporter), joined to the engine's replicas by pod.",
         ),
     )
 }
@@ -229,6 +247,12 @@ class EngineProfile:
     gpu_memory_free: tuple[Series, ...] = ()
     fallbacks: tuple[Fallback, ...] = field(default=())
     """Profile-specific fallbacks; they override :data:`DEFAULT_FALLBACKS` for their signal."""
+    memory_in_kv_pool: bool = False
+    """True when the engine takes (nearly) all of its GPUs' memory as one KV pool at start and
+    exports that pool's use (vLLM's ``gpu_memory_utilization``, SGLang's
+    ``mem_fraction_static``): GPU framebuffer use is then flat and says nothing the KV gauge
+    does not. False elsewhere, and the memory-pressure guard reads GPU memory from DCGM
+    (:mod:`autoscaler.engines.guards`)."""
 
     def __post_init__(self) -> None:
         for signal in Signal:
@@ -258,7 +282,9 @@ class EngineProfile:
 
     def metric_names(self) -> frozenset[str]:
         """Every series name the profile reads (histograms without ``_bucket``)."""
-        return frozenset(s.name for signal in Signal for s in self.series(signal))
+        names = {s.name for signal in Signal for s in self.series(signal)}
+        names |= {s.divide_by for signal in Signal for s in self.series(signal) if s.divide_by}
+        return frozenset(names)
 
 
 ENGINE_SIGNALS: frozenset[Signal] = frozenset(Signal) - {

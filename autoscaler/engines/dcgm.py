@@ -1,10 +1,12 @@
 """NVIDIA dcgm-exporter: GPU framebuffer memory. METRICS.md 5; ``dcgm_default_counters.csv``.
 
-Not an inference engine: it supplies GPU memory (MiB) for the KV fallback of engines that do not
-preallocate and for the node inventory. ``DCGM_FI_DEV_FB_TOTAL`` is not a default counter, so
-usage is ``used / (used + free)``. With Kubernetes pod mapping it adds ``namespace`` and ``pod``;
-``workload`` needs the same relabel rule as the engines. Its model label (``modelName``) names the
-GPU, not a served model, so the profile declares none.
+Not an inference engine (the config accepts no workload on it): it supplies the GPU memory of
+every engine's replicas (``registry.GPU_MEMORY``), joined to them by pod
+(:func:`autoscaler.engines.promql.gpu_memory_queries`), for the snapshot, ``/v1``, ``/metrics``, the
+report and the memory-pressure guard. ``DCGM_FI_DEV_FB_TOTAL`` is not a default counter, so usage
+is ``used / (used + free)``. With Kubernetes pod mapping it adds ``namespace``, ``pod`` and
+``container``, no ``workload``: the join takes that from the engine's own series. Its model label
+(``modelName``) names the GPU, not a served model, so the profile declares none.
 """
 
 from __future__ import annotations

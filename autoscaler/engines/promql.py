@@ -17,6 +17,15 @@ Shapes (``W`` = ``namespace, workload``; ``[1m]`` = the rate window):
 - gauge: ``sum by (W) (<g>)``; KV usage ``avg by (W)`` and ``max by (W)``; queue growth
   ``sum by (W) (deriv(<waiting>[1m]))``; per-replica vectors ``by (W, pod)``
 - DCGM: framebuffer used and free summed by ``W``, usage ``avg by (W) (used / (used + free))``
+- a latency without histograms (``Series.mean_of``, Triton's microsecond counters): the mean per
+  request, ``sum by (W) (rate(<duration>[1m])) / sum by (W) (rate(<requests>[1m])) * scale``;
+  a gauge that is a share (``Series.divide_by``, TGI's token pool): ``avg by (W) (a / b)``
+- GPU memory of an engine's replicas (``gpu_memory=`` the DCGM profile): each GPU's
+  ``used / (used + free)`` joined to the replica that holds it ``on (namespace, pod)`` - the
+  labels dcgm-exporter adds with Kubernetes pod mapping - through one of the engine's
+  per-replica gauges, which carries ``workload``; per replica its fullest GPU
+  (``max by (W, pod)``), then ``avg`` and ``max`` of those by ``W``. GPUs no pod holds
+  (``pod=""``) match no replica.
 
 A signal with several series (two generations of names) is still one query. Counters and gauges
 put ``or`` inside the aggregation (``sum by (W) (rate(a[1m]) or rate(b[1m]))``) so that during a
@@ -55,6 +64,13 @@ class Query:
     promql: str
 
 
+MEAN_FIELDS: dict[Signal, str] = {
+    Signal.QUEUE_TIME: "queue_time_mean_s",
+    Signal.E2E: "e2e_mean_s",
+}
+"""Latency signals an engine may export as cumulative duration counters (:attr:`Series.mean_of`)
+instead of histograms: the snapshot field of their mean per request."""
+
 HISTOGRAM_FIELDS: dict[Signal, tuple[str, float]] = {
     Signal.TTFT: ("ttft_p90_s", 0.9),
     Signal.TPOT: ("tpot_p90_s", 0.9),
@@ -82,6 +98,14 @@ def selector(series: Series, suffix: str = "", extra: Mapping[str, str] | None =
     inner = ",".join(f'{k}="{_escape(v)}"' for k, v in matchers)
     name = series.name + suffix
     return f"{name}{{{inner}}}" if inner else name
+
+
+def _share(series: Series, extra: Mapping[str, str] | None) -> str:
+    """A gauge's selector, or ``(a / b)`` for a share (:attr:`Series.divide_by`)."""
+    sel = selector(series, extra=extra)
+    if not series.divide_by:
+        return sel
+    return f"({sel} / {selector(Series(series.divide_by, series.matchers), extra=extra)})"
 
 
 def _escape(value: str) -> str:
@@ -119,11 +143,15 @@ def build_queries(
     labels: GroupingLabels | None = None,
     window: str = "1m",
     extra_matchers: Mapping[str, str] | None = None,
+    *,
+    gpu_memory: EngineProfile | None = None,
 ) -> tuple[Query, ...]:
     """The batched queries of one tick for every workload served by ``profile``'s engine.
 
     The result depends only on the profile, labels, window and matchers, never on how many
-    workloads there are. Signals in ``profile.missing`` produce no query.
+    workloads there are. Signals in ``profile.missing`` produce no query. ``gpu_memory`` is the
+    profile that exports GPU framebuffer use (dcgm-exporter): given, three more queries join it
+    to the engine's replicas (:func:`gpu_memory_queries`).
     """
     lb = labels or GroupingLabels()
     w = lb.by()
@@ -140,12 +168,21 @@ def build_queries(
     def inner(signal: Signal, agg: str, fn: str = "", by: str = w) -> str:
         """Counters and gauges: ``or`` inside the aggregation, so replicas of both generations
         of names (a rolling upgrade) are summed together."""
-        sels = [selector(s, extra=extra_matchers) for s in _unique(profile.series(signal))]
+        sels = [_share(s, extra_matchers) for s in _unique(profile.series(signal))]
         args = [f"{fn}({sel}[{window}])" if fn else sel for sel in sels]
         return f"{agg} by ({by}) ({' or '.join(args)})"
 
     for signal in profile.exported():
-        if signal in COUNTER_FIELDS:
+        means = [s for s in _unique(profile.series(signal)) if s.mean_of]
+        if means and signal in MEAN_FIELDS:
+            parts = [
+                f"sum by ({w}) (rate({selector(s, extra=extra_matchers)}[{window}])) / "
+                f"sum by ({w}) (rate({selector(Series(s.mean_of), extra=extra_matchers)}"
+                f"[{window}]))" + (f" * {s.scale:g}" if s.scale != 1.0 else "")
+                for s in means
+            ]
+            out.append(Query(MEAN_FIELDS[signal], signal, _either(parts)))
+        elif signal in COUNTER_FIELDS:
             q = inner(signal, "sum", "rate")
             out.append(Query(COUNTER_FIELDS[signal], signal, q))
         elif signal in HISTOGRAM_FIELDS:
@@ -197,7 +234,51 @@ def build_queries(
         free = selector(profile.gpu_memory_free[0], extra=extra_matchers)
         q = f"avg by ({w}) ({used} / ({used} + {free}))"
         out.append(Query("gpu_memory_usage", Signal.GPU_MEMORY_USED, q))
+    if gpu_memory is not None:
+        out.extend(gpu_memory_queries(profile, gpu_memory, lb, extra_matchers))
     return tuple(out)
+
+
+REPLICA_GAUGES: tuple[Signal, ...] = (Signal.RUNNING, Signal.WAITING, Signal.KV_USAGE)
+"""Per-replica gauges, in order of preference, that carry the ``workload`` label a DCGM row lacks:
+every engine exports at least one of them for each replica it runs."""
+
+
+def gpu_memory_queries(
+    engine: EngineProfile,
+    gpu_memory: EngineProfile,
+    labels: GroupingLabels | None = None,
+    extra_matchers: Mapping[str, str] | None = None,
+) -> tuple[Query, ...]:
+    """GPU framebuffer use of ``engine``'s replicas: per replica, fleet mean and fleet max.
+
+    dcgm-exporter labels each GPU with the ``namespace`` and ``pod`` it is allocated to (its
+    Kubernetes pod mapping) but knows no ``workload``; ``group by (namespace, pod, workload)``
+    of one of the engine's per-replica gauges is 1 for each replica and carries ``workload``,
+    so ``* on (namespace, pod) group_left (workload)`` files every GPU under its replica without
+    a Kubernetes call. A replica with several GPUs (tensor parallel) counts its fullest one,
+    which is where an allocation fails first. Empty when either profile lacks the series.
+    """
+    lb = labels or GroupingLabels()
+    gauges = [s for s in REPLICA_GAUGES if engine.series(s)]
+    if not gauges or {Signal.GPU_MEMORY_USED, Signal.GPU_MEMORY_FREE} & gpu_memory.missing:
+        return ()
+    used = selector(gpu_memory.gpu_memory_used[0], extra=extra_matchers)
+    free = selector(gpu_memory.gpu_memory_free[0], extra=extra_matchers)
+    replica = " or ".join(
+        selector(s, extra=extra_matchers) for s in _unique(engine.series(gauges[0]))
+    )
+    per_gpu = (
+        f"({used} / ({used} + {free})) * on ({lb.namespace}, {lb.pod}) group_left ({lb.workload}) "
+        f"group by ({lb.by(lb.pod)}) ({replica})"
+    )
+    per_pod = f"max by ({lb.by(lb.pod)}) ({per_gpu})"
+    w = lb.by()
+    return (
+        Query("per_replica_gpu_memory_usage", Signal.GPU_MEMORY_USED, per_pod),
+        Query("gpu_memory_usage", Signal.GPU_MEMORY_USED, f"avg by ({w}) ({per_pod})"),
+        Query("gpu_memory_usage_max", Signal.GPU_MEMORY_USED, f"max by ({w}) ({per_pod})"),
+    )
 
 
 def build_fleet_queries(
@@ -205,14 +286,16 @@ def build_fleet_queries(
     labels: GroupingLabels | None = None,
     window: str = "1m",
     extra_matchers: Mapping[str, str] | None = None,
+    *,
+    gpu_memory: EngineProfile | None = None,
 ) -> dict[str, tuple[Query, ...]]:
     """Queries for a whole fleet, keyed by engine name: one query set per distinct engine.
 
     ``engine_by_workload`` maps each workload to its profile; the count of queries depends on
-    the number of distinct engines only.
+    the number of distinct engines only. ``gpu_memory`` as in :func:`build_queries`.
     """
     engines = {p.name: p for p in engine_by_workload.values()}
     return {
-        name: build_queries(engines[name], labels, window, extra_matchers)
+        name: build_queries(engines[name], labels, window, extra_matchers, gpu_memory=gpu_memory)
         for name in sorted(engines)
     }

@@ -13,6 +13,9 @@ from autoscaler.errors import UnknownNameError
 
 DEFAULT_ENGINE = "vllm"
 
+GPU_MEMORY = dcgm.PROFILE
+"""Where every engine's replicas get their GPU memory from: dcgm-exporter, joined by pod."""
+
 _PROFILES: tuple[EngineProfile, ...] = (
     dcgm.PROFILE,
     sglang.PROFILE,

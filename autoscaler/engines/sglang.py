@@ -43,6 +43,7 @@ PROFILE = EngineProfile(
     description="SGLang (current sglang: names, falling back to the late-2024 names)",
     reference="METRICS.md 2a, 2b",
     model_labels=("model_name", "name"),
+    memory_in_kv_pool=True,
     missing=frozenset({Signal.REQUEST_TPOT, Signal.GPU_MEMORY_USED, Signal.GPU_MEMORY_FREE}),
     request_rate=(
         Series("sglang:num_requests_total"),

@@ -2,18 +2,16 @@
 
 The Rust exporter writes counters without ``_total`` and no model label. TGI has no TTFT
 histogram (fallback: queue time p90 + prefill estimate), no KV-cache gauge and no preemption
-counter. Token rates come from the ``_sum`` of the token-count histograms.
+counter. Token rates come from the ``_sum`` of the token-count histograms. KV usage is the token
+pool's: ``tgi_batch_current_max_tokens / tgi_batch_max_total_tokens``, the tokens the running
+batch has reserved (prompts plus their ``max_new_tokens``) over the pool TGI's warm-up sized to
+the GPU: the share at which TGI stops admitting requests. It is a reservation, not the blocks in
+use, so the memory-pressure guard stays live (``memory_in_kv_pool`` False).
 """
 
 from __future__ import annotations
 
-from autoscaler.engines.base import (
-    DCGM,
-    EngineProfile,
-    Fallback,
-    Series,
-    Signal,
-)
+from autoscaler.engines.base import EngineProfile, Series, Signal
 
 DURATION_BUCKETS = tuple(0.0001 * 1.5**k for k in range(1, 36))
 """Every ``*_duration`` histogram: 0.0001 * 1.5**k for k = 1..35 (0.00015 s .. about 145.6 s)."""
@@ -26,7 +24,6 @@ PROFILE = EngineProfile(
     missing=frozenset(
         {
             Signal.TTFT,
-            Signal.KV_USAGE,
             Signal.PREEMPTIONS,
             Signal.REQUEST_TPOT,
             Signal.GPU_MEMORY_USED,
@@ -43,13 +40,5 @@ PROFILE = EngineProfile(
     prompt_tokens=(Series("tgi_request_input_length"),),
     waiting=(Series("tgi_queue_size"),),
     running=(Series("tgi_batch_current_size"),),
-    fallbacks=(
-        Fallback(
-            Signal.KV_USAGE,
-            (Signal.WAITING, Signal.RUNNING, DCGM),
-            "TGI preallocates its KV pool at warm-up, so DCGM framebuffer use is flat: use "
-            "tgi_batch_current_max_tokens / tgi_batch_max_total_tokens as the token-pool "
-            "usage, else queue/running saturation (waiting > 0 with the batch at its plateau).",
-        ),
-    ),
+    kv_usage=(Series("tgi_batch_current_max_tokens", divide_by="tgi_batch_max_total_tokens"),),
 )

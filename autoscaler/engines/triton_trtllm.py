@@ -4,7 +4,13 @@ The backend exports gauges only (``nv_trt_llm_*`` with a selector label) and Tri
 request counters; there are no latency histograms and no token counters. Mapping as the
 Kubernetes Inference Gateway does: waiting = ``request_type="waiting"``, running =
 ``request_type="scheduled"``, KV usage = ``kv_cache_block_type="fraction"``. Labels ``model``,
-``version``.
+``version``. Latency comes from Triton core's cumulative durations (microseconds) per successful
+request: queue time = ``nv_inference_queue_duration_us``, end to end =
+``nv_inference_request_duration_us`` (TRT-LLM's request latency), as means (no tail quantile).
+
+``memory_in_kv_pool`` is False: Triton serves other models beside TensorRT-LLM (an ensemble's pre-
+and post-processing), and TensorRT-LLM sizes its pool as ``kv_cache_free_gpu_mem_fraction`` (0.9)
+of the memory they and its weights leave, so the KV fraction does not cover the GPU.
 """
 
 from __future__ import annotations
@@ -23,8 +29,6 @@ PROFILE = EngineProfile(
             Signal.PREEMPTIONS,
             Signal.TTFT,
             Signal.TPOT,
-            Signal.E2E,
-            Signal.QUEUE_TIME,
             Signal.PROMPT_TOKENS,
             Signal.REQUEST_TPOT,
             Signal.GPU_MEMORY_USED,
@@ -32,21 +36,32 @@ PROFILE = EngineProfile(
         }
     ),
     request_rate=(Series("nv_inference_request_success"),),
+    queue_time=(
+        Series(
+            "nv_inference_queue_duration_us", mean_of="nv_inference_request_success", scale=1e-6
+        ),
+    ),
+    e2e=(
+        Series(
+            "nv_inference_request_duration_us", mean_of="nv_inference_request_success", scale=1e-6
+        ),
+    ),
     waiting=(Series("nv_trt_llm_request_metrics", (("request_type", "waiting"),)),),
     running=(Series("nv_trt_llm_request_metrics", (("request_type", "scheduled"),)),),
     kv_usage=(Series("nv_trt_llm_kv_cache_block_metrics", (("kv_cache_block_type", "fraction"),)),),
     fallbacks=(
         Fallback(
             Signal.TTFT,
-            (Signal.WAITING, Signal.REQUEST_RATE, CAPACITY_MODEL),
-            "No histograms: mean queue time by Little's law (waiting / request rate) plus the "
-            "capacity model's prefill time; the mean of nv_inference_queue_duration_us per "
-            "request is a cross-check. No tail quantile is available.",
+            (Signal.QUEUE_TIME,),
+            "No histograms: the latency guard and the capacity learner read the mean queue time "
+            "per request (nv_inference_queue_duration_us / nv_inference_request_success) against "
+            "the TTFT budget. A mean is below the tail, so the guard acts later than on a p90.",
         ),
         Fallback(
             Signal.PROMPT_TOKENS,
             (Signal.REQUEST_RATE, CAPACITY_MODEL),
-            "No token counters: mean and p90 prompt size from the capacity seed (trace).",
+            "No token counters: the seed's mean prompt size (autoscaler.traces.synthetic); no "
+            "p90, so the TTFT budget has no per-prompt allowance.",
         ),
     ),
 )

@@ -29,6 +29,7 @@ PROFILE = EngineProfile(
     description="vLLM V1 engine (0.8 and later; names verified in 0.33.0)",
     reference="METRICS.md 1a",
     model_labels=("model_name",),
+    memory_in_kv_pool=True,
     missing=frozenset({Signal.GPU_MEMORY_USED, Signal.GPU_MEMORY_FREE}),
     request_rate=(Series("vllm:request_success_total"),),
     prompt_tokens_rate=(Series("vllm:prompt_tokens_total"),),

@@ -21,6 +21,7 @@ PROFILE = EngineProfile(
     description="vLLM V0 engine (about 0.4 to 0.7)",
     reference="METRICS.md 1c",
     model_labels=("model_name",),
+    memory_in_kv_pool=True,
     missing=frozenset(
         {Signal.QUEUE_TIME, Signal.REQUEST_TPOT, Signal.GPU_MEMORY_USED, Signal.GPU_MEMORY_FREE}
     ),

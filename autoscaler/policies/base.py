@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 from autoscaler.hpa.spec import HpaSpec
 from autoscaler.recommendation import Recommendation
+from autoscaler.replica_states import DEFAULT_LEAD_TIME_S, DEFAULT_PENDING_TIMEOUT_S
 from autoscaler.signals import SignalSnapshot
 from autoscaler.slo import SloSpec
 
 Actuation = Literal["hpa", "native"]
+
+GPU_MEMORY_PRESSURE: Final = 0.95
+"""GPU memory share (a replica's fullest GPU) at which the memory-pressure guard counts the replica
+as pressed: above vLLM's default preallocation (0.9), so a preallocated pool alone does not trip
+it, and below the last few percent where CUDA allocations start to fail."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,15 +37,21 @@ class PolicyContext:
     prefill_weight: float = 1.0
     decode_weight: float = 1.0
     gpus_per_replica: int = 4
-    default_lead_time_s: float = 240.0
+    default_lead_time_s: float = DEFAULT_LEAD_TIME_S
     seed_mean_prompt_tokens: float = 1154.0
     """Mean prompt size assumed where an engine exports no token counters (fallbacks): the
     mean of the length mixture fitted to ``azure2023_conv.csv`` (autoscaler.traces.synthetic)."""
     seed_mean_output_tokens: float = 212.0
     """Mean output size for the same fallbacks, same source."""
-    pending_timeout_s: float = 600.0
+    pending_timeout_s: float = DEFAULT_PENDING_TIMEOUT_S
     """How long a replica may be pending or starting before it stops counting as capacity on the
-    way (``service.pending_timeout_s`` live; DESIGN.md's default of 10 min)."""
+    way (``service.pending_timeout_s`` live, the same default in the simulator)."""
+    gpu_memory_guard: bool = False
+    """Whether the memory-pressure guard is live: the engine's GPU memory is not one KV pool
+    whose use it exports (``autoscaler.engines.guards.memory_guard``; off in the simulator,
+    whose replicas are vLLM's)."""
+    gpu_memory_pressure: float = GPU_MEMORY_PRESSURE
+    """GPU memory share at which the memory-pressure guard counts a replica as pressed."""
     peak_replicas: int | None = None
     """Only for ``static-peak``: the replica count covering the trace's peak (from the oracle)."""
 

@@ -7,10 +7,17 @@ Desired replicas = max of these candidates (each keeps its reason; the winner is
   forecast errors (:class:`RelativeBand`) at a quantile set by the SLO-attainment target
   (:func:`band_quantile_for`), at least ``min_headroom`` - divided by the learned per-replica
   capacity, plus the replicas whose queue outlasts the lead time;
-* ``latency``: when observed TTFT p90 or queue time p90 exceed their budgets, the ready count
-  scaled by the worst ratio (capped at 1.5x per tick);
+* ``latency``: when observed TTFT p90 or queue time p90 (its mean per request on an engine
+  without histograms: Triton) exceed their budgets, the ready count scaled by the worst ratio
+  (capped at 1.5x per tick);
 * ``saturation``: KV-cache usage above 90% or more than ``max_num_seqs`` waiting per replica
-  adds one step of 10% (at least one replica).
+  adds one step of 10% (at least one replica); so does GPU memory pressure where the engine's
+  GPU memory is not one exported KV pool (``PolicyContext.gpu_memory_guard``: TGI, Triton): the
+  fullest replica's GPU memory (dcgm-exporter) at or above ``gpu_memory_pressure`` while the
+  queue builds (at least one request waiting per ready replica, and growing over the rate
+  window). A full GPU with an empty or draining queue serves what it is sent; and a request or
+  two waiting for the next prefill step is how every engine's queue looks under load, which on
+  an engine whose memory is full from the start (TGI) would add a replica every tick.
 
 Demand is counted in token work (prefill tokens + weighted decode tokens) and estimated as the
 work served plus the growth of the work in the system (queued, and running requests' remaining
@@ -59,6 +66,10 @@ from forecasting.holt import DampedHolt
 DESIRED_METRIC = "llm_desired_replicas"
 LOAD_METRIC = "llm_load_replicas"
 FORECAST_METRIC = "llm_forecast_load_replicas"
+NO_GPU_MEMORY = (
+    "gpu_memory: no dcgm-exporter rows joined to this workload's pods; memory-pressure guard idle"
+)
+"""The fallback named when the memory-pressure guard is live but has no GPU memory to read."""
 
 RATE_WINDOW_S = 60.0
 """The rate window of the snapshot's histograms (1m, the collector's and the simulator's): turns
@@ -415,7 +426,8 @@ class ForecastPolicy:
         )
 
     def _latency_ratio(self, snap: SignalSnapshot) -> float | None:
-        """Worst of TTFT and queue time p90 over budget: what the ``latency`` guard acts on."""
+        """Worst of TTFT and queue time p90 (else its mean) over budget: what the ``latency``
+        guard acts on."""
         slo = self.ctx.slo
         ratios: list[float] = []
         if snap.ttft_p90_s is not None:
@@ -424,6 +436,9 @@ class ForecastPolicy:
             # queue time is part of TTFT; vLLM's first queue bucket is 0.3 s, so an idle queue
             # already reads ~0.27 s at p90 and a tighter budget would look half-used forever
             ratios.append(snap.queue_time_p90_s / slo.ttft_s)
+        elif snap.queue_time_mean_s is not None:
+            # an engine without histograms (Triton): the mean, which sits below the tail
+            ratios.append(snap.queue_time_mean_s / slo.ttft_s)
         # TPOT is observed when a request finishes, after the load that shaped it, so it would
         # blame the current fleet for a past overload; TTFT and queue time are not.
         return max(ratios) if ratios else None
@@ -513,10 +528,15 @@ class ForecastPolicy:
             candidates.append(Candidate("latency", latency, f"latency at {ratio:.2f}x budget"))
         waiting_per_replica = (snap.waiting or 0.0) / max(ready, 1)
         saturated = (snap.kv_usage is not None and snap.kv_usage > 0.9) or waiting_per_replica > 32
-        if saturated and not draining:
+        pressed = self._memory_pressure(snap)
+        if (saturated or pressed) and not draining:
+            why = ["KV or queue saturated"] if saturated else []
+            why += [pressed] if pressed else []
             candidates.append(
-                Candidate("saturation", ready + max(1.0, 0.1 * ready), "KV or queue saturated")
+                Candidate("saturation", ready + max(1.0, 0.1 * ready), "; ".join(why))
             )
+        if ctx.gpu_memory_guard and snap.gpu_memory_usage_max is None:
+            fallbacks = (*fallbacks, NO_GPU_MEMORY)
         best = max(candidates, key=lambda c: c.replicas)
         desired = int(math.ceil(best.replicas - 1e-9))
         stuck = sum(1 for age in snap.replicas.starting_ages_s if age > ctx.pending_timeout_s)
@@ -541,6 +561,23 @@ class ForecastPolicy:
                 PublishedMetric(FORECAST_METRIC, upper / capacity),
             ),
             fallbacks=fallbacks,
+        )
+
+    def _memory_pressure(self, snap: SignalSnapshot) -> str | None:
+        """Why the memory-pressure guard fires (None: it does not, or it is not live)."""
+        ctx = self.ctx
+        usage = snap.gpu_memory_usage_max
+        if not ctx.gpu_memory_guard or usage is None or usage < ctx.gpu_memory_pressure:
+            return None
+        waiting = snap.waiting or 0.0
+        ready = max(snap.replicas.ready, 1)
+        if waiting < ready or (snap.waiting_growth_rate or 0.0) <= 0.0:
+            return None
+        limit = ctx.gpu_memory_pressure
+        pressed = sum(1 for u in snap.per_replica_gpu_memory_usage if u >= limit) or 1
+        return (
+            f"GPU memory at {usage:.0%} on the fullest replica ({pressed} replica(s) at or above "
+            f"{limit:.0%}) with {waiting:.0f} request(s) waiting, the queue growing"
         )
 
     def _learn_capacity(

@@ -123,10 +123,12 @@ def _facts(report: Report) -> tuple[tuple[str, str], ...]:
     req = report.request
     slo = req.slo
     lc = req.lifecycle
+    gpu = _gpu_memory_fact(src)
     return (
         ("workload", h.workload),
         ("source", source),
         ("history", history),
+        *((("GPU memory", gpu),) if gpu else ()),
         (
             "replica",
             f"{req.profile.key}, {req.profile.tp} GPUs per replica, token budget "
@@ -142,6 +144,31 @@ def _facts(report: Report) -> tuple[tuple[str, str], ...]:
             f"provisioning {lc.provision_s:g} s + image pull {lc.pull_s:g} s + "
             f"engine init {lc.init_s:g} s",
         ),
+    )
+
+
+def _gpu_memory_fact(src: Mapping[str, object]) -> str | None:
+    """What the history says about GPU memory (dcgm-exporter), for a Prometheus source."""
+    gpu = src.get("gpu_memory")
+    if not isinstance(gpu, Mapping):
+        return None
+    guard = (
+        "the memory-pressure guard is live on this engine"
+        if gpu.get("guard")
+        else "not a guard here: the engine's KV gauge covers its preallocated pool"
+    )
+    steps, mean, peak = gpu.get("steps"), gpu.get("mean"), gpu.get("max")
+    if not steps or not isinstance(mean, float) or not isinstance(peak, float):
+        return f"no dcgm-exporter data joined to the workload's pods; {guard}"
+    pressure = gpu.get("pressure")
+    limit = (
+        f" (at or above {_pct(pressure, 0)} in {gpu.get('pressed_steps')} steps)"
+        if (isinstance(pressure, float))
+        else ""
+    )
+    return (
+        f"mean {_pct(mean, 0)} of the framebuffer, fullest replica up to {_pct(peak, 0)}"
+        f"{limit}, over {steps} steps; {guard}"
     )
 
 

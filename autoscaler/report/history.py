@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -39,9 +39,10 @@ from autoscaler.clients.prometheus import PrometheusAPI
 from autoscaler.collection import collect_history, workload_key
 from autoscaler.config import WorkloadConfig, format_validation_error, prom_duration_seconds
 from autoscaler.engines.base import EngineProfile
+from autoscaler.engines.guards import memory_guard
 from autoscaler.engines.promql import GroupingLabels, build_fleet_queries
 from autoscaler.errors import InputError
-from autoscaler.policies.base import PolicyContext
+from autoscaler.policies.base import GPU_MEMORY_PRESSURE, PolicyContext
 from autoscaler.policies.fallbacks import fill_demand
 from autoscaler.series import DEFAULT_REQUEST_INTERVAL_S, trace_series
 from autoscaler.signals import SignalSnapshot
@@ -289,6 +290,29 @@ def _workloads_seen(
     return sorted(seen)
 
 
+def gpu_memory_summary(
+    snaps: Sequence[SignalSnapshot], profile: EngineProfile
+) -> dict[str, object]:
+    """The replicas' GPU memory over a history, as the report states it.
+
+    ``steps``: steps with DCGM data joined; ``mean``: mean of the fleet means; ``max``: the
+    fullest replica at any step; ``pressed_steps``: steps where that replica was at or above
+    the memory-pressure share; ``guard``: whether the memory-pressure guard is live on the
+    engine (:func:`autoscaler.engines.guards.memory_guard`).
+    """
+    pressure = GPU_MEMORY_PRESSURE
+    means = [s.gpu_memory_usage for s in snaps if s.gpu_memory_usage is not None]
+    peaks = [s.gpu_memory_usage_max for s in snaps if s.gpu_memory_usage_max is not None]
+    return {
+        "steps": len(peaks),
+        "mean": float(np.mean(means)) if means else None,
+        "max": max(peaks) if peaks else None,
+        "pressed_steps": sum(1 for p in peaks if p >= pressure),
+        "pressure": pressure,
+        "guard": memory_guard(profile),
+    }
+
+
 def from_prometheus(
     api: PrometheusAPI,
     workload: WorkloadConfig,
@@ -300,8 +324,12 @@ def from_prometheus(
     step: float | None = None,
     window: str = "1m",
     url: str = "",
+    gpu_memory: EngineProfile | None = None,
 ) -> History:
     """A workload's Prometheus history from ``start`` to ``end`` (Unix seconds).
+
+    With ``gpu_memory`` (the dcgm-exporter profile), the source also summarises the replicas'
+    GPU memory over the range (:func:`gpu_memory_summary`), which the report shows.
 
     ``step`` (default :func:`default_step`) must be a whole number of minutes, and the range must
     fit Prometheus' point limit. Raises :class:`InputError` when the range is empty or the
@@ -346,6 +374,7 @@ def from_prometheus(
         step=step,
         engines={workload.engine: profile},
         window=window,
+        gpu_memory=gpu_memory,
     )
     work = np.full(len(history), np.nan)
     rps = np.full(len(history), np.nan)
@@ -389,6 +418,9 @@ def from_prometheus(
         "step_s": step,
         "missing_steps": int(np.sum(~np.isfinite(work))),
     }
+    if gpu_memory is not None:
+        snaps = [snapshots[key] for _, snapshots in history[first:last]]
+        source["gpu_memory"] = gpu_memory_summary(snaps, profile)
     return History(
         workload=key,
         source=source,

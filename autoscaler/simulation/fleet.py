@@ -27,6 +27,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from autoscaler.perf.model import PerfProfile
+from autoscaler.replica_states import DEFAULT_TIME_TO_READY_WINDOW
 from autoscaler.simulation.replica import Replica, ReplicaSink
 from autoscaler.simulation.requests import RequestTable
 
@@ -120,7 +121,8 @@ class Fleet:
         self.warm_starts = 0
         self.retired_gen_tokens = 0
         self.retired_prompt_tokens = 0
-        self.time_to_ready: deque[float] = deque(maxlen=8)
+        self.time_to_ready: deque[float] = deque(maxlen=DEFAULT_TIME_TO_READY_WINDOW)
+        """The latest times to ready: the window ``serve`` summarises (``lead_time_s``)."""
         self.pending_events: list[tuple[float, int]] = []
         """(time, slot) lifecycle transitions the engine must schedule."""
         self.prefetch_until: dict[int, float] = {}

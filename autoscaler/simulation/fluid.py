@@ -48,6 +48,7 @@ import numpy.typing as npt
 from autoscaler.hpa.controller import HpaController
 from autoscaler.perf.model import PerfProfile
 from autoscaler.policies.base import Policy
+from autoscaler.replica_states import DEFAULT_TIME_TO_READY_WINDOW, lead_time_s
 from autoscaler.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.simulation.engine import SimConfig, TickRecord, _decide, _prefetcher
 from autoscaler.simulation.fleet import (
@@ -388,7 +389,7 @@ class _Lifecycle:
     gpu_seconds: float = 0.0
     cold: int = 0
     warm: int = 0
-    ttr: deque[float] = field(default_factory=lambda: deque(maxlen=8))
+    ttr: deque[float] = field(default_factory=lambda: deque(maxlen=DEFAULT_TIME_TO_READY_WINDOW))
     started: list[float] = field(default_factory=list)
     """Time-to-ready of every pod that became ready (not the starting fleet)."""
     prefetcher: SimPrefetcher | None = None
@@ -1068,7 +1069,7 @@ def _snapshot(
         per_replica_waiting=waiting,
         per_replica_running=running,
         per_replica_kv_usage=kvs,
-        time_to_ready_s=(sum(ttr) / len(ttr)) if ttr else None,
+        time_to_ready_s=lead_time_s(ttr),
         preemption_rate=0.0,
     )
     if len(samples) < 2:

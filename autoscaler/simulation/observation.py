@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from autoscaler.replica_states import lead_time_s
 from autoscaler.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.simulation.fleet import (
     DRAINING,
@@ -270,7 +271,7 @@ class PrometheusView:
             per_replica_waiting=last.waiting,
             per_replica_running=last.running,
             per_replica_kv_usage=last.kv,
-            time_to_ready_s=(sum(ttr) / len(ttr)) if ttr else None,
+            time_to_ready_s=lead_time_s(ttr),
             preemption_rate=0.0,
         )
         if dt <= 0:
