@@ -123,9 +123,24 @@ def test_misses_over_the_target_lower_the_capacity_below_the_load_that_caused_th
     for _ in range(20):
         learner.observe(900.0, 0.3, miss=0.001, requests=600.0)
     assert learner.capacity_ > 1000.0  # comfortable windows near the capacity: it probed up
-    learner.observe(950.0, 0.3, miss=0.05, requests=600.0)
+    learner.observe(950.0, 0.3, miss=0.05, requests=2000.0)
     assert learner.capacity_ < 950.0
     assert learner.limit_ < 950.0
+
+
+def test_one_burst_window_of_a_few_hundred_requests_sets_no_limit():
+    """Regression (rag family): 3.5% of 441 requests missed in one window at a load far above
+    the steady ones; the fit drew a limit through the empty gap and cut the capacity to a third
+    for the rest of the run. Misses count once the loads at and above hold ``min_evidence``
+    requests (1,521 at 99%)."""
+    learner = CapacityLearner(seed=6625.0)
+    for load in (700.0, 1300.0, 1500.0) * 10:
+        learner.observe(load, 0.3, miss=0.0, requests=300.0)
+    learner.observe(3646.0, 0.7, miss=0.035, requests=441.0)
+    assert learner.capacity_ == pytest.approx(6625.0, rel=0.05)
+    for _ in range(3):
+        learner.observe(3646.0, 0.7, miss=0.035, requests=441.0)
+    assert learner.capacity_ < 3646.0  # four such windows are evidence
 
 
 def test_p90_within_budget_does_not_hide_a_tail_of_misses():
@@ -135,7 +150,7 @@ def test_p90_within_budget_does_not_hide_a_tail_of_misses():
     by_attainment = CapacityLearner(seed=1000.0)
     for _ in range(10):
         p90.observe(800.0, 0.33)
-        by_attainment.observe(800.0, 0.33, miss=0.0175, requests=600.0)
+        by_attainment.observe(800.0, 0.33, miss=0.0175, requests=300.0)
     assert p90.capacity_ > 1000.0
     assert by_attainment.capacity_ < 800.0
 

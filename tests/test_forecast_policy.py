@@ -330,9 +330,9 @@ def _with_histograms(s: SignalSnapshot, late: float) -> SignalSnapshot:
     inf = math.inf
     return replace(
         s,
-        ttft_buckets=((0.5, 2.0), (inf, 2.0)),
-        prompt_buckets=((1000.0, 2.0), (inf, 2.0)),
-        tpot_buckets=((0.1, 2.0 * (1.0 - late)), (inf, 2.0)),
+        ttft_buckets=((0.5, 20.0), (inf, 20.0)),
+        prompt_buckets=((1000.0, 20.0), (inf, 20.0)),
+        tpot_buckets=((0.1, 20.0 * (1.0 - late)), (inf, 20.0)),
     )
 
 
