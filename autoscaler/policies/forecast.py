@@ -15,6 +15,11 @@ Desired replicas = max of these candidates (each keeps its reason; the winner is
 Demand is counted in token work (prefill tokens + weighted decode tokens) and estimated as the
 work served plus the growth of the work in the system (queued, and running requests' remaining
 decode), because completions saturate under overload and overshoot while a backlog drains.
+Where an inference gateway fronts the fleet (``WorkloadConfig.gateway``, snapshot fields
+``gateway_*``), demand is the token work *arriving* instead: the requests the gateway let through
+plus the growth of its flow-control backlog, at its mean request size; the backlog itself counts
+as queue (replicas to drain it over the same window as an engine queue, and in the saturation
+guard). The ``forecast`` candidate's detail says which demand source it used.
 Minutes under overload are censored: they neither calibrate the band nor teach capacity. The
 desired count is the fleet the demand needs, so replicas pending or starting are capacity on the
 way by construction. Past the pending timeout (``PolicyContext.pending_timeout_s``, e.g. no free
@@ -362,6 +367,20 @@ class ForecastPolicy:
         served = snap.prompt_tokens_rate * wp + snap.generation_tokens_rate * wd
         in_flight = self._running_growth(snap) * 0.5 * (snap.mean_output_tokens or 0.0) * wd
         demand = max(0.0, served + growth * mean_work + in_flight)
+        source = "served work + queue growth"
+        # Where an inference gateway fronts the fleet, demand is read where it arrives: the
+        # requests it let through plus its backlog's growth, at the gateway's mean request
+        # size. It does not saturate with the fleet, and with flow control on it sees the
+        # requests the gateway holds back, which no engine queue shows.
+        arrivals = snap.arrival_requests_per_s()
+        gateway_work = self._gateway_work_per_request(snap)
+        if arrivals is not None and gateway_work is not None:
+            demand = arrivals * gateway_work
+            source = "arrivals at the gateway"
+        gateway_backlog = snap.gateway_backlog or 0.0
+        gateway_growth = snap.gateway_backlog_growth_rate or 0.0
+        if gateway_work is not None:
+            mean_work = gateway_work
         self._demand.append(demand)
         smoothed = sum(self._demand) / len(self._demand)
         self.forecaster.update([smoothed])
@@ -374,9 +393,8 @@ class ForecastPolicy:
         self._overloaded.append(ratio is not None and ratio > 1.0)
         censored = any(self._overloaded)
         self.band.observe(smoothed, censored)
-        capacity = self._learn_capacity(
-            snap, ready, served, growth * mean_work + in_flight, ratio, censored
-        )
+        system_growth = (growth + gateway_growth) * mean_work + in_flight
+        capacity = self._learn_capacity(snap, ready, served, system_growth, ratio, censored)
         capacity *= self.headroom
 
         lead = snap.time_to_ready_s or ctx.default_lead_time_s
@@ -388,23 +406,28 @@ class ForecastPolicy:
         # and a replica ordered a minute late serves a minute late
         upper = max(float(path.max()), smoothed, demand) * band
         backlog = self._backlog_replicas(snap, mean_work, capacity, lead)
+        # The gateway's queue is drained by the whole fleet, not one replica: the replicas
+        # that would drain it over the same window as a replica's queue
+        held = gateway_backlog * mean_work / (max(60.0, lead) * capacity)
         candidates = [
             Candidate(
                 "forecast",
-                upper / capacity + backlog,
-                f"demand {upper:.0f} work/s over {lead:.0f}s (band x{band:.2f}), "
+                upper / capacity + backlog + held,
+                f"demand {upper:.0f} work/s over {lead:.0f}s (band x{band:.2f}, {source}), "
                 f"capacity {capacity:.0f}"
-                + (f", {backlog:.1f} replicas busy with a queue" if backlog >= 0.05 else ""),
+                + (f", {backlog:.1f} replicas busy with a queue" if backlog >= 0.05 else "")
+                + (f", {held:.1f} for the gateway's backlog" if held >= 0.05 else ""),
             )
         ]
         # Latency is observed at first token: while a backlog drains, the requests served now
         # waited minutes, and the ready count that is already draining it would be blamed.
-        draining = growth < 0 and (snap.waiting or 0.0) > 0
+        queued = (snap.waiting or 0.0) + gateway_backlog
+        draining = growth + gateway_growth < 0 and queued > 0
         if ratio is not None and ratio > 1.0 and ready > 0 and not draining:
             candidates.append(
                 Candidate("latency", ready * min(1.5, ratio), f"latency at {ratio:.2f}x budget")
             )
-        waiting_per_replica = (snap.waiting or 0.0) / max(ready, 1)
+        waiting_per_replica = queued / max(ready, 1)
         saturated = (snap.kv_usage is not None and snap.kv_usage > 0.9) or waiting_per_replica > 32
         if saturated and not draining:
             candidates.append(
@@ -466,6 +489,19 @@ class ForecastPolicy:
         if ready > 0 and self._steady_run >= self.steady_ticks and not censored:
             return self.capacity.observe(load, self._learning_ratio(snap, ratio))
         return self.capacity.capacity_
+
+    def _gateway_work_per_request(self, snap: SignalSnapshot) -> float | None:
+        """Token work of a mean request as the gateway's token histograms size it (the engines'
+        means where the gateway has none yet); None without a gateway or any size."""
+        if snap.gateway_request_rate is None:
+            return None
+        prompt = snap.gateway_mean_prompt_tokens
+        output = snap.gateway_mean_output_tokens
+        if prompt is None or output is None:
+            prompt, output = snap.mean_prompt_tokens, snap.mean_output_tokens
+        if prompt is None or output is None:
+            return None
+        return prompt * self.ctx.prefill_weight + output * self.ctx.decode_weight
 
     def _running_growth(self, snap: SignalSnapshot) -> float:
         """d(running requests)/dt over the rate window, from this policy's own past snapshots."""
