@@ -20,6 +20,7 @@ from autoscaler.policies.base import Policy
 from autoscaler.recommendation import Recommendation
 from autoscaler.signals import SignalSnapshot
 from autoscaler.simulation.fleet import Fleet, LifecycleConfig
+from autoscaler.simulation.gateway import GatewaySim
 from autoscaler.simulation.observation import PrometheusView
 from autoscaler.simulation.prefetch import PrefetchSim, SimPrefetcher
 from autoscaler.simulation.requests import RequestTable
@@ -57,6 +58,9 @@ class SimConfig:
     service that is already running, not cold at the trace's first second."""
     warmup_plan: tuple[int, ...] = ()
     """Replicas per minute during the warm-up (the oracle's plan)."""
+    gateway: GatewaySim | None = None
+    """An inference gateway in front of the fleet (arrival counters, optionally flow control);
+    None: none, policies see the engines' metrics only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +142,9 @@ def simulate(
         rate_window_s=config.rate_window_s,
         scrape_s=config.tick_s,
         pending_timeout_s=config.pending_timeout_s,
+        gateway=config.gateway,
     )
+    gw = config.gateway if config.gateway is not None and config.gateway.flow_control else None
     spec_hpa = policy.hpa_spec() if policy.actuation == "hpa" else None
     hpa = HpaController(spec_hpa, sync_period_s=config.tick_s) if spec_hpa is not None else None
 
@@ -173,6 +179,7 @@ def simulate(
         if server is None:
             fleet.backlog.append(rid)
             return
+        fleet.dispatched += 1
         load[server.slot] += work[rid]
         end = server.enqueue(rid, now)
         if end is not None:
@@ -186,11 +193,14 @@ def simulate(
             seq += 1
             heappush(heap, (when, seq, LIFECYCLE, slot, 0))
         fleet.pending_events.clear()
-        if fleet.backlog and fleet.routable:
-            held = list(fleet.backlog)
-            fleet.backlog.clear()
-            for rid in held:
-                assign(rid, now)
+        release(now)
+
+    def release(now: float) -> None:
+        """Let held requests through, oldest first, while a replica is ready and (with flow
+        control) the pool has room."""
+        backlog = fleet.backlog
+        while backlog and fleet.routable and not (gw is not None and gw.saturated(fleet)):
+            assign(backlog.popleft(), now)
 
     while True:
         t_arr = arrivals[i] if i < n else inf
@@ -204,10 +214,14 @@ def simulate(
             if prompts[rid] + outputs[rid] > limit:
                 reqs.rejected[rid] = True
                 continue
+            if gw is not None and (fleet.backlog or gw.saturated(fleet)):
+                fleet.backlog.append(rid)  # flow control: wait at the gateway, in order
+                continue
             server = fleet.route()
             if server is None:
                 fleet.backlog.append(rid)
                 continue
+            fleet.dispatched += 1
             load[server.slot] += work[rid]
             end = server.enqueue(rid, now)
             if end is not None:
@@ -229,6 +243,8 @@ def simulate(
             elif rec.phase == "draining":
                 fleet.maybe_finish_drain(slot, now)
                 settle(now)
+            if gw is not None and fleet.backlog:
+                release(now)
         elif kind == LIFECYCLE:
             fleet.advance(slot, now)
             settle(now)
