@@ -51,14 +51,14 @@ def test_a_growing_flow_control_backlog_raises_the_plan_while_engine_queues_stay
     # queues capped by flow control) look exactly as before
     steady = [gateway(snap(15.0 * k), let_through=2.0) for k in range(20)]
     crowd = [
-        gateway(snap(15.0 * k), let_through=2.0, backlog=30.0 * (k - 19), growth=2.0)
+        gateway(snap(15.0 * k), let_through=2.0, backlog=300.0 * (k - 19), growth=20.0)
         for k in range(20, 24)
     ]
     _, recs = run([*steady, *crowd])
     _, blind = run([snap(15.0 * k) for k in range(24)])
     assert recs[19].desired_replicas == blind[19].desired_replicas  # same before the crowd
     assert recs[-1].desired_replicas > blind[-1].desired_replicas
-    assert "for the gateway's backlog" in recs[-1].candidates[0].detail
+    assert "(the gateway's backlog included)" in recs[-1].candidates[0].detail
 
 
 def test_gateway_fields_without_request_sizes_fall_back_to_the_engines_means():

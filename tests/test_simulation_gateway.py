@@ -90,3 +90,11 @@ def test_held_requests_wait_for_a_replica_that_starts():
     )  # fmt: skip
     out = simulate(trace, policy, profile=toy_profile(), config=config)
     assert np.isfinite(out.reqs.column("finished")).all()
+
+
+def test_an_unobserved_gateway_holds_requests_but_shows_policies_nothing():
+    fc = GatewaySim(flow_control=True, queue_depth_threshold=2, observed=False)
+    out, seen = run(fc, rate=40.0, duration=300.0)
+    assert len(out.fleet.backlog) > 100
+    assert all(s.gateway_request_rate is None and s.gateway_backlog is None for s in seen)
+    assert fc.describe() == "flow-control-unobserved"

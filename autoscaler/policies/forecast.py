@@ -405,24 +405,24 @@ class ForecastPolicy:
         # never below the latest 1-minute rate: the smoothed series lags a step up by a minute,
         # and a replica ordered a minute late serves a minute late
         upper = max(float(path.max()), smoothed, demand) * band
-        backlog = self._backlog_replicas(snap, mean_work, capacity, lead)
-        # The gateway's queue is drained by the whole fleet, not one replica: the replicas
-        # that would drain it over the same window as a replica's queue
-        held = gateway_backlog * mean_work / (max(60.0, lead) * capacity)
+        backlog = self._backlog_replicas(snap, mean_work, capacity, lead, gateway_backlog)
+        held = " (the gateway's backlog included)" if gateway_backlog > 0 else ""
         candidates = [
             Candidate(
                 "forecast",
-                upper / capacity + backlog + held,
+                upper / capacity + backlog,
                 f"demand {upper:.0f} work/s over {lead:.0f}s (band x{band:.2f}, {source}), "
                 f"capacity {capacity:.0f}"
-                + (f", {backlog:.1f} replicas busy with a queue" if backlog >= 0.05 else "")
-                + (f", {held:.1f} for the gateway's backlog" if held >= 0.05 else ""),
+                + (f", {backlog:.1f} replicas busy with a queue{held}" if backlog >= 0.05 else ""),
             )
         ]
         # Latency is observed at first token: while a backlog drains, the requests served now
         # waited minutes, and the ready count that is already draining it would be blamed.
+        # With arrivals known, a queue that shrank over the window has just drained (the
+        # histograms still hold the requests that waited in it) even when it is empty by now.
         queued = (snap.waiting or 0.0) + gateway_backlog
-        draining = growth + gateway_growth < 0 and queued > 0
+        shrinking = growth + gateway_growth < 0
+        draining = shrinking and (queued > 0 or source == "arrivals at the gateway")
         if ratio is not None and ratio > 1.0 and ready > 0 and not draining:
             candidates.append(
                 Candidate("latency", ready * min(1.5, ratio), f"latency at {ratio:.2f}x budget")
@@ -514,7 +514,7 @@ class ForecastPolicy:
 
     @staticmethod
     def _backlog_replicas(
-        snap: SignalSnapshot, mean_work: float, capacity: float, lead: float
+        snap: SignalSnapshot, mean_work: float, capacity: float, lead: float, shared: float = 0.0
     ) -> float:
         """Replicas that will still be busy with their queue when new ones could be ready.
 
@@ -522,13 +522,17 @@ class ForecastPolicy:
         replica alone while new arrivals go to the others. A queue that drains within the lead
         time needs no replacement (replicas ordered now arrive after it is gone); one that
         outlasts it keeps its replica from new arrivals for that much longer, up to a whole
-        replica. Without per-replica gauges the fleet's queue is spread evenly.
+        replica. Without per-replica gauges the fleet's queue is spread evenly. A ``shared``
+        queue (the gateway's, drained by every ready replica) is spread evenly on top: where it
+        would have waited without flow control.
         """
         ready = snap.replicas.ready
         per = snap.per_replica_waiting
         if not per:
             total = snap.waiting or 0.0
             per = (total / ready,) * ready if ready > 0 and total > 0 else ()
+        if shared > 0 and ready > 0:
+            per = tuple(w + shared / ready for w in (per or (0.0,) * ready))
         window = max(60.0, lead)
         return float(
             sum(min(1.0, max(0.0, w * mean_work / capacity - lead) / window) for w in per if w > 0)

@@ -23,6 +23,7 @@ from autoscaler.simulation.fleet import Fleet, LifecycleConfig
 from autoscaler.simulation.gateway import GatewaySim
 from autoscaler.simulation.observation import PrometheusView
 from autoscaler.simulation.prefetch import PrefetchSim, SimPrefetcher
+from autoscaler.simulation.replica import Replica
 from autoscaler.simulation.requests import RequestTable
 from autoscaler.traces.records import Trace
 
@@ -173,9 +174,9 @@ def simulate(
     next_progress = 0.0
     inf = float("inf")
 
-    def assign(rid: int, now: float) -> None:
+    def assign(rid: int, now: float, server: Replica | None = None) -> None:
         nonlocal seq
-        server = fleet.route()
+        server = server or fleet.route()
         if server is None:
             fleet.backlog.append(rid)
             return
@@ -199,8 +200,11 @@ def simulate(
         """Let held requests through, oldest first, while a replica is ready and (with flow
         control) the pool has room."""
         backlog = fleet.backlog
-        while backlog and fleet.routable and not (gw is not None and gw.saturated(fleet)):
-            assign(backlog.popleft(), now)
+        while backlog and fleet.routable:
+            server = None if gw is None else gw.pick(fleet)
+            if gw is not None and server is None:
+                return  # flow control: the pool is saturated, the rest keeps waiting
+            assign(backlog.popleft(), now, server)
 
     while True:
         t_arr = arrivals[i] if i < n else inf
@@ -214,10 +218,13 @@ def simulate(
             if prompts[rid] + outputs[rid] > limit:
                 reqs.rejected[rid] = True
                 continue
-            if gw is not None and (fleet.backlog or gw.saturated(fleet)):
-                fleet.backlog.append(rid)  # flow control: wait at the gateway, in order
-                continue
-            server = fleet.route()
+            server = None
+            if gw is not None:
+                server = None if fleet.backlog else gw.pick(fleet)
+                if server is None:
+                    fleet.backlog.append(rid)  # flow control: wait at the gateway, in order
+                    continue
+            server = server or fleet.route()
             if server is None:
                 fleet.backlog.append(rid)
                 continue

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from autoscaler.simulation.fleet import Fleet
+from autoscaler.simulation.replica import Replica
 
 __all__ = ["GatewaySim"]
 
@@ -33,6 +34,9 @@ class GatewaySim:
     flow_control: bool = False
     queue_depth_threshold: int = 5
     kv_cache_threshold: float = 0.8
+    observed: bool = True
+    """Whether policies see the EPP's metrics; False: a gateway nobody scrapes (with flow
+    control: requests wait where no signal a policy reads shows them)."""
 
     def __post_init__(self) -> None:
         if self.queue_depth_threshold < 1:
@@ -40,10 +44,12 @@ class GatewaySim:
         if not 0.0 < self.kv_cache_threshold <= 1.0:
             raise ValueError(f"KV cache threshold must be in (0, 1]: {self.kv_cache_threshold}")
 
-    def saturated(self, fleet: Fleet) -> bool:
-        """True when flow control would hold a request: no ready replica has room."""
-        if not self.flow_control:
-            return False
+    def pick(self, fleet: Fleet) -> Replica | None:
+        """Where flow control lets the next request through: the least-loaded ready replica
+        with room (the EPP's scorers prefer short queues), or None while the pool is
+        saturated (the request waits at the gateway)."""
+        best: Replica | None = None
+        load = fleet.load
         for slot in fleet.routable:
             server = fleet.records[slot].server
             if server is None:
@@ -51,10 +57,13 @@ class GatewaySim:
             if (
                 server.num_waiting < self.queue_depth_threshold
                 and server.ctx < self.kv_cache_threshold * server.kv_capacity
+                and (best is None or load[slot] < load[best.slot])
             ):
-                return False
-        return True
+                best = server
+        return best
 
     def describe(self) -> str:
-        """``arrivals`` or ``flow-control`` (how ``simulate --json`` and the benchmarks name it)."""
-        return "flow-control" if self.flow_control else "arrivals"
+        """``arrivals``, ``flow-control`` or ``flow-control-unobserved`` (how ``simulate --json``
+        and the benchmarks name it)."""
+        name = "flow-control" if self.flow_control else "arrivals"
+        return name if self.observed else f"{name}-unobserved"

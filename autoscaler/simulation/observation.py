@@ -275,7 +275,7 @@ class PrometheusView:
         mean_prompt = ((last.prompt_sum - first.prompt_sum) / done) if done else None
         mean_output = ((last.output_sum - first.output_sum) / done) if done else None
         gateway: dict[str, float | None] = {}
-        if self.gateway is not None:
+        if self.gateway is not None and self.gateway.observed:
             # the EPP's token histograms are observed at completion, from the same requests
             # the engines count; its flow-control gauge exists only with flow control on
             gateway = dict(
