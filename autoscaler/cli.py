@@ -360,6 +360,16 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument(
         "--model-name", default="llama2-70b", help="model_name label (default llama2-70b)"
     )
+    emu.add_argument(
+        "--gateway",
+        choices=("off", "arrivals", "flow-control"),
+        default="off",
+        help="put the fleet behind an inference gateway's endpoint picker and serve its metrics "
+        "on /epp/metrics (flow-control: it also holds requests while no replica has room)",
+    )
+    emu.add_argument(
+        "--pool", default="llm-pool", help="InferencePool name on the EPP's series (llm-pool)"
+    )
     emu.set_defaults(func=_cmd_emulate)
 
     rep = sub.add_parser(
@@ -758,6 +768,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 
     from autoscaler.emulation import Emulator, EmulatorSettings, create_app
     from autoscaler.perf.profiles import get_profile
+    from autoscaler.simulation.gateway import GatewaySim
     from autoscaler.traces.readers import read_trace
 
     if args.replicas < 1:
@@ -770,9 +781,13 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         workload=args.workload,
         speed=args.speed,
         created_unix=time.time(),
+        pool=args.pool,
     )
     trace = read_trace(args.trace, args.format, servegen_model=args.servegen_model)
-    emulator = Emulator(trace, replicas=args.replicas, profile=get_profile())
+    gateway = (
+        None if args.gateway == "off" else GatewaySim(flow_control=args.gateway == "flow-control")
+    )
+    emulator = Emulator(trace, replicas=args.replicas, profile=get_profile(), gateway=gateway)
 
     async def serve() -> None:
         runner = web.AppRunner(create_app(emulator, settings), handle_signals=False)

@@ -60,6 +60,8 @@ __all__ = [
     "FIELDS",
     "FLOW_CONTROL_QUEUE",
     "INPUT_TOKENS",
+    "INPUT_TOKEN_BUCKETS",
+    "OUTPUT_TOKEN_BUCKETS",
     "OUTPUT_TOKENS",
     "REQUESTS",
     "GatewayJoin",
@@ -69,17 +71,26 @@ __all__ = [
     "gateway_signals",
 ]
 
+INPUT_TOKEN_BUCKETS: Final[tuple[float, ...]] = (
+    1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778, 65536, 131072,
+    262144, 524288, 1048576,
+)  # fmt: skip
+"""The EPP's default input-token buckets (32778, not 32768, is theirs)."""
+OUTPUT_TOKEN_BUCKETS: Final[tuple[float, ...]] = (
+    1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192,
+)  # fmt: skip
+
 REQUESTS: Final = (
     Series("inference_objective_request_total"),
     Series("inference_model_request_total"),
 )
 INPUT_TOKENS: Final = (
-    Series("inference_objective_input_tokens"),
-    Series("inference_model_input_tokens"),
+    Series("inference_objective_input_tokens", buckets=INPUT_TOKEN_BUCKETS),
+    Series("inference_model_input_tokens", buckets=INPUT_TOKEN_BUCKETS),
 )
 OUTPUT_TOKENS: Final = (
-    Series("inference_objective_output_tokens"),
-    Series("inference_model_output_tokens"),
+    Series("inference_objective_output_tokens", buckets=OUTPUT_TOKEN_BUCKETS),
+    Series("inference_model_output_tokens", buckets=OUTPUT_TOKEN_BUCKETS),
 )
 FLOW_CONTROL_QUEUE: Final = (Series("inference_extension_flow_control_queue_size"),)
 
