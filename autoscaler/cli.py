@@ -370,6 +370,15 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument(
         "--pool", default="llm-pool", help="InferencePool name on the EPP's series (llm-pool)"
     )
+    emu.add_argument(
+        "--queue-depth-threshold",
+        type=int,
+        default=5,
+        metavar="N",
+        help="with --gateway flow-control: the EPP's queueDepthThreshold, waiting requests a "
+        "replica may hold before the pool counts as saturated (default 5, the EPP's; 1 keeps "
+        "nearly all queuing in the gateway)",
+    )
     emu.set_defaults(func=_cmd_emulate)
 
     rep = sub.add_parser(
@@ -784,8 +793,15 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         pool=args.pool,
     )
     trace = read_trace(args.trace, args.format, servegen_model=args.servegen_model)
+    if args.queue_depth_threshold < 1:
+        raise InputError(f"--queue-depth-threshold must be >= 1, got {args.queue_depth_threshold}")
     gateway = (
-        None if args.gateway == "off" else GatewaySim(flow_control=args.gateway == "flow-control")
+        None
+        if args.gateway == "off"
+        else GatewaySim(
+            flow_control=args.gateway == "flow-control",
+            queue_depth_threshold=args.queue_depth_threshold,
+        )
     )
     emulator = Emulator(trace, replicas=args.replicas, profile=get_profile(), gateway=gateway)
 
