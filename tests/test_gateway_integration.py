@@ -133,8 +133,11 @@ def test_the_gateway_backlog_raises_the_recommendation_while_engine_queues_stay_
 
     backlog = wait_for(
         "the EPP's flow-control queue to grow",
-        lambda: (b := promql(prom, "sum(inference_extension_flow_control_queue_size)"))
-        is not None and b >= 10 and b,
+        lambda: (
+            (b := promql(prom, "sum(inference_extension_flow_control_queue_size)")) is not None
+            and b >= 10
+            and b
+        ),
     )
     raised = wait_for(
         "the recommendation to rise",
