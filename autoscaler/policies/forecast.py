@@ -320,6 +320,8 @@ class ForecastPolicy:
         self._running: deque[tuple[float, float]] = deque(maxlen=5)
         self._overloaded: deque[bool] = deque(maxlen=4)
         self._steady_run = 0
+        self._work_per_request: float | None = None
+        """Mean token work per request behind a gateway (:meth:`_request_work`)."""
 
     def hpa_spec(self) -> HpaSpec:
         return HpaSpec(
@@ -373,7 +375,7 @@ class ForecastPolicy:
         # size. It does not saturate with the fleet, and with flow control on it sees the
         # requests the gateway holds back, which no engine queue shows.
         arrivals = snap.arrival_requests_per_s()
-        gateway_work = self._gateway_work_per_request(snap)
+        gateway_work = self._request_work(snap)
         if arrivals is not None and gateway_work is not None:
             demand = arrivals * gateway_work
             source = "arrivals at the gateway"
@@ -490,9 +492,16 @@ class ForecastPolicy:
             return self.capacity.observe(load, self._learning_ratio(snap, ratio))
         return self.capacity.capacity_
 
-    def _gateway_work_per_request(self, snap: SignalSnapshot) -> float | None:
+    def _request_work(self, snap: SignalSnapshot) -> float | None:
         """Token work of a mean request as the gateway's token histograms size it (the engines'
-        means where the gateway has none yet); None without a gateway or any size."""
+        means where the gateway has none yet); None without a gateway or any size.
+
+        The histograms are observed when responses end, so under overload (or while the
+        gateway holds requests back) they size the requests that got through, the short ones
+        first: a crowd of the usual requests would read as one of smaller ones. The size is
+        therefore a 1-minute mean (``alpha`` 1/4 per 15 s tick) that moves only while nothing
+        is held and latency is within budget, and holds its last value otherwise.
+        """
         if snap.gateway_request_rate is None:
             return None
         prompt = snap.gateway_mean_prompt_tokens
@@ -500,8 +509,14 @@ class ForecastPolicy:
         if prompt is None or output is None:
             prompt, output = snap.mean_prompt_tokens, snap.mean_output_tokens
         if prompt is None or output is None:
-            return None
-        return prompt * self.ctx.prefill_weight + output * self.ctx.decode_weight
+            return self._work_per_request
+        work = prompt * self.ctx.prefill_weight + output * self.ctx.decode_weight
+        calm = not any(self._overloaded) and not (snap.gateway_backlog or 0.0) > 0
+        if self._work_per_request is None:
+            self._work_per_request = work
+        elif calm:
+            self._work_per_request += 0.25 * (work - self._work_per_request)
+        return self._work_per_request
 
     def _running_growth(self, snap: SignalSnapshot) -> float:
         """d(running requests)/dt over the rate window, from this policy's own past snapshots."""
