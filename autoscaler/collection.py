@@ -208,10 +208,11 @@ def collect_history(
     This is the start-up backfill (DESIGN.md: "a restart loses nothing"): replaying the history
     through the policies restores their forecaster and capacity state with the very code a live
     tick runs. Each query runs once over the whole range, so the cost does not grow with the
-    workloads. Replica counts are not in Prometheus history: ``ready`` is the number of pods a
-    per-replica signal reported at that step (what was scraped), the others are 0. A failed
-    query leaves its field ``None`` at every step; a step where a workload has no data at all is
-    stale, exactly as live.
+    workloads; the gateway's queries (:mod:`autoscaler.engines.gateway`) run the same way for
+    workloads behind one. Replica counts are not in Prometheus history: ``ready`` is the number
+    of pods a per-replica signal reported at that step (what was scraped), the others are 0.
+    A failed query leaves its field ``None`` at every step; a step where a workload has no data
+    at all is stale, exactly as live.
     """
     lb = labels or GroupingLabels()
     profile_of = _profiles(workloads, engines)
@@ -235,10 +236,26 @@ def collect_history(
                     at = index.get(round(t, 3))
                     if at is not None:
                         per_step[at][(engine_name, q.field)].append(Sample(s.labels, t, v))
+    joins = _gateway_joins(workloads)
+    gateway_per_step: list[dict[str, list[Sample]]] = [{} for _ in steps]
+    for gq in gateway.build_gateway_queries(
+        joins.values(), namespace_label=lb.namespace, window=window
+    ):
+        try:
+            series = api.query_range(gq.promql, start, end, step)
+        except PrometheusError as exc:
+            log.warning("backfill query for gateway/%s failed: %s", gq.field, exc)
+            continue
+        for s in series:
+            for t, v in zip(s.timestamps.tolist(), s.values.tolist(), strict=True):
+                at = index.get(round(t, 3))
+                if at is not None:
+                    gateway_per_step[at].setdefault(gq.field, []).append(Sample(s.labels, t, v))
     out: list[tuple[float, dict[str, SignalSnapshot]]] = []
     staleness = 2.0 * step
-    for t, results in zip(steps, per_step, strict=True):
+    for t, results, rows in zip(steps, per_step, gateway_per_step, strict=True):
         snaps = _assemble(workloads, profile_of, fleet, results, lb, t, staleness, None)
+        snaps = _with_gateway(snaps, joins, rows, lb, t, staleness)
         out.append((t, {k: with_scraped_pods(s) for k, s in snaps.items()}))
     return out
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from autoscaler.clients.fake_prometheus import FakePrometheus
-from autoscaler.clients.prometheus import PrometheusQueryError, Sample
-from autoscaler.collection import collect
+from autoscaler.clients.prometheus import PrometheusQueryError, RangeSeries, Sample
+from autoscaler.collection import collect, collect_history
 from autoscaler.config import GatewayConfig, WorkloadConfig, parse_config
 from autoscaler.engines import gateway
 from autoscaler.engines.promql import build_queries
@@ -217,3 +218,26 @@ def test_a_failed_or_stale_gateway_leaves_its_fields_empty_and_the_snapshot_fres
     assert not snap.stale
     assert snap.gateway_request_rate is None
     assert snap.gateway_backlog is None  # ten minutes old
+
+
+def test_the_backfill_reads_the_gateway_history_with_the_same_seven_queries():
+    fronted = workload("chat", pool="chat-pool")
+    qs = queries_for([fronted])
+    times = NOW - 600.0 + 15.0 * np.arange(41)
+    engine = {
+        p: [RangeSeries(r.labels, times, np.full(times.size, r.value)) for r in rows]
+        for p, rows in engine_rows(["chat"]).items()
+    }
+    rising = RangeSeries(
+        {"namespace": "llm", "inference_pool": "chat-pool"}, times, np.linspace(1.0, 41.0, 41)
+    )
+    api = FakePrometheus(range_results={**engine, qs["gateway_request_rate"]: [rising]})
+
+    history = collect_history(
+        api, [fronted], start=times[0], end=times[-1], step=15.0, engines=ENGINES
+    )
+
+    assert len(history) == 41
+    rates = [snaps["llm/chat"].gateway_request_rate for _, snaps in history]
+    assert rates == list(np.linspace(1.0, 41.0, 41))
+    assert sum(1 for c in api.calls if c in set(qs.values())) == 7
