@@ -10,7 +10,7 @@ router is the simulator's least-outstanding-work router, and the replicas are th
 ``simulate`` run with a constant plan see the same request times.
 
 The event handling below is a copy of the arrival and ``STEP`` branches of ``simulate`` (no
-lifecycle or tick events exist in a fixed fleet); nothing in ``engine.py`` was changed.
+lifecycle or tick events exist in a fixed fleet), the gateway's flow control included.
 
 Per-replica metrics are kept here, not in :class:`~autoscaler.simulation.observation.PrometheusView`
 (which sums over the fleet): each routed request remembers its replica, and the per-request events
