@@ -18,8 +18,9 @@ decode), because completions saturate under overload and overshoot while a backl
 Where an inference gateway fronts the fleet (``WorkloadConfig.gateway``, snapshot fields
 ``gateway_*``), demand is the token work *arriving* instead: the requests the gateway let through
 plus the growth of its flow-control backlog, at its mean request size; the backlog itself counts
-as queue (replicas to drain it over the same window as an engine queue, and in the saturation
-guard). The ``forecast`` candidate's detail says which demand source it used.
+as queue (spread over the ready replicas' queues, where it would have waited without flow
+control, and in the saturation guard). The ``forecast`` candidate's detail says which demand
+source it used.
 Minutes under overload are censored: they neither calibrate the band nor teach capacity. The
 desired count is the fleet the demand needs, so replicas pending or starting are capacity on the
 way by construction. Past the pending timeout (``PolicyContext.pending_timeout_s``, e.g. no free
