@@ -366,6 +366,25 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument(
         "--model-name", default="llama2-70b", help="model_name label (default llama2-70b)"
     )
+    emu.add_argument(
+        "--gateway",
+        choices=("off", "arrivals", "flow-control"),
+        default="off",
+        help="put the fleet behind an inference gateway's endpoint picker and serve its metrics "
+        "on /epp/metrics (flow-control: it also holds requests while no replica has room)",
+    )
+    emu.add_argument(
+        "--pool", default="llm-pool", help="InferencePool name on the EPP's series (llm-pool)"
+    )
+    emu.add_argument(
+        "--queue-depth-threshold",
+        type=int,
+        default=5,
+        metavar="N",
+        help="with --gateway flow-control: the EPP's queueDepthThreshold, waiting requests a "
+        "replica may hold before the pool counts as saturated (default 5, the EPP's; 1 keeps "
+        "nearly all queuing in the gateway)",
+    )
     emu.set_defaults(func=_cmd_emulate)
 
     rep = sub.add_parser(
@@ -765,6 +784,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     from autoscaler.emulation import Emulator, EmulatorSettings, create_app
     from autoscaler.emulation.exposition import buckets_for
     from autoscaler.perf.profiles import get_profile
+    from autoscaler.simulation.gateway import GatewaySim
     from autoscaler.traces.readers import read_trace
 
     if args.replicas < 1:
@@ -777,11 +797,24 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         workload=args.workload,
         speed=args.speed,
         created_unix=time.time(),
+        pool=args.pool,
     )
     trace = read_trace(args.trace, args.format, servegen_model=args.servegen_model)
+    if args.queue_depth_threshold < 1:
+        raise InputError(f"--queue-depth-threshold must be >= 1, got {args.queue_depth_threshold}")
+    gateway = (
+        None
+        if args.gateway == "off"
+        else GatewaySim(
+            flow_control=args.gateway == "flow-control",
+            queue_depth_threshold=args.queue_depth_threshold,
+        )
+    )
     profile = get_profile()
     buckets = buckets_for(settings.engine, profile.max_context)
-    emulator = Emulator(trace, replicas=args.replicas, profile=profile, buckets=buckets)
+    emulator = Emulator(
+        trace, replicas=args.replicas, profile=profile, buckets=buckets, gateway=gateway
+    )
 
     async def serve() -> None:
         runner = web.AppRunner(create_app(emulator, settings), handle_signals=False)

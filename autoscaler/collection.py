@@ -47,6 +47,7 @@ from autoscaler.clients.prometheus import (
     Sample,
 )
 from autoscaler.config import WorkloadConfig
+from autoscaler.engines import gateway
 from autoscaler.engines.base import EngineProfile
 from autoscaler.engines.promql import GroupingLabels, Query, build_fleet_queries
 from autoscaler.errors import InputError, UnknownNameError
@@ -143,11 +144,61 @@ def collect(
                 stopped = f"Prometheus slow: {q.field} ({engine_name}): {exc}"
             except PrometheusError as exc:
                 log.warning("query for %s/%s failed: %s", engine_name, q.field, exc)
+    joins = _gateway_joins(workloads)
+    gateway_rows: dict[str, list[Sample]] = {}
+    for gq in gateway.build_gateway_queries(
+        joins.values(), namespace_label=lb.namespace, window=window
+    ):
+        if stopped is not None:
+            break
+        try:
+            gateway_rows[gq.field] = api.query(gq.promql, at=now, deadline=deadline)
+        except PrometheusUnreachable as exc:
+            stopped = f"Prometheus unreachable: {exc}"
+        except PrometheusSlow as exc:
+            stopped = f"Prometheus slow: {gq.field} (gateway): {exc}"
+        except PrometheusError as exc:
+            log.warning("query for gateway/%s failed: %s", gq.field, exc)
     if stopped is not None:
         log.warning("%s; skipped this tick's other queries", stopped)
         if problems is not None:
             problems.append(stopped)
-    return _assemble(workloads, profile_of, fleet, results, lb, now, staleness_s, replicas)
+    snaps = _assemble(workloads, profile_of, fleet, results, lb, now, staleness_s, replicas)
+    return _with_gateway(snaps, joins, gateway_rows, lb, now, staleness_s)
+
+
+def _gateway_joins(workloads: Sequence[WorkloadConfig]) -> dict[str, gateway.GatewayJoin]:
+    """The gateway join of every workload that has a gateway configured, by workload key."""
+    return {
+        workload_key(w.namespace, w.name): gateway.GatewayJoin.of(w.namespace, w.gateway)
+        for w in workloads
+        if w.gateway is not None
+    }
+
+
+def _with_gateway(
+    snaps: dict[str, SignalSnapshot],
+    joins: Mapping[str, gateway.GatewayJoin],
+    rows: Mapping[str, list[Sample]],
+    lb: GroupingLabels,
+    now: float,
+    staleness_s: float,
+) -> dict[str, SignalSnapshot]:
+    """Add the gateway fields of gateway-fronted workloads. Missing or stale gateway data
+    leaves them None (the policy then reads demand from the engines and says so); it never
+    makes a snapshot stale on its own, since the engines' signals still describe the fleet."""
+    if not joins:
+        return snaps
+    found = gateway.gateway_signals(joins, rows, namespace_label=lb.namespace)
+    for key, sig in found.items():
+        snap = snaps.get(key)
+        if snap is None:
+            continue
+        fresh = now - sig.newest <= staleness_s
+        values = sig.values if fresh else {}
+        rejected = (*snap.rejected, *sig.rejected)[:MAX_REJECTED]
+        snaps[key] = replace(snap, rejected=rejected, **values)  # type: ignore[arg-type]
+    return snaps
 
 
 def collect_history(
@@ -168,10 +219,11 @@ def collect_history(
     This is the start-up backfill (DESIGN.md: "a restart loses nothing"): replaying the history
     through the policies restores their forecaster and capacity state with the very code a live
     tick runs. Each query runs once over the whole range, so the cost does not grow with the
-    workloads. Replica counts are not in Prometheus history: ``ready`` is the number of pods a
-    per-replica signal reported at that step (what was scraped), the others are 0. A failed
-    query leaves its field ``None`` at every step; a step where a workload has no data at all is
-    stale, exactly as live.
+    workloads; the gateway's queries (:mod:`autoscaler.engines.gateway`) run the same way for
+    workloads behind one. Replica counts are not in Prometheus history: ``ready`` is the number
+    of pods a per-replica signal reported at that step (what was scraped), the others are 0.
+    A failed query leaves its field ``None`` at every step; a step where a workload has no data
+    at all is stale, exactly as live.
     """
     lb = labels or GroupingLabels()
     profile_of = _profiles(workloads, engines)
@@ -195,10 +247,26 @@ def collect_history(
                     at = index.get(round(t, 3))
                     if at is not None:
                         per_step[at][(engine_name, q.field)].append(Sample(s.labels, t, v))
+    joins = _gateway_joins(workloads)
+    gateway_per_step: list[dict[str, list[Sample]]] = [{} for _ in steps]
+    for gq in gateway.build_gateway_queries(
+        joins.values(), namespace_label=lb.namespace, window=window
+    ):
+        try:
+            series = api.query_range(gq.promql, start, end, step)
+        except PrometheusError as exc:
+            log.warning("backfill query for gateway/%s failed: %s", gq.field, exc)
+            continue
+        for s in series:
+            for t, v in zip(s.timestamps.tolist(), s.values.tolist(), strict=True):
+                at = index.get(round(t, 3))
+                if at is not None:
+                    gateway_per_step[at].setdefault(gq.field, []).append(Sample(s.labels, t, v))
     out: list[tuple[float, dict[str, SignalSnapshot]]] = []
     staleness = 2.0 * step
-    for t, results in zip(steps, per_step, strict=True):
+    for t, results, rows in zip(steps, per_step, gateway_per_step, strict=True):
         snaps = _assemble(workloads, profile_of, fleet, results, lb, t, staleness, None)
+        snaps = _with_gateway(snaps, joins, rows, lb, t, staleness)
         out.append((t, {k: with_scraped_pods(s) for k, s in snaps.items()}))
     return out
 

@@ -19,8 +19,10 @@ from typing import Final
 
 __all__ = ["FRACTION_FIELDS", "SIGNED_FIELDS", "sample_problem"]
 
-SIGNED_FIELDS: Final[frozenset[str]] = frozenset({"waiting_growth_rate"})
-"""Signals that may be negative: ``deriv`` of the queue falls when it drains."""
+SIGNED_FIELDS: Final[frozenset[str]] = frozenset(
+    {"waiting_growth_rate", "gateway_backlog_growth_rate"}
+)
+"""Signals that may be negative: ``deriv`` of a queue falls when it drains."""
 
 FRACTION_FIELDS: Final[frozenset[str]] = frozenset(
     {

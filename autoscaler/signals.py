@@ -95,6 +95,19 @@ class SignalSnapshot:
     gpu_memory_usage_max: float | None = None
     """The fullest replica's ``gpu_memory_usage``: what the memory-pressure guard reads."""
 
+    # gateway (the inference gateway's endpoint picker, :mod:`autoscaler.engines.gateway`);
+    # all None where the workload has no gateway configured
+    gateway_request_rate: float | None = None
+    """Requests/s the gateway passed to the fleet: its request counter counts a request once it
+    is admitted (out of flow control) and scheduled, not when it is served."""
+    gateway_backlog: float | None = None
+    """Requests held in the gateway's flow-control queue, which no model server's queue shows."""
+    gateway_backlog_growth_rate: float | None = None
+    """d(gateway backlog)/dt over the rate window."""
+    gateway_mean_prompt_tokens: float | None = None
+    """Mean input tokens per request from the gateway's token histogram (``_sum / _count``)."""
+    gateway_mean_output_tokens: float | None = None
+
     # state
     time_to_ready_s: float | None = None
     """Observed time from creation to Ready of recent replicas (the lead time)."""
@@ -113,3 +126,10 @@ class SignalSnapshot:
         if self.request_rate is None:
             return None
         return max(0.0, self.request_rate + (self.waiting_growth_rate or 0.0))
+
+    def arrival_requests_per_s(self) -> float | None:
+        """Requests/s arriving at the gateway: those it let through plus its backlog's growth.
+        None where no gateway is configured (or its counter is missing this tick)."""
+        if self.gateway_request_rate is None:
+            return None
+        return max(0.0, self.gateway_request_rate + (self.gateway_backlog_growth_rate or 0.0))

@@ -36,6 +36,14 @@ workloads (ties: fewest GPU-hours) and reports how it does on the family left ou
 
     .venv/bin/python benchmarks/policies.py --families [--leave-one-out] [--seeds 3] [--quick]
         [--warmup-s S] [--jobs N] [--no-shared] [--only WORKLOAD ...]
+        [--gateway off|arrivals|flow-control|flow-control-unobserved]
+
+``--gateway`` (issue 22) puts every fleet, the references' too, behind a simulated inference
+gateway (:mod:`autoscaler.simulation.gateway`): ``arrivals`` adds its request counter and token
+sizes to what policies see (``forecast`` then reads demand as it arrives); ``flow-control`` also
+holds requests at the gateway while the pool is saturated, where only its backlog gauge shows them;
+``flow-control-unobserved`` holds them the same way but nobody scrapes the gateway (what an
+autoscaler reading only the engines sees behind flow control).
 
 ``--quick``: four families cut to 20 minutes (a flash crowd at minute 12), one seed, baselines
 at their default settings only (no sweep), no shared traces: a few minutes on two cores.
@@ -64,6 +72,7 @@ from autoscaler.recommendation import Candidate, PublishedMetric, Recommendation
 from autoscaler.signals import SignalSnapshot
 from autoscaler.simulation.engine import RunOutput, SimConfig, simulate
 from autoscaler.simulation.fluid_runner import run_fluid
+from autoscaler.simulation.gateway import GatewaySim
 from autoscaler.simulation.oracle import work_weights
 from autoscaler.simulation.results import mean_over_seeds, run_figures
 from autoscaler.simulation.runner import ORACLE, ORACLE_LATE, REFERENCES, RunRequest, run_seed
@@ -534,6 +543,12 @@ def families_main(args: argparse.Namespace) -> None:
     req = RunRequest(policies=names, profile=get_profile(), seeds=seeds)
     if args.warmup_s is not None:
         req = replace(req, warmup_s=args.warmup_s)
+    if args.gateway != "off":
+        gateway = GatewaySim(
+            flow_control=args.gateway.startswith("flow-control"),
+            observed=not args.gateway.endswith("-unobserved"),
+        )
+        req = replace(req, gateway=gateway)
     target = req.slo.attainment_target
 
     specs: dict[str, tuple[str, str, float, float | None]] = {}
@@ -595,8 +610,10 @@ def families_main(args: argparse.Namespace) -> None:
 
     warm = {float(r["yardstick"]["warmup_s"]) for r in results.values()  # type: ignore[index]
             if "warmup_s" in r["yardstick"]}  # type: ignore[operator]  # fmt: skip
+    behind = "" if args.gateway == "off" else f", behind a gateway ({args.gateway})"
     title = (
-        f"### Workload families{' (quick)' if args.quick else ''}: ours (`forecast` defaults) "
+        f"### Workload families{' (quick)' if args.quick else ''}{behind}: ours (`forecast` "
+        "defaults) "
         f"vs every baseline's sweep, {seeds} seed(s), scored after a warm-up of "
         f"{', '.join(f'{w:g}' for w in sorted(warm)) or '?'} s; goals: SLO >= min(target, "
         f"slo_ceiling) - 0.5 pt, GPU-h <= {FAMILY_COST_GOAL} x oracle, undominated\n"
@@ -616,6 +633,7 @@ def families_main(args: argparse.Namespace) -> None:
             loo_table(rows),
         ]
     suffix = ("_quick" if args.quick else "") + ("_only" if args.only else "")
+    suffix += "" if args.gateway == "off" else "_gateway_" + args.gateway.replace("-", "_")
     emit("policies_families" + suffix, payload, "\n".join(parts))
 
 
@@ -652,6 +670,13 @@ def main() -> None:
     ap.add_argument("--no-shared", action="store_true", help="--families without shared traces")
     ap.add_argument(
         "--only", action="append", help="--families: only this workload (repeat for several)"
+    )
+    ap.add_argument(
+        "--gateway",
+        choices=("off", "arrivals", "flow-control", "flow-control-unobserved"),
+        default="off",
+        help="--families: every fleet behind an inference gateway whose metrics policies see "
+        "(arrivals: request counter only; flow-control: plus the EPP's queue in front)",
     )
     args = ap.parse_args()
     if args.families or args.leave_one_out:

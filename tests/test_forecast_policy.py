@@ -393,7 +393,7 @@ def test_the_band_never_plans_past_the_windows_peak_demand_with_head_room():
         rec = policy.recommend(snap(15.0 * k, ready=20, prompt_rate=16000.0 if on else 2000.0))
     assert policy.band.factor(policy.band_quantile) > 2.0  # the band did learn the jump
     forecast = next(c for c in rec.candidates if c.reason == "forecast")
-    assert "(band x1.20)" in forecast.detail  # the point (the peak or above) x min_headroom
+    assert "(band x1.20," in forecast.detail  # the point (the peak or above) x min_headroom
 
 
 def _memory_snap(t, usage, waiting, per_replica=(), growth=0.5):

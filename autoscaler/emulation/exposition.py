@@ -30,7 +30,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from autoscaler.emulation.stepper import Buckets, HistogramState, ReplicaSample, vllm_buckets
+from autoscaler.emulation.stepper import (
+    Buckets,
+    GatewaySample,
+    HistogramState,
+    ReplicaSample,
+    vllm_buckets,
+)
 from autoscaler.engines import sglang, tgi, vllm_v0
 from autoscaler.simulation.observation import one_two_five_buckets
 
@@ -38,6 +44,7 @@ __all__ = [
     "BUCKETS",
     "ENGINES",
     "DcgmCollector",
+    "EppCollector",
     "SampleSource",
     "SglangCollector",
     "TgiCollector",
@@ -694,3 +701,81 @@ def buckets_for(engine: str, max_context: int) -> Buckets:
 
 def engine_names() -> list[str]:
     return sorted(ENGINES)
+
+
+class EppCollector(Collector):
+    """The endpoint picker's metric families (:mod:`autoscaler.engines.gateway` says where the
+    names and labels were checked): the request counter and token histograms per model, the
+    pool gauges per pool, and with flow control the flow-control queue gauge.
+
+    ``labels`` are added to every series as a scrape relabeling would (``namespace``, and the
+    pool's name on ``inference_pool``: the EPP's own flow-control series already carry that
+    label, the others get it only from the scrape config, deploy/examples/epp-podmonitor.yaml).
+    """
+
+    def __init__(
+        self,
+        gateway: Callable[[], GatewaySample],
+        replicas: Callable[[], Sequence[ReplicaSample]],
+        *,
+        model_name: str,
+        pool: str,
+        flow_control: bool,
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        self._gateway = gateway
+        self._replicas = replicas
+        self._model = model_name
+        self._pool = pool
+        self._flow_control = flow_control
+        self._labels = dict(labels or {})
+        self._labels["inference_pool"] = pool
+
+    def collect(self) -> Iterable[Metric]:
+        g = self._gateway()
+        reps = self._replicas()
+        extra = sorted(self._labels)
+        extra_values = [self._labels[k] for k in extra]
+        model = ["model_name", "target_model_name", *extra]
+        model_values = [self._model, self._model, *extra_values]
+
+        requests = CounterMetricFamily(
+            "inference_objective_request_total",
+            "Requests the endpoint picker let through, per model and target model.",
+            labels=model,
+        )
+        requests.add_metric(model_values, float(g.dispatched))
+        yield requests
+        for name, doc, h in (
+            ("inference_objective_input_tokens", "Input tokens per request.", g.input_tokens),
+            ("inference_objective_output_tokens", "Output tokens per request.", g.output_tokens),
+        ):
+            fam = HistogramMetricFamily(name, doc, labels=model)
+            fam.add_metric(model_values, _buckets(h), h.total)
+            yield fam
+        pool_labels, pool_values = ["name", *extra], [self._pool, *extra_values]
+        for name, doc, value in (
+            ("inference_pool_ready_pods", "Ready pods in the pool.", float(len(reps))),
+            (
+                "inference_pool_average_queue_size",
+                "Mean waiting requests per pod of the pool.",
+                sum(r.waiting for r in reps) / len(reps) if reps else 0.0,
+            ),
+            (
+                "inference_pool_average_kv_cache_utilization",
+                "Mean KV-cache utilization of the pool.",
+                sum(r.kv_usage for r in reps) / len(reps) if reps else 0.0,
+            ),
+        ):
+            gauge = GaugeMetricFamily(name, doc, labels=pool_labels)
+            gauge.add_metric(pool_values, value)
+            yield gauge
+        if self._flow_control:
+            fc = ["fairness_id", "priority", *model]
+            queue = GaugeMetricFamily(
+                "inference_extension_flow_control_queue_size",
+                "Requests held in the flow-control layer.",
+                labels=fc,
+            )
+            queue.add_metric(["default", "0", *model_values], float(g.held))
+            yield queue

@@ -12,6 +12,8 @@ Routes (all ``GET``):
 * ``/dcgm/metrics``: dcgm-exporter's framebuffer gauges for every replica's GPUs, labelled with
   the ``namespace`` and ``pod`` holding them but no ``workload`` (a separate scrape target, as
   the exporter's DaemonSet is in a cluster).
+* ``/epp/metrics`` (with a gateway only): the fleet's endpoint picker, with ``namespace`` and
+  ``inference_pool="<pool>"`` on every series (what the EPP PodMonitor's relabeling adds).
 
 Every scrape is answered in the classic text format, version 0.0.4 (see :func:`_exposition`).
 
@@ -31,7 +33,7 @@ from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from autoscaler.emulation.exposition import ENGINES, DcgmCollector
+from autoscaler.emulation.exposition import ENGINES, DcgmCollector, EppCollector
 from autoscaler.emulation.stepper import Emulator, ReplicaSample
 from autoscaler.errors import InputError
 
@@ -59,6 +61,8 @@ class EmulatorSettings:
     """Wall-clock period of the background advance."""
     created_unix: float | None = None
     """Value of the ``_created`` series (vLLM shows them); None omits them."""
+    pool: str = "llm-pool"
+    """The InferencePool's name on the endpoint picker's series (with a gateway)."""
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -183,6 +187,25 @@ def create_app(
     app.router.add_get("/replica/{index}/metrics", replica_metrics)
     app.router.add_get("/targets", targets)
     app.router.add_get("/dcgm/metrics", dcgm_metrics)
+
+    if emulator.gateway is not None:
+        epp_registry = CollectorRegistry(auto_describe=False)
+        epp_registry.register(
+            EppCollector(
+                emulator.gateway_sample,
+                emulator.samples,
+                model_name=settings.model_name,
+                pool=settings.pool,
+                flow_control=emulator.gateway.flow_control,
+                labels={"namespace": settings.namespace},
+            )
+        )
+
+        async def epp_metrics(request: web.Request) -> web.StreamResponse:
+            catch_up(request)
+            return _exposition(epp_registry)
+
+        app.router.add_get("/epp/metrics", epp_metrics)
 
     @contextlib.asynccontextmanager
     async def advancing(app: web.Application) -> AsyncIterator[None]:

@@ -10,7 +10,7 @@ router is the simulator's least-outstanding-work router, and the replicas are th
 ``simulate`` run with a constant plan see the same request times.
 
 The event handling below is a copy of the arrival and ``STEP`` branches of ``simulate`` (no
-lifecycle or tick events exist in a fixed fleet); nothing in ``engine.py`` was changed.
+lifecycle or tick events exist in a fixed fleet), the gateway's flow control included.
 
 Per-replica metrics are kept here, not in :class:`~autoscaler.simulation.observation.PrometheusView`
 (which sums over the fleet): each routed request remembers its replica, and the per-request events
@@ -26,21 +26,25 @@ from heapq import heappop, heappush
 import numpy as np
 import numpy.typing as npt
 
+from autoscaler.engines.gateway import INPUT_TOKEN_BUCKETS, OUTPUT_TOKEN_BUCKETS
 from autoscaler.errors import InputError
 from autoscaler.perf.model import PerfProfile
 from autoscaler.simulation.fleet import Fleet, LifecycleConfig
+from autoscaler.simulation.gateway import GatewaySim
 from autoscaler.simulation.observation import (
     ITL_BUCKETS,
     LATENCY_BUCKETS,
     TTFT_BUCKETS,
     one_two_five_buckets,
 )
+from autoscaler.simulation.replica import Replica
 from autoscaler.simulation.requests import RequestTable
 from autoscaler.traces.records import Trace
 
 __all__ = [
     "Buckets",
     "Emulator",
+    "GatewaySample",
     "HistogramState",
     "ReplicaMetrics",
     "ReplicaSample",
@@ -152,11 +156,27 @@ class ReplicaSample:
     metrics: ReplicaMetrics
 
 
+@dataclass(frozen=True, slots=True)
+class GatewaySample:
+    """What the fleet's endpoint picker (EPP) shows at one instant."""
+
+    dispatched: int
+    """Requests let through to a replica (its request counter)."""
+    held: int
+    """Requests in its flow-control queue."""
+    input_tokens: HistogramState
+    output_tokens: HistogramState
+
+
 class Emulator:
     """A fixed fleet of ready replicas replaying ``trace``, advanced on demand.
 
     ``advance_to(t)`` is the only method that moves time; it never goes backwards (an earlier
     ``t`` is a no-op), so scrapes are monotone. ``now`` is the simulated time reached.
+
+    With a ``gateway`` the fleet sits behind an endpoint picker, as in ``simulate``
+    (:mod:`autoscaler.simulation.gateway`): with flow control, requests wait in its queue while
+    no replica has room and are let through, oldest first, as replicas free up.
     """
 
     def __init__(
@@ -167,6 +187,7 @@ class Emulator:
         profile: PerfProfile,
         work_weights: tuple[float, float] = (1.0, 1.0),
         buckets: Buckets | None = None,
+        gateway: GatewaySim | None = None,
     ) -> None:
         if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
             raise InputError(f"replicas must be an integer >= 1, got {replicas!r}")
@@ -188,6 +209,10 @@ class Emulator:
         self._seq = 0
         self._next = 0
         self._limit = min(profile.max_context, profile.kv_capacity_tokens)
+        self.gateway = gateway
+        self._flow_control = gateway if gateway is not None and gateway.flow_control else None
+        self.gateway_input = HistogramState(INPUT_TOKEN_BUCKETS)
+        self.gateway_output = HistogramState(OUTPUT_TOKEN_BUCKETS)
 
     # -- time ------------------------------------------------------------------------------
     @property
@@ -226,7 +251,7 @@ class Emulator:
                     reqs.rejected[rid] = True
                     self.rejected += 1
                     continue
-                self._route(rid, t_arr)
+                self._arrive(rid, t_arr)
                 continue
             now, _, slot, version = heappop(heap)
             srv = records[slot].server
@@ -235,6 +260,8 @@ class Emulator:
             end = srv.step_end(now)
             if end is not None:
                 self._push(end, slot, srv.version)
+            if self.fleet.backlog:
+                self._release(now)
         self.now = t
         self._fold()
         return events
@@ -243,9 +270,31 @@ class Emulator:
         self._seq += 1
         heappush(self._heap, (when, self._seq, slot, version))
 
-    def _route(self, rid: int, now: float) -> None:
-        server = self.fleet.route()
+    def _arrive(self, rid: int, now: float) -> None:
+        fc = self._flow_control
+        if fc is None:
+            self._route(rid, now)
+            return
+        server = None if self.fleet.backlog else fc.pick(self.fleet)
+        if server is None:
+            self.fleet.backlog.append(rid)  # flow control: wait at the gateway, in order
+        else:
+            self._route(rid, now, server)
+
+    def _release(self, now: float) -> None:
+        """Let held requests through, oldest first, while a replica has room."""
+        fc = self._flow_control
+        backlog = self.fleet.backlog
+        while backlog and fc is not None:
+            server = fc.pick(self.fleet)
+            if server is None:
+                return
+            self._route(backlog.popleft(), now, server)
+
+    def _route(self, rid: int, now: float, server: Replica | None = None) -> None:
+        server = server or self.fleet.route()
         assert server is not None  # a fixed fleet of ready replicas is always routable
+        self.fleet.dispatched += 1
         self.fleet.load[server.slot] += self.reqs.work[rid]
         self._slot_of[rid] = server.slot
         end = server.enqueue(rid, now)
@@ -277,6 +326,8 @@ class Emulator:
             decode_steps = np.maximum(out - 1, 0)
             with np.errstate(divide="ignore", invalid="ignore"):
                 tpot = np.where(decode_steps > 0, (fin - first) / decode_steps, np.nan)
+            self.gateway_input.observe(prompts.astype(np.float64))
+            self.gateway_output.observe(out.astype(np.float64))
             for slot, sel in self._by_slot(ids):
                 m = self.metrics[slot]
                 m.success += int(sel.sum())
@@ -317,6 +368,16 @@ class Emulator:
 
     def samples(self) -> list[ReplicaSample]:
         return [self.sample(i) for i in range(self.replicas)]
+
+    def gateway_sample(self) -> GatewaySample:
+        """The endpoint picker's counters at :attr:`now` (its token histograms are observed
+        when a response ends, as the EPP observes them from the response's usage)."""
+        return GatewaySample(
+            dispatched=self.fleet.dispatched,
+            held=len(self.fleet.backlog),
+            input_tokens=self.gateway_input,
+            output_tokens=self.gateway_output,
+        )
 
     def completed(self) -> int:
         """Requests finished so far, all replicas."""

@@ -22,6 +22,12 @@ Desired replicas = max of these candidates (each keeps its reason; the winner is
 Demand is counted in token work (prefill tokens + weighted decode tokens) and estimated as the
 work served plus the growth of the work in the system (queued, and running requests' remaining
 decode), because completions saturate under overload and overshoot while a backlog drains.
+Where an inference gateway fronts the fleet (``WorkloadConfig.gateway``, snapshot fields
+``gateway_*``), demand is the token work *arriving* instead: the requests the gateway let through
+plus the growth of its flow-control backlog, at its mean request size; the backlog itself counts
+as queue (spread over the ready replicas' queues, where it would have waited without flow
+control, and in the saturation guard). The ``forecast`` candidate's detail says which demand
+source it used.
 Minutes under overload are censored: they neither calibrate the band nor teach capacity. The
 desired count is the fleet the demand needs, so replicas pending or starting are capacity on the
 way by construction. Past the pending timeout (``PolicyContext.pending_timeout_s``, e.g. no free
@@ -425,6 +431,8 @@ class ForecastPolicy:
         self._running: deque[tuple[float, float]] = deque(maxlen=5)
         self._overloaded: deque[bool] = deque(maxlen=4)
         self._steady_run = 0
+        self._work_per_request: float | None = None
+        """Mean token work per request behind a gateway (:meth:`_request_work`)."""
 
     def hpa_spec(self) -> HpaSpec:
         return HpaSpec(
@@ -476,6 +484,20 @@ class ForecastPolicy:
         served = snap.prompt_tokens_rate * wp + snap.generation_tokens_rate * wd
         in_flight = self._running_growth(snap) * 0.5 * (snap.mean_output_tokens or 0.0) * wd
         demand = max(0.0, served + growth * mean_work + in_flight)
+        source = "served work + queue growth"
+        # Where an inference gateway fronts the fleet, demand is read where it arrives: the
+        # requests it let through plus its backlog's growth, at the gateway's mean request
+        # size. It does not saturate with the fleet, and with flow control on it sees the
+        # requests the gateway holds back, which no engine queue shows.
+        arrivals = snap.arrival_requests_per_s()
+        gateway_work = self._request_work(snap)
+        if arrivals is not None and gateway_work is not None:
+            demand = arrivals * gateway_work
+            source = "arrivals at the gateway"
+        gateway_backlog = snap.gateway_backlog or 0.0
+        gateway_growth = snap.gateway_backlog_growth_rate or 0.0
+        if gateway_work is not None:
+            mean_work = gateway_work
         self._demand.append(demand)
         smoothed = sum(self._demand) / len(self._demand)
         self.forecaster.update([smoothed])
@@ -488,9 +510,8 @@ class ForecastPolicy:
         self._overloaded.append(ratio is not None and ratio > 1.0)
         censored = any(self._overloaded)
         self.band.observe(smoothed, censored)
-        capacity = self._learn_capacity(
-            snap, ready, served, growth * mean_work + in_flight, ratio, censored
-        )
+        system_growth = (growth + gateway_growth) * mean_work + in_flight
+        capacity = self._learn_capacity(snap, ready, served, system_growth, ratio, censored)
         capacity *= self.headroom
 
         lead = snap.time_to_ready_s or ctx.default_lead_time_s
@@ -505,25 +526,30 @@ class ForecastPolicy:
         # is higher: on/off load teaches the band the off-to-on jump (x5 or more), which would
         # otherwise multiply the on phase's own demand too (4x the oracle's GPU-hours)
         upper = min(point * band, max(point, self.band.peak) * self.min_headroom)
-        backlog = self._backlog_replicas(snap, mean_work, capacity, lead)
+        backlog = self._backlog_replicas(snap, mean_work, capacity, lead, gateway_backlog)
+        held = " (the gateway's backlog included)" if gateway_backlog > 0 else ""
         candidates = [
             Candidate(
                 "forecast",
                 upper / capacity + backlog,
                 f"demand {upper:.0f} work/s over {lead:.0f}s "
-                f"(band x{upper / point if point > 0 else band:.2f}), "
+                f"(band x{upper / point if point > 0 else band:.2f}, {source}), "
                 f"capacity {capacity:.0f} ({self.capacity.basis_})"
-                + (f", {backlog:.1f} replicas busy with a queue" if backlog >= 0.05 else ""),
+                + (f", {backlog:.1f} replicas busy with a queue{held}" if backlog >= 0.05 else ""),
             )
         ]
         # Latency is observed at first token: while a backlog drains, the requests served now
-        # waited minutes, and the ready count that is already draining it would be blamed; once
-        # the queue is empty, the window's p90 still shows the requests that waited in it (when
-        # queue time alone was over the budget; a slow prefill with no queue still counts).
-        draining = growth < 0 and (snap.waiting or 0.0) > 0
+        # waited minutes, and the ready count that is already draining it would be blamed.
+        # With arrivals known, a queue that shrank over the window has just drained (the
+        # histograms still hold the requests that waited in it) even when it is empty by now;
+        # without them, an empty queue whose queue time alone was over the budget is the past
+        # too (a slow prefill with no queue still counts).
+        queued = (snap.waiting or 0.0) + gateway_backlog
+        shrinking = growth + gateway_growth < 0
+        draining = shrinking and (queued > 0 or source == "arrivals at the gateway")
         queue_gone = (
             snap.waiting is not None
-            and snap.waiting <= 0
+            and queued <= 0
             and (snap.queue_time_p90_s or 0.0) > self.ctx.slo.ttft_s
         )
         if ratio is not None and ratio > 1.0 and ready > 0 and not (draining or queue_gone):
@@ -535,7 +561,7 @@ class ForecastPolicy:
                 min(wanted, max(float(snap.replicas.spec), ready)) if on_the_way > 0 else wanted
             )
             candidates.append(Candidate("latency", latency, f"latency at {ratio:.2f}x budget"))
-        waiting_per_replica = (snap.waiting or 0.0) / max(ready, 1)
+        waiting_per_replica = queued / max(ready, 1)
         saturated = (snap.kv_usage is not None and snap.kv_usage > 0.9) or waiting_per_replica > 32
         pressed = self._memory_pressure(snap)
         if (saturated or pressed) and not draining:
@@ -627,6 +653,32 @@ class ForecastPolicy:
             )
         return self.capacity.capacity_
 
+    def _request_work(self, snap: SignalSnapshot) -> float | None:
+        """Token work of a mean request as the gateway's token histograms size it (the engines'
+        means where the gateway has none yet); None without a gateway or any size.
+
+        The histograms are observed when responses end, so under overload (or while the
+        gateway holds requests back) they size the requests that got through, the short ones
+        first: a crowd of the usual requests would read as one of smaller ones. The size is
+        therefore a 1-minute mean (``alpha`` 1/4 per 15 s tick) that moves only while nothing
+        is held and latency is within budget, and holds its last value otherwise.
+        """
+        if snap.gateway_request_rate is None:
+            return None
+        prompt = snap.gateway_mean_prompt_tokens
+        output = snap.gateway_mean_output_tokens
+        if prompt is None or output is None:
+            prompt, output = snap.mean_prompt_tokens, snap.mean_output_tokens
+        if prompt is None or output is None:
+            return self._work_per_request
+        work = prompt * self.ctx.prefill_weight + output * self.ctx.decode_weight
+        calm = not any(self._overloaded) and not (snap.gateway_backlog or 0.0) > 0
+        if self._work_per_request is None:
+            self._work_per_request = work
+        elif calm:
+            self._work_per_request += 0.25 * (work - self._work_per_request)
+        return self._work_per_request
+
     def _running_growth(self, snap: SignalSnapshot) -> float:
         """d(running requests)/dt over the rate window, from this policy's own past snapshots."""
         if snap.running is None:
@@ -638,7 +690,7 @@ class ForecastPolicy:
 
     @staticmethod
     def _backlog_replicas(
-        snap: SignalSnapshot, mean_work: float, capacity: float, lead: float
+        snap: SignalSnapshot, mean_work: float, capacity: float, lead: float, shared: float = 0.0
     ) -> float:
         """Replicas that will still be busy with their queue when new ones could be ready.
 
@@ -646,13 +698,17 @@ class ForecastPolicy:
         replica alone while new arrivals go to the others. A queue that drains within the lead
         time needs no replacement (replicas ordered now arrive after it is gone); one that
         outlasts it keeps its replica from new arrivals for that much longer, up to a whole
-        replica. Without per-replica gauges the fleet's queue is spread evenly.
+        replica. Without per-replica gauges the fleet's queue is spread evenly. A ``shared``
+        queue (the gateway's, drained by every ready replica) is spread evenly on top: where it
+        would have waited without flow control.
         """
         ready = snap.replicas.ready
         per = snap.per_replica_waiting
         if not per:
             total = snap.waiting or 0.0
             per = (total / ready,) * ready if ready > 0 and total > 0 else ()
+        if shared > 0 and ready > 0:
+            per = tuple(w + shared / ready for w in (per or (0.0,) * ready))
         window = max(60.0, lead)
         return float(
             sum(min(1.0, max(0.0, w * mean_work / capacity - lead) / window) for w in per if w > 0)

@@ -20,8 +20,10 @@ from autoscaler.policies.base import Policy
 from autoscaler.recommendation import Recommendation
 from autoscaler.signals import SignalSnapshot
 from autoscaler.simulation.fleet import Fleet, LifecycleConfig
+from autoscaler.simulation.gateway import GatewaySim
 from autoscaler.simulation.observation import PrometheusView
 from autoscaler.simulation.prefetch import PrefetchSim, SimPrefetcher
+from autoscaler.simulation.replica import Replica
 from autoscaler.simulation.requests import RequestTable
 from autoscaler.traces.records import Trace
 
@@ -57,6 +59,9 @@ class SimConfig:
     service that is already running, not cold at the trace's first second."""
     warmup_plan: tuple[int, ...] = ()
     """Replicas per minute during the warm-up (the oracle's plan)."""
+    gateway: GatewaySim | None = None
+    """An inference gateway in front of the fleet (arrival counters, optionally flow control);
+    None: none, policies see the engines' metrics only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +143,9 @@ def simulate(
         rate_window_s=config.rate_window_s,
         scrape_s=config.tick_s,
         pending_timeout_s=config.pending_timeout_s,
+        gateway=config.gateway,
     )
+    gw = config.gateway if config.gateway is not None and config.gateway.flow_control else None
     spec_hpa = policy.hpa_spec() if policy.actuation == "hpa" else None
     hpa = HpaController(spec_hpa, sync_period_s=config.tick_s) if spec_hpa is not None else None
 
@@ -167,12 +174,13 @@ def simulate(
     next_progress = 0.0
     inf = float("inf")
 
-    def assign(rid: int, now: float) -> None:
+    def assign(rid: int, now: float, server: Replica | None = None) -> None:
         nonlocal seq
-        server = fleet.route()
+        server = server or fleet.route()
         if server is None:
             fleet.backlog.append(rid)
             return
+        fleet.dispatched += 1
         load[server.slot] += work[rid]
         end = server.enqueue(rid, now)
         if end is not None:
@@ -186,11 +194,17 @@ def simulate(
             seq += 1
             heappush(heap, (when, seq, LIFECYCLE, slot, 0))
         fleet.pending_events.clear()
-        if fleet.backlog and fleet.routable:
-            held = list(fleet.backlog)
-            fleet.backlog.clear()
-            for rid in held:
-                assign(rid, now)
+        release(now)
+
+    def release(now: float) -> None:
+        """Let held requests through, oldest first, while a replica is ready and (with flow
+        control) the pool has room."""
+        backlog = fleet.backlog
+        while backlog and fleet.routable:
+            server = None if gw is None else gw.pick(fleet)
+            if gw is not None and server is None:
+                return  # flow control: the pool is saturated, the rest keeps waiting
+            assign(backlog.popleft(), now, server)
 
     while True:
         t_arr = arrivals[i] if i < n else inf
@@ -204,10 +218,17 @@ def simulate(
             if prompts[rid] + outputs[rid] > limit:
                 reqs.rejected[rid] = True
                 continue
-            server = fleet.route()
+            server = None
+            if gw is not None:
+                server = None if fleet.backlog else gw.pick(fleet)
+                if server is None:
+                    fleet.backlog.append(rid)  # flow control: wait at the gateway, in order
+                    continue
+            server = server or fleet.route()
             if server is None:
                 fleet.backlog.append(rid)
                 continue
+            fleet.dispatched += 1
             load[server.slot] += work[rid]
             end = server.enqueue(rid, now)
             if end is not None:
@@ -229,6 +250,8 @@ def simulate(
             elif rec.phase == "draining":
                 fleet.maybe_finish_drain(slot, now)
                 settle(now)
+            if gw is not None and fleet.backlog:
+                release(now)
         elif kind == LIFECYCLE:
             fleet.advance(slot, now)
             settle(now)

@@ -117,6 +117,8 @@ class Fleet:
         self.routable: list[int] = []
         self.backlog: deque[int] = deque()
         """Requests that arrived while no replica was ready (the gateway holds them)."""
+        self.dispatched = 0
+        """Requests routed to a replica so far: what a gateway's request counter counts."""
         self.cold_starts = 0
         self.warm_starts = 0
         self.retired_gen_tokens = 0

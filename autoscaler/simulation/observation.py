@@ -31,6 +31,7 @@ from autoscaler.simulation.fleet import (
     READY,
     Fleet,
 )
+from autoscaler.simulation.gateway import GatewaySim
 from autoscaler.simulation.requests import RequestTable
 
 # vLLM V1 default buckets (vllm/v1/metrics/buckets.py as listed in engines/METRICS.md)
@@ -129,6 +130,10 @@ class Scrape:
     waiting: tuple[float, ...]
     running: tuple[float, ...]
     kv: tuple[float, ...]
+    dispatched: int = 0
+    """The gateway's request counter (requests let through to a replica)."""
+    held: int = 0
+    """The gateway's flow-control queue gauge."""
 
 
 class PrometheusView:
@@ -144,8 +149,10 @@ class PrometheusView:
         rate_window_s: float = 60.0,
         scrape_s: float = 15.0,
         pending_timeout_s: float = 600.0,
+        gateway: GatewaySim | None = None,
     ) -> None:
         self.reqs = reqs
+        self.gateway = gateway
         self.fleet = fleet
         self.workload = workload
         self.rate_window_s = rate_window_s
@@ -219,6 +226,8 @@ class PrometheusView:
             waiting=tuple(waiting),
             running=tuple(running),
             kv=tuple(kv),
+            dispatched=self.fleet.dispatched,
+            held=len(self.fleet.backlog),
         )
         self.samples.append(sample)
         return sample
@@ -277,6 +286,20 @@ class PrometheusView:
         if dt <= 0:
             return SignalSnapshot(**base)  # type: ignore[arg-type]
         done = last.requests - first.requests
+        mean_prompt = ((last.prompt_sum - first.prompt_sum) / done) if done else None
+        mean_output = ((last.output_sum - first.output_sum) / done) if done else None
+        gateway: dict[str, float | None] = {}
+        if self.gateway is not None and self.gateway.observed:
+            # the EPP's token histograms are observed at completion, from the same requests
+            # the engines count; its flow-control gauge exists only with flow control on
+            gateway = dict(
+                gateway_request_rate=(last.dispatched - first.dispatched) / dt,
+                gateway_mean_prompt_tokens=mean_prompt,
+                gateway_mean_output_tokens=mean_output,
+            )
+            if self.gateway.flow_control:
+                gateway["gateway_backlog"] = float(last.held)
+                gateway["gateway_backlog_growth_rate"] = (last.held - first.held) / dt
         ttft_d = last.ttft - first.ttft
         tpot_d = last.tpot - first.tpot
         e2e_d = last.e2e - first.e2e
@@ -287,8 +310,8 @@ class PrometheusView:
             request_rate=done / dt,
             prompt_tokens_rate=(last.prompt_tokens - first.prompt_tokens) / dt,
             generation_tokens_rate=(last.gen_tokens - first.gen_tokens) / dt,
-            mean_prompt_tokens=((last.prompt_sum - first.prompt_sum) / done) if done else None,
-            mean_output_tokens=((last.output_sum - first.output_sum) / done) if done else None,
+            mean_prompt_tokens=mean_prompt,
+            mean_output_tokens=mean_output,
             p90_prompt_tokens=histogram_quantile(0.9, self.prompt_hist.bounds, prompt_d),
             waiting_growth_rate=(sum(last.waiting) - sum(first.waiting)) / dt,
             ttft_p90_s=histogram_quantile(0.9, self.ttft.bounds, ttft_d),
@@ -298,4 +321,5 @@ class PrometheusView:
             ttft_buckets=cumulative_rates(self.ttft.bounds, ttft_d, dt),
             tpot_buckets=cumulative_rates(self.tpot.bounds, tpot_d, dt),
             prompt_buckets=cumulative_rates(self.prompt_hist.bounds, prompt_d, dt),
+            **gateway,  # type: ignore[arg-type]
         )

@@ -26,6 +26,7 @@ from autoscaler.policies.registry import make_policy
 from autoscaler.simulation.engine import RunOutput, SimConfig, simulate
 from autoscaler.simulation.fleet import LifecycleConfig
 from autoscaler.simulation.fleet_oracle import fleet_oracle
+from autoscaler.simulation.gateway import GatewaySim
 from autoscaler.simulation.oracle import (
     INSTANT,
     PlanPolicy,
@@ -68,6 +69,9 @@ class RunRequest:
     """Where the fleet oracle's bisection is cached (None: computed every time)."""
     warmup_s: float | None = None
     """Warm-up before scoring (:attr:`SimConfig.warmup_s`); None: :func:`default_warmup_s`."""
+    gateway: GatewaySim | None = None
+    """An inference gateway in front of every row's fleet, the references' too: with flow
+    control it changes where requests wait, so every row must run behind the same one."""
 
     def lead_s(self) -> float:
         """A cold start's duration: provisioning + pull + init."""
@@ -129,6 +133,7 @@ def describe_request(req: RunRequest) -> dict[str, object]:
             "init_s": req.lifecycle.init_s,
             "provision_s": req.lifecycle.provision_s,
             "prefetch": req.prefetch is not None,
+            "gateway": "off" if req.gateway is None else req.gateway.describe(),
         },
     }
 
@@ -188,6 +193,7 @@ def run_seed(
             prefetch=None if name in REFERENCES else req.prefetch,
             warmup_s=warmup,
             warmup_plan=plan.replicas_per_minute,
+            gateway=req.gateway,
         )
 
         def report(frac: float, _name: str = name) -> None:
