@@ -33,7 +33,7 @@ from dataclasses import replace
 
 import numpy as np
 from _common import emit
-from policies import CASES, workload_trace
+from policies import Spec, workload_specs, workload_trace
 
 from autoscaler.attainment import observed_attainment, share_within
 from autoscaler.hpa.spec import HpaSpec
@@ -62,10 +62,6 @@ class Recorder:
     def recommend(self, snapshot: SignalSnapshot) -> Recommendation:
         self.seen.append(snapshot)
         return self.inner.recommend(snapshot)
-
-
-Spec = tuple[str, str, float, float | None]
-"""A workload of ``benchmarks/policies.py --families``: kind, name, rate scale, head."""
 
 
 def measure(task: tuple[str, Spec, int, float]) -> dict[str, object]:
@@ -142,14 +138,7 @@ def main() -> None:
     ap.add_argument("--min-requests", type=float, default=50.0)
     ap.add_argument("--only", action="append", help="only this workload (repeat for several)")
     args = ap.parse_args()
-    specs: dict[str, Spec] = {name: ("family", name, 1.0, None) for name in FAMILIES}
-    for rel, scale in CASES:
-        specs[f"{rel.split('/')[-1]} x{scale:g}"] = ("shared", rel, scale, None)
-    if args.only:
-        unknown = sorted(set(args.only) - set(specs))
-        if unknown:
-            raise SystemExit(f"--only: unknown workload(s) {unknown}; known: {sorted(specs)}")
-        specs = {k: v for k, v in specs.items() if k in args.only}
+    specs = workload_specs(tuple(FAMILIES), only=args.only)
     tasks = [(k, v, s, args.min_requests) for k, v in specs.items() for s in range(args.seeds)]
     print(f"{len(tasks)} runs, {args.jobs} process(es)", file=sys.stderr, flush=True)
     results = []

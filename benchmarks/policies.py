@@ -298,7 +298,34 @@ def forecast_grid() -> list[str]:
     return [OURS, *expand_sweep([f"{OURS}@{format_setting(v)}" for v in sweep])]
 
 
-def workload_trace(spec: tuple[str, str, float, float | None], seed: int) -> Trace:
+Spec = tuple[str, str, float, float | None]
+"""One workload of the families table: kind (``family`` or ``shared``), name (a family, or a file
+under the shared data), rate scale, head (seconds kept, None: all)."""
+
+
+def workload_specs(
+    families: Sequence[str],
+    *,
+    shared: bool = True,
+    head_s: float | None = None,
+    only: Sequence[str] | None = None,
+) -> dict[str, Spec]:
+    """The workloads of the families table by label: the ``families``, then (``shared``) the
+    shared traces of :data:`CASES`; ``only`` keeps those labels (an unknown one exits, listing
+    the known). Used by every benchmark that runs the families."""
+    specs: dict[str, Spec] = {name: ("family", name, 1.0, head_s) for name in families}
+    if shared:
+        for rel, scale in CASES:
+            specs[f"{rel.split('/')[-1]} x{scale:g}"] = ("shared", rel, scale, None)
+    if only:
+        unknown = sorted(set(only) - set(specs))
+        if unknown:
+            raise SystemExit(f"--only: unknown workload(s) {unknown}; known: {sorted(specs)}")
+        specs = {label: spec for label, spec in specs.items() if label in only}
+    return specs
+
+
+def workload_trace(spec: Spec, seed: int) -> Trace:
     """The trace of one workload and seed: a family drawn with the seed, or a shared file (the
     runner rate-scales that one with the seed)."""
     kind, name, _scale, head_s = spec
@@ -551,19 +578,12 @@ def families_main(args: argparse.Namespace) -> None:
         req = replace(req, gateway=gateway)
     target = req.slo.attainment_target
 
-    specs: dict[str, tuple[str, str, float, float | None]] = {}
-    head = QUICK_DURATION_S if args.quick else None
-    for name in QUICK_FAMILIES if args.quick else FAMILIES:
-        specs[name] = ("family", name, 1.0, head)
-    if not (args.quick or args.no_shared):
-        for rel, scale in CASES:
-            specs[f"{rel.split('/')[-1]} x{scale:g}"] = ("shared", rel, scale, None)
-
-    if args.only:
-        unknown = sorted(set(args.only) - set(specs))
-        if unknown:
-            raise SystemExit(f"--only: unknown workload(s) {unknown}; known: {sorted(specs)}")
-        specs = {label: spec for label, spec in specs.items() if label in args.only}
+    specs = workload_specs(
+        QUICK_FAMILIES if args.quick else tuple(FAMILIES),
+        shared=not (args.quick or args.no_shared),
+        head_s=QUICK_DURATION_S if args.quick else None,
+        only=args.only,
+    )
     tasks = [(label, spec, seed) for label, spec in specs.items() for seed in range(seeds)]
     print(
         f"{len(tasks)} runs ({len(specs)} workloads x {seeds} seed(s)), {len(names)} policies "

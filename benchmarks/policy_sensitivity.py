@@ -32,7 +32,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
 from _common import emit
-from policies import CASES, workload_trace
+from policies import Spec, workload_specs, workload_trace
 
 from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.base import Policy, PolicyContext
@@ -41,9 +41,6 @@ from autoscaler.simulation.engine import RunOutput
 from autoscaler.simulation.prefetch import PrefetchSim
 from autoscaler.simulation.runner import ORACLE_LATE, RunRequest, run_seed
 from autoscaler.traces.families import FAMILIES
-
-Spec = tuple[str, str, float, float | None]
-"""A workload of ``benchmarks/policies.py --families``: kind, name, rate scale, head."""
 
 DEFAULT_VARY: dict[str, tuple[float, ...]] = {
     "capacity_seed": (0.7, 1.3),  # x the seed: the +-30% check
@@ -170,6 +167,30 @@ def detail(results: list[dict[str, object]], names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def leave_one_out(results: list[dict[str, object]], names: list[str]) -> str:
+    """For each workload held out: the variant that meets both goals on the most *other*
+    workloads (ties: the default first, then the order tried), and how it does on the held-out
+    one. A default that generalizes is chosen without each workload and still holds on it."""
+    labels = sorted({str(r["workload"]) for r in results})
+
+    def met(name: str, label: str) -> tuple[int, int]:
+        rows = [r["rows"][name] for r in results if r["workload"] == label]  # type: ignore[index]
+        return sum(1 for x in rows if x["slo_ok"] and x["cost_ok"]), len(rows)
+
+    lines = [
+        "| held out | chosen without it | goals met on the others | goals met on it |",
+        "|---|---|---|---|",
+    ]
+    for held in labels:
+        others = [lab for lab in labels if lab != held]
+        score = {n: sum(met(n, lab)[0] for lab in others) for n in names}
+        chosen = max(names, key=lambda n: (score[n], -names.index(n)))
+        ok, n = met(chosen, held)
+        total = sum(met(chosen, lab)[1] for lab in others)
+        lines.append(f"| {held} | {chosen} | {score[chosen]}/{total} | {ok}/{n} |")
+    return "\n".join(lines)
+
+
 def parse_vary(items: list[str] | None) -> dict[str, tuple[float, ...]]:
     if not items:
         return DEFAULT_VARY
@@ -197,14 +218,7 @@ def main() -> None:
     args = ap.parse_args()
     vary = parse_vary(args.vary)
     names = ["forecast", *(variant_name(c, v) for c, vs in vary.items() for v in vs)]
-    specs: dict[str, Spec] = {name: ("family", name, 1.0, None) for name in FAMILIES}
-    for rel, scale in CASES:
-        specs[f"{rel.split('/')[-1]} x{scale:g}"] = ("shared", rel, scale, None)
-    if args.only:
-        unknown = sorted(set(args.only) - set(specs))
-        if unknown:
-            raise SystemExit(f"--only: unknown workload(s) {unknown}; known: {sorted(specs)}")
-        specs = {k: v for k, v in specs.items() if k in args.only}
+    specs = workload_specs(tuple(FAMILIES), only=args.only)
     churn = args.churn if args.prefetch else None
     tasks = [(k, v, s, names, churn) for k, v in specs.items() for s in range(args.seeds)]
     print(
@@ -226,6 +240,8 @@ def main() -> None:
         + summary(results, [*names, ORACLE_LATE])
         + "\n\n"
         + detail(results, [*names, ORACLE_LATE])
+        + "\n\nLeave one workload out: the variant chosen on the others, on the one held out\n\n"
+        + leave_one_out(results, names)
     )
     name = "policy_sensitivity" + ("_prefetch" if args.prefetch else "")
     emit(name, {"vary": vary, "prefetch": args.prefetch, "results": results}, text)
