@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +44,20 @@ def table_rows(text: str, heading: str) -> dict[str, str]:
 
 def model_fields(model: type[BaseModel], prefix: str = "") -> dict[str, Any]:
     """Dotted field name -> default (``PydanticUndefined`` when required); nested models are
-    flattened into their own fields."""
+    flattened into their own fields; an optional nested model (``GatewayConfig | None``) has its
+    own row (unset) and its fields' rows."""
     out: dict[str, Any] = {}
     for name, info in model.model_fields.items():
-        default = info.default
+        default = (
+            info.get_default(call_default_factory=True) if info.default_factory else info.default
+        )
         if isinstance(default, BaseModel):
             out.update(model_fields(type(default), f"{prefix}{name}."))
-        else:
-            out[prefix + name] = default
+            continue
+        out[prefix + name] = default
+        for arg in typing.get_args(info.annotation):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                out.update(model_fields(arg, f"{prefix}{name}."))
     return out
 
 

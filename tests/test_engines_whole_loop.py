@@ -25,8 +25,17 @@ import pytest
 from autoscaler.emulation.exposition import FRAMEBUFFER_SHARE
 from autoscaler.engines.guards import Guard, guards_of
 from autoscaler.engines.registry import get_engine
+from tests.live_stack import (
+    Proc,
+    api_json,
+    cli,
+    metric,
+    prometheus_proc,
+    serve_proc,
+    step_trace,
+    wait_for,
+)
 from tests.ports import free_ports
-from tests.test_prometheus_integration import Proc, api_json, cli, metric, step_trace, wait_for
 
 WORKLOAD = {"namespace": "default", "workload": "llm"}
 
@@ -56,31 +65,8 @@ def start_stack(
                   "--port", str(emu_port))  # fmt: skip
     procs = [
         Proc("emulate", emulate, tmp_path / "emulate.log"),
-        Proc(
-            "prometheus",
-            [
-                prometheus_binary,
-                f"--config.file={tmp_path / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
-            ],
-            tmp_path / "prometheus.log",
-        ),
-        Proc(
-            "serve",
-            cli(
-                "serve",
-                "--config",
-                str(tmp_path / "serve.yaml"),
-                "--host",
-                "127.0.0.1",
-                "--no-kubernetes",
-                "--insecure-skip-auth",
-                "--backfill",
-                "0s",
-            ),  # fmt: skip
-            tmp_path / "serve.log",
-        ),
+        prometheus_proc(prometheus_binary, tmp_path, prom_port),
+        serve_proc(tmp_path),
     ]
     urls = {
         "metrics": f"http://127.0.0.1:{health}/metrics",

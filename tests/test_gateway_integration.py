@@ -22,16 +22,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.ports import free_ports
-from tests.test_prometheus_integration import (
+from tests.live_stack import (
     WORKLOAD,
     Proc,
     api_json,
     cli,
     metric,
+    prometheus_proc,
+    serve_proc,
     step_trace,
     wait_for,
 )
+from tests.ports import free_ports
 
 POOL = "llm-pool"
 THRESHOLD = 1
@@ -72,22 +74,8 @@ def stack(tmp_path: Path, prometheus_binary: str) -> Iterator[dict[str, object]]
             "--pool", POOL),
         tmp_path / "emulate.log",
     )  # fmt: skip
-    prometheus = Proc(
-        "prometheus",
-        [
-            prometheus_binary,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-        ],
-        tmp_path / "prometheus.log",
-    )
-    serve = Proc(
-        "serve",
-        cli("serve", "--config", str(tmp_path / "serve.yaml"), "--host", "127.0.0.1",
-            "--no-kubernetes", "--insecure-skip-auth", "--backfill", "0s"),
-        tmp_path / "serve.log",
-    )  # fmt: skip
+    prometheus = prometheus_proc(prometheus_binary, tmp_path, prom_port)
+    serve = serve_proc(tmp_path)
     procs = [emulator, prometheus, serve]
     try:
         for p in procs:

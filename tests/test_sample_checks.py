@@ -22,7 +22,11 @@ NOW = 1_700_000_000.0
 VLLM = {q.field: q.promql for q in build_queries(ENGINES["vllm"])}
 W = WorkloadConfig(namespace="llm", name="chat", engine="vllm", selector={"app": "chat"})
 SCALARS = sorted(
-    f for f in VLLM if not f.startswith("per_replica_") and f in SignalSnapshot.__slots__
+    f
+    for f in VLLM
+    if not f.startswith("per_replica_")
+    and not f.endswith("_buckets")  # histograms: tests/test_collection.py
+    and f in SignalSnapshot.__slots__
 )
 LABELS = {"namespace": "llm", "workload": "chat"}
 
