@@ -194,6 +194,8 @@ def leave_one_out(results: list[dict[str, object]], names: list[str]) -> str:
 def parse_vary(items: list[str] | None) -> dict[str, tuple[float, ...]]:
     if not items:
         return DEFAULT_VARY
+    if items == ["none"]:
+        return {}  # the defaults alone
     out: dict[str, tuple[float, ...]] = {}
     for item in items:
         constant, sep, values = item.partition("=")
@@ -211,7 +213,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--only", action="append", help="only this workload (repeat for several)")
-    ap.add_argument("--vary", action="append", help="CONSTANT=V1,V2 (repeat; default: a set)")
+    ap.add_argument(
+        "--vary",
+        action="append",
+        help="CONSTANT=V1,V2 (repeat; default: a set; none: the defaults alone)",
+    )
     ap.add_argument("--prefetch", action="store_true", help="every variant with prefetch on")
     ap.add_argument("--churn", type=float, default=600.0, help="with --prefetch: seconds "
                     "between other tenants' images on an idle node (0: none)")  # fmt: skip

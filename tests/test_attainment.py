@@ -176,6 +176,25 @@ def test_comfortable_windows_let_the_capacity_probe_up_within_the_trust_margin()
 
 def test_a_window_at_the_target_is_neither_a_probe_nor_a_fall():
     learner = CapacityLearner(seed=1000.0)
+    for _ in range(3):  # enough requests for the attainment to decide
+        learner.observe(800.0, 0.3, miss=0.008, requests=600.0)
+    before = learner.capacity_
+    assert learner.basis_ == "attainment"
     for _ in range(10):
         learner.observe(800.0, 0.3, miss=0.008, requests=600.0)  # between half and all allowed
-    assert learner.capacity_ == 1000.0
+    assert learner.capacity_ == before
+
+
+def test_the_p90s_decide_until_enough_requests_were_seen():
+    """A 1% tail cannot be estimated from a few hundred requests: until ``min_evidence`` of them
+    were observed the p90 ratios decide (here: over their 0.75 mark, the capacity falls although
+    no miss was seen); from then on the attainment does (misses within the target: it holds)."""
+    learner = CapacityLearner(seed=1000.0)
+    learner.observe(900.0, 0.9, miss=0.0, requests=600.0)
+    assert learner.basis_ == "p90 latency" and learner.capacity_ < 900.0
+    learner.observe(0.9 * learner.capacity_, 0.9, miss=0.0, requests=600.0)
+    fell_to = learner.capacity_
+    for _ in range(10):  # 1,800 requests and more: the attainment decides
+        learner.observe(0.9 * fell_to, 0.9, miss=0.002, requests=600.0)
+    assert learner.basis_ == "attainment"
+    assert learner.capacity_ >= fell_to

@@ -101,7 +101,9 @@ class CapacityLearner:
     Observations are steady (load per replica, latency) pairs, kept in bins of load (2.5% wide,
     on a log scale around the seed) as exponentially weighted means that fade over ``memory``
     observations (12 h of 15 s ticks), so a changed workload is relearned. Two statistics, the
-    first preferred:
+    first once ``min_evidence`` requests were observed (a 1% tail cannot be estimated from a few
+    hundred requests; a p90 can), the second until then and where the engine lacks the
+    histograms:
 
     * **Observed attainment** (``miss``: the share of the window's requests outside the TTFT or
       TPOT budget, read from the histogram buckets by :mod:`autoscaler.attainment`), weighted
@@ -270,16 +272,25 @@ class CapacityLearner:
         """
         if not load_per_replica > 0:
             return self.capacity_
-        by_attainment = miss is not None and requests > 0 and math.isfinite(miss)
+        has_miss = miss is not None and requests > 0 and math.isfinite(miss)
+        has_ratio = latency_ratio is not None and math.isfinite(latency_ratio)
+        if has_miss:
+            assert miss is not None
+            self._record_miss(load_per_replica, miss, requests)
+        if has_ratio:
+            assert latency_ratio is not None
+            self._record(load_per_replica, latency_ratio)
+        # the SLO's own statistic once enough requests were seen to estimate a 1% tail; the
+        # p90s (robust with few requests) until then
+        by_attainment = has_miss and float(self.requests_.sum()) >= self.min_evidence
         if by_attainment:
             assert miss is not None
             self.basis_ = "attainment"
-            self._record_miss(load_per_replica, miss, requests)
             over = miss > self.miss_floor_ + self.allowed_miss
             comfortable = miss < self.miss_floor_ + self.comfortable_share * self.allowed_miss
-        elif latency_ratio is not None and math.isfinite(latency_ratio):
+        elif has_ratio:
+            assert latency_ratio is not None
             self.basis_ = "p90 latency"
-            self._record(load_per_replica, latency_ratio)
             over = latency_ratio > self.target_ratio
             comfortable = latency_ratio < self.probe_below
         else:
