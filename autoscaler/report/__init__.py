@@ -20,7 +20,8 @@ One pass, each step a module whose name says what it holds:
    from the same builders and behaviour as ``deploy/``;
 6. :mod:`~autoscaler.report.figures` draws the plots (PNG), :mod:`~autoscaler.report.html_page`
    and :mod:`~autoscaler.report.markdown_summary` lay out the same facts, and
-   :mod:`~autoscaler.report.build` runs the steps and writes the directory.
+   :mod:`~autoscaler.report.build` runs the steps, collects what they found in a
+   :class:`~autoscaler.report.contents.Report` and writes the directory.
 
 Nothing here decides anything the live service decides differently: the policy, the forecaster,
 the simulator and the HPA behaviour are the ones ``serve`` and ``simulate`` use.
