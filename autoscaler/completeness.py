@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from autoscaler.recommendation import Candidate, PublishedMetric, Recommendation
+from autoscaler.core.recommendation import Candidate, PublishedMetric, Recommendation
 
 __all__ = ["WindowCoverage", "default_coverage", "raise_to_floor"]
 

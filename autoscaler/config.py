@@ -32,10 +32,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from autoscaler.core.slo import SloSpec
 from autoscaler.engines.registry import GPU_MEMORY, engine_names
 from autoscaler.errors import InputError
 from autoscaler.replica_states import DEFAULT_PENDING_TIMEOUT_S
-from autoscaler.slo import SloSpec
 
 KNOWN_ENGINES: Final[tuple[str, ...]] = tuple(n for n in engine_names() if n != GPU_MEMORY.name)
 """Engine profile names accepted by default: the registry's serving engines (``dcgm`` supplies
@@ -265,7 +265,7 @@ class SloConfig(_Strict):
         return value
 
     def to_spec(self) -> SloSpec:
-        """The :class:`~autoscaler.slo.SloSpec` the policy and the simulator use."""
+        """The :class:`~autoscaler.core.slo.SloSpec` the policy and the simulator use."""
         return SloSpec(
             ttft_s=self.ttft_s,
             ttft_per_1k_s=self.ttft_per_1k_s,

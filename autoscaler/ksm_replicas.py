@@ -41,8 +41,8 @@ from typing import Final
 
 from autoscaler.clients.prometheus import PrometheusAPI, Sample
 from autoscaler.config import WorkloadConfig
+from autoscaler.core.signals import ReplicaCounts
 from autoscaler.replica_states import PodView, ReplicaState, TimeToReadyWindow, replica_counts
-from autoscaler.signals import ReplicaCounts
 
 __all__ = ["KubeStateMetricsReplicas", "KsmPod", "ksm_queries", "pods_by_workload"]
 

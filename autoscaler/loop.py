@@ -35,6 +35,9 @@ from autoscaler.collection import (
 )
 from autoscaler.completeness import default_coverage, raise_to_floor
 from autoscaler.config import ServiceConfig, WorkloadConfig
+from autoscaler.core.recommendation import Recommendation, hold
+from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
+from autoscaler.core.wire_names import DESIRED_METRIC
 from autoscaler.engines.base import EngineProfile
 from autoscaler.engines.guards import guards_of, memory_guard
 from autoscaler.engines.promql import build_fleet_queries
@@ -42,10 +45,8 @@ from autoscaler.loop_metrics import LoopMetrics
 from autoscaler.perf.capacity import seed_capacity, work_weights
 from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.base import Policy, PolicyContext
-from autoscaler.policies.forecast import DESIRED_METRIC, ForecastPolicy
-from autoscaler.recommendation import Recommendation, hold
+from autoscaler.policies.forecast import ForecastPolicy
 from autoscaler.replica_states import DEFAULT_LEAD_TIME_S
-from autoscaler.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.store import CurrentAutoscaler, RecommendationStore, WorkloadInfo
 
 log = logging.getLogger(__name__)

@@ -49,8 +49,8 @@ from typing import Any
 
 from _common import ROOT, emit
 
-from autoscaler.recommendation import Candidate, PublishedMetric, Recommendation
-from autoscaler.signals import ReplicaCounts, SignalSnapshot
+from autoscaler.core.recommendation import Candidate, PublishedMetric, Recommendation
+from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.store import RecommendationStore, WorkloadInfo
 
 NAMESPACES = 10

@@ -31,8 +31,8 @@ from typing import Any
 
 from aiohttp import web
 
-from autoscaler.recommendation import Recommendation
-from autoscaler.signals import ReplicaCounts, SignalSnapshot
+from autoscaler.core.recommendation import Recommendation
+from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.store import CurrentAutoscaler, Entry, Freshness
 from external_metrics.appkeys import STORE
 from external_metrics.metrics_api import RESPONSES, not_fresh_reason, rfc3339

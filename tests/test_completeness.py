@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autoscaler.completeness import WindowCoverage, raise_to_floor
-from autoscaler.recommendation import Candidate, PublishedMetric, Recommendation, hold
+from autoscaler.core.recommendation import Candidate, PublishedMetric, Recommendation, hold
 
 K = "llm/a"
 

@@ -61,6 +61,7 @@ from kubernetes_validate.utils import (  # type: ignore[import-untyped,unused-ig
 )
 
 from autoscaler.config import PortsConfig, ServiceConfig, parse_config
+from autoscaler.core.wire_names import DESIRED_METRIC
 from autoscaler.hpa import render
 from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR, behavior_to_dict
 from autoscaler.kubernetes_support import (
@@ -73,7 +74,6 @@ from autoscaler.kubernetes_support import (
     OptionalFeature,
     version,
 )
-from autoscaler.policies.forecast import DESIRED_METRIC
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

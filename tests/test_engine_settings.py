@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from autoscaler.cli import main
+from autoscaler.core.slo import SloSpec
 from autoscaler.errors import InputError
 from autoscaler.perf.profiles import MIN_BATCHED_TOKENS, get_profile, with_engine_settings
 from autoscaler.report import build, contents, history, replay
@@ -25,7 +26,6 @@ from autoscaler.report.engine_settings import (
 )
 from autoscaler.simulation.oracle import work_weights
 from autoscaler.simulation.runner import RunRequest
-from autoscaler.slo import SloSpec
 from autoscaler.traces.readers import read_trace
 from autoscaler.traces.records import Trace
 from autoscaler.traces.synthetic import SyntheticWorkload, generate

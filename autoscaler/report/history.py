@@ -38,6 +38,8 @@ from pydantic import ValidationError
 from autoscaler.clients.prometheus import PrometheusAPI
 from autoscaler.collection import collect_history, workload_key
 from autoscaler.config import WorkloadConfig, format_validation_error, prom_duration_seconds
+from autoscaler.core.signals import SignalSnapshot
+from autoscaler.core.slo import SloSpec
 from autoscaler.engines.base import EngineProfile
 from autoscaler.engines.guards import memory_guard
 from autoscaler.engines.promql import GroupingLabels, build_fleet_queries
@@ -45,8 +47,6 @@ from autoscaler.errors import InputError
 from autoscaler.policies.base import GPU_MEMORY_PRESSURE, PolicyContext
 from autoscaler.policies.fallbacks import fill_demand
 from autoscaler.series import DEFAULT_REQUEST_INTERVAL_S, trace_series
-from autoscaler.signals import SignalSnapshot
-from autoscaler.slo import SloSpec
 from autoscaler.traces.records import Trace
 from autoscaler.traces.servegen import RateWindows
 

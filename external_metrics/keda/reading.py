@@ -17,12 +17,17 @@ from __future__ import annotations
 import math
 from typing import Final
 
-from autoscaler.policies.forecast import DESIRED_METRIC, FORECAST_METRIC, LOAD_METRIC
-from autoscaler.recommendation import Recommendation
+from autoscaler.core.recommendation import Recommendation
+from autoscaler.core.wire_names import (
+    DESIRED_METRIC,
+    FORECAST_METRIC,
+    LOAD_METRIC,
+    PUBLISHED_METRICS,
+)
 from autoscaler.store import Entry, Freshness
 from external_metrics.keda.errors import NotFresh, UnknownMetric
 
-REPLICA_UNIT_METRICS: Final[tuple[str, ...]] = (DESIRED_METRIC, LOAD_METRIC, FORECAST_METRIC)
+REPLICA_UNIT_METRICS: Final[tuple[str, ...]] = PUBLISHED_METRICS
 """Metrics already in replica units: KEDA gets target 1 for them (AverageValue pass-through)."""
 DEFAULT_METRIC: Final = DESIRED_METRIC
 DEFAULT_ACTIVATION_EPSILON: Final = 0.01
