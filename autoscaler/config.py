@@ -152,7 +152,7 @@ class GlobalConfig(_Strict):
     KEDA port must never be open to unauthenticated clients."""
     replica_source: Literal["kubernetes", "kube-state-metrics"] = "kubernetes"
     """Where replica states come from: the pod watch, or kube-state-metrics in Prometheus
-    (``autoscaler/ksm_replicas.py``) where the service may not watch pods."""
+    (``autoscaler/live/ksm_replicas.py``) where the service may not watch pods."""
     grpc_workers: int = Field(default=16, ge=1, le=1024)
     """Worker threads of the KEDA gRPC server. Each open ``StreamIsActive`` stream (one per
     ``external-push`` ScaledObject) holds one for its lifetime; the unary calls share the rest."""

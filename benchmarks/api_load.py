@@ -51,7 +51,7 @@ from _common import ROOT, emit
 
 from autoscaler.core.recommendation import Candidate, PublishedMetric, Recommendation
 from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
-from autoscaler.store import RecommendationStore, WorkloadInfo
+from autoscaler.live.store import RecommendationStore, WorkloadInfo
 
 NAMESPACES = 10
 METRICS = ("llm_desired_replicas", "llm_load_replicas", "llm_forecast_load_replicas")

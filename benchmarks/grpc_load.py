@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from autoscaler.core.recommendation import PublishedMetric, Recommendation
-from autoscaler.store import RecommendationStore, WorkloadInfo
+from autoscaler.live.store import RecommendationStore, WorkloadInfo
 from external_metrics.keda import externalscaler_pb2 as pb
 from external_metrics.keda import externalscaler_pb2_grpc as pb_grpc
 from external_metrics.keda.server import create_grpc_server

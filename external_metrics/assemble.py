@@ -35,10 +35,10 @@ from autoscaler.config import ServiceConfig
 from autoscaler.core.wire_names import PUBLISHED_METRICS
 from autoscaler.engines.registry import ENGINES, GPU_MEMORY
 from autoscaler.errors import InputError
-from autoscaler.ksm_replicas import KubeStateMetricsReplicas
-from autoscaler.loop import ControlLoop, EventSink, ReplicaSource, ShadowSource, workload_info
-from autoscaler.loop_metrics import LoopMetrics
-from autoscaler.store import RecommendationStore
+from autoscaler.live.ksm_replicas import KubeStateMetricsReplicas
+from autoscaler.live.loop import ControlLoop, EventSink, ReplicaSource, ShadowSource, workload_info
+from autoscaler.live.loop_metrics import LoopMetrics
+from autoscaler.live.store import RecommendationStore
 from cache.leader import LeaderElector
 from cache.prefetcher import DEFAULT_LEASE_NAME, Prefetcher
 from external_metrics.app import create_api_app

@@ -19,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from autoscaler.core.recommendation import Candidate, PublishedMetric, Recommendation, hold
 from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
-from autoscaler.store import RecommendationStore, WorkloadInfo
+from autoscaler.live.store import RecommendationStore, WorkloadInfo
 from external_metrics.app import start_https
 from external_metrics.tls import server_ssl_context
 

@@ -16,12 +16,12 @@ from autoscaler.clients.prometheus import (
     RangeSeries,
     Sample,
 )
-from autoscaler.collection import NO_REPLICAS, collect
 from autoscaler.config import WorkloadConfig
 from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.engines.promql import build_queries
 from autoscaler.engines.registry import ENGINES
 from autoscaler.errors import UnknownNameError
+from autoscaler.live.collection import NO_REPLICAS, collect
 
 NOW = 1_700_000_000.0
 VLLM = {q.field: q.promql for q in build_queries(ENGINES["vllm"])}

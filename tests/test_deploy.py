@@ -1154,7 +1154,7 @@ METRIC_LABELS = frozenset(
 def test_the_open_metrics_port_carries_names_and_numbers_only() -> None:
     from prometheus_client import CollectorRegistry
 
-    from autoscaler.loop_metrics import LoopMetrics
+    from autoscaler.live.loop_metrics import LoopMetrics
     from cache.executor import PrefetchMetrics
 
     registry = CollectorRegistry()

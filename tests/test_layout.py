@@ -19,10 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 OURS = ("autoscaler", "external_metrics", "cache", "forecasting")
 IO_CLIENTS = ("aiohttp", "kubernetes", "prometheus_api_client", "requests", "grpc", "socket",
               "subprocess", "http", "autoscaler.clients")  # fmt: skip
-LIVE_LOOP = ("autoscaler.loop", "autoscaler.collection", "autoscaler.store",
-             "autoscaler.ksm_replicas", "autoscaler.loop_metrics")  # fmt: skip
-"""The modules of the live control loop (issue 18's ``live`` room, not yet a package).
-``replica_states`` is not one of them: it is pure, and the simulator reads pods through it too."""
+LIVE_LOOP = ("autoscaler.live",)
+"""The live control loop (issue 18's ``live`` room). ``replica_states`` is not in it: it is pure,
+and the simulator reads pods through it too."""
 
 
 def _within(name: str, prefixes: tuple[str, ...]) -> bool:

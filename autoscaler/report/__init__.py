@@ -4,7 +4,7 @@ One pass, each step a module whose name says what it holds:
 
 1. :mod:`~autoscaler.report.history` gathers the history: a trace file (request-level, or
    ServeGen rate windows) or a workload's Prometheus range (through
-   :func:`autoscaler.collection.collect_history`), as token-work demand per interval plus what
+   :func:`autoscaler.live.collection.collect_history`), as token-work demand per interval plus what
    the simulator replays;
 2. :mod:`~autoscaler.report.accuracy` backtests the policy's forecaster on that demand
    (:func:`forecasting.backtest.cross_validation`) and scores it at every horizon up to twice

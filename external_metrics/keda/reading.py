@@ -1,6 +1,6 @@
 """What the scaler answers for one workload, read from its store entry.
 
-Pure: an :class:`~autoscaler.store.Entry` and the time go in, a value or a :mod:`.errors`
+Pure: an :class:`~autoscaler.live.store.Entry` and the time go in, a value or a :mod:`.errors`
 exception comes out; no gRPC, no clock. The servers never compute signals (DESIGN.md, "Data
 flow"): everything here is a lookup in the control loop's last recommendation, plus the one
 judgement that belongs to the KEDA contract, *activation*.
@@ -24,7 +24,7 @@ from autoscaler.core.wire_names import (
     LOAD_METRIC,
     PUBLISHED_METRICS,
 )
-from autoscaler.store import Entry, Freshness
+from autoscaler.live.store import Entry, Freshness
 from external_metrics.keda.errors import NotFresh, UnknownMetric
 
 REPLICA_UNIT_METRICS: Final[tuple[str, ...]] = PUBLISHED_METRICS

@@ -155,7 +155,7 @@ def _state(pod: KsmPod) -> ReplicaState:
 
 
 class KubeStateMetricsReplicas:
-    """A :class:`~autoscaler.loop.ReplicaSource` reading kube-state-metrics through Prometheus.
+    """A :class:`~autoscaler.live.loop.ReplicaSource` reading kube-state-metrics through Prometheus.
 
     ``counts`` refreshes every workload at once the first time it is called for a new ``now``
     (the loop asks for every workload with the same tick time), so a tick costs 10 queries.
