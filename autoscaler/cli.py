@@ -455,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _slo(args: argparse.Namespace) -> Any:
-    from autoscaler.slo import SloSpec
+    from autoscaler.core.slo import SloSpec
 
     if not 0 < args.slo_target < 1:
         raise InputError(f"--slo-target must be between 0 and 1, got {args.slo_target}")
@@ -583,8 +583,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if args.sweep:
         names = expand_sweep(names)
     # validate names before reading anything large
+    from autoscaler.core.slo import SloSpec
     from autoscaler.policies.base import PolicyContext
-    from autoscaler.slo import SloSpec
 
     probe = PolicyContext(slo=SloSpec(), max_replicas=10, peak_replicas=1)
     for name in names:

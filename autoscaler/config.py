@@ -32,10 +32,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from autoscaler.core.slo import SloSpec
 from autoscaler.engines.registry import GPU_MEMORY, engine_names
 from autoscaler.errors import InputError
 from autoscaler.replica_states import DEFAULT_PENDING_TIMEOUT_S
-from autoscaler.slo import SloSpec
 
 KNOWN_ENGINES: Final[tuple[str, ...]] = tuple(n for n in engine_names() if n != GPU_MEMORY.name)
 """Engine profile names accepted by default: the registry's serving engines (``dcgm`` supplies
@@ -152,7 +152,7 @@ class GlobalConfig(_Strict):
     KEDA port must never be open to unauthenticated clients."""
     replica_source: Literal["kubernetes", "kube-state-metrics"] = "kubernetes"
     """Where replica states come from: the pod watch, or kube-state-metrics in Prometheus
-    (``autoscaler/ksm_replicas.py``) where the service may not watch pods."""
+    (``autoscaler/live/ksm_replicas.py``) where the service may not watch pods."""
     grpc_workers: int = Field(default=16, ge=1, le=1024)
     """Worker threads of the KEDA gRPC server. Each open ``StreamIsActive`` stream (one per
     ``external-push`` ScaledObject) holds one for its lifetime; the unary calls share the rest."""
@@ -265,7 +265,7 @@ class SloConfig(_Strict):
         return value
 
     def to_spec(self) -> SloSpec:
-        """The :class:`~autoscaler.slo.SloSpec` the policy and the simulator use."""
+        """The :class:`~autoscaler.core.slo.SloSpec` the policy and the simulator use."""
         return SloSpec(
             ttft_s=self.ttft_s,
             ttft_per_1k_s=self.ttft_per_1k_s,

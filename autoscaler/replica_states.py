@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Final
 
-from autoscaler.signals import ReplicaCounts
+from autoscaler.core.signals import ReplicaCounts
 
 __all__ = [
     "DEFAULT_LEAD_TIME_S",

@@ -60,9 +60,9 @@ class DemandSeries:
 
 def token_work_weights() -> tuple[float, float]:
     """(prefill, decode) weights of the default replica profile and SLO, as the policy uses."""
+    from autoscaler.core.slo import SloSpec
     from autoscaler.perf.profiles import get_profile
     from autoscaler.simulation.oracle import work_weights
-    from autoscaler.slo import SloSpec
 
     return work_weights(get_profile(), SloSpec())
 

@@ -49,9 +49,9 @@ from typing import Any
 
 from _common import ROOT, emit
 
-from autoscaler.recommendation import Candidate, PublishedMetric, Recommendation
-from autoscaler.signals import ReplicaCounts, SignalSnapshot
-from autoscaler.store import RecommendationStore, WorkloadInfo
+from autoscaler.core.recommendation import Candidate, PublishedMetric, Recommendation
+from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
+from autoscaler.live.store import RecommendationStore, WorkloadInfo
 
 NAMESPACES = 10
 METRICS = ("llm_desired_replicas", "llm_load_replicas", "llm_forecast_load_replicas")

@@ -1,8 +1,8 @@
 """How far the SLO attainment read from histogram buckets is from the exact per-request figure.
 
 The capacity learner sees each window's misses only through the engine's histograms
-(:mod:`autoscaler.attainment`: the share of TTFT observations above their budget, pairing the TTFT
-and prompt-size histograms by rank, plus the share of per-request TPOT observations above
+(:mod:`autoscaler.core.attainment`: the share of TTFT observations above their budget, pairing
+the TTFT and prompt-size histograms by rank, plus the share of per-request TPOT observations above
 ``tpot_s``, each interpolated inside its bucket as ``histogram_quantile`` does). The simulator
 knows every request, so this script runs ``forecast`` on each workload (families and shared
 traces, as ``benchmarks/policies.py --families``), records every snapshot the policy receives,
@@ -35,14 +35,14 @@ import numpy as np
 from _common import emit
 from policies import Spec, workload_specs, workload_trace
 
-from autoscaler.attainment import observed_attainment, share_within
+from autoscaler.core.attainment import observed_attainment, share_within
+from autoscaler.core.recommendation import Recommendation
+from autoscaler.core.signals import SignalSnapshot
 from autoscaler.hpa.spec import HpaSpec
 from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.base import Actuation, Policy, PolicyContext
 from autoscaler.policies.forecast import RATE_WINDOW_S
 from autoscaler.policies.registry import make_policy
-from autoscaler.recommendation import Recommendation
-from autoscaler.signals import SignalSnapshot
 from autoscaler.simulation.runner import RunRequest, run_seed
 from autoscaler.traces.families import FAMILIES
 

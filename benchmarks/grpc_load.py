@@ -40,8 +40,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from autoscaler.recommendation import PublishedMetric, Recommendation
-from autoscaler.store import RecommendationStore, WorkloadInfo
+from autoscaler.core.recommendation import PublishedMetric, Recommendation
+from autoscaler.live.store import RecommendationStore, WorkloadInfo
 from external_metrics.keda import externalscaler_pb2 as pb
 from external_metrics.keda import externalscaler_pb2_grpc as pb_grpc
 from external_metrics.keda.server import create_grpc_server

@@ -26,9 +26,9 @@ from autoscaler.clients.prometheus import Sample  # noqa: E402
 from autoscaler.config import ServiceConfig, WorkloadConfig  # noqa: E402
 from autoscaler.engines.promql import build_queries  # noqa: E402
 from autoscaler.engines.registry import ENGINES  # noqa: E402
-from autoscaler.loop import ControlLoop, workload_info  # noqa: E402
-from autoscaler.loop_metrics import LoopMetrics  # noqa: E402
-from autoscaler.store import RecommendationStore  # noqa: E402
+from autoscaler.live.loop import ControlLoop, workload_info  # noqa: E402
+from autoscaler.live.loop_metrics import LoopMetrics  # noqa: E402
+from autoscaler.live.store import RecommendationStore  # noqa: E402
 from benchmarks._common import emit  # noqa: E402
 
 VLLM = {q.field: q.promql for q in build_queries(ENGINES["vllm"])}

@@ -62,14 +62,14 @@ from dataclasses import replace
 import numpy as np
 from _common import emit, shared_or_exit
 
+from autoscaler.core.recommendation import Candidate, PublishedMetric, Recommendation
+from autoscaler.core.signals import SignalSnapshot
+from autoscaler.core.wire_names import DESIRED_METRIC
 from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR
 from autoscaler.hpa.spec import ExternalMetricTarget, HpaSpec
 from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.base import Actuation
-from autoscaler.policies.forecast import DESIRED_METRIC
 from autoscaler.policies.registry import POLICIES, expand_sweep, format_setting, policy_names
-from autoscaler.recommendation import Candidate, PublishedMetric, Recommendation
-from autoscaler.signals import SignalSnapshot
 from autoscaler.simulation.engine import RunOutput, SimConfig, simulate
 from autoscaler.simulation.fluid_runner import run_fluid
 from autoscaler.simulation.gateway import GatewaySim

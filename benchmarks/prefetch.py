@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from _common import emit, shared_or_exit
 
+from autoscaler.core.slo import SloSpec
 from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.registry import make_policy
 from autoscaler.simulation.engine import SimConfig, simulate
@@ -49,7 +50,6 @@ from autoscaler.simulation.oracle import oracle_plan, replica_capacity, work_wei
 from autoscaler.simulation.prefetch import PrefetchSim
 from autoscaler.simulation.results import run_figures
 from autoscaler.simulation.runner import RunRequest, policy_context
-from autoscaler.slo import SloSpec
 from autoscaler.traces.readers import read_trace
 from autoscaler.traces.records import Trace
 from autoscaler.traces.scaling import scale_rate

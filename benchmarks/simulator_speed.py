@@ -16,6 +16,7 @@ import time
 
 from _common import emit, shared_or_exit
 
+from autoscaler.core.slo import SloSpec
 from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.base import PolicyContext
 from autoscaler.policies.registry import make_policy
@@ -26,7 +27,6 @@ from autoscaler.simulation.oracle import (
     seed_capacity,
     work_weights,
 )
-from autoscaler.slo import SloSpec
 from autoscaler.traces.readers import read_trace
 from autoscaler.traces.scaling import scale_rate
 

@@ -181,12 +181,6 @@ class Plan:
         return "; ".join(self.reasons)
 
 
-LOAD_METRIC: Final = "llm_load_replicas"
-FORECAST_METRIC: Final = "llm_forecast_load_replicas"
-"""The policy's published metric names (``autoscaler.policies.forecast`` defines them; ``cache``
-must not import the policies, so the names are repeated here and a test checks they agree)."""
-
-
 def demand_from(
     desired: int | None,
     forecast_replicas: float | None,

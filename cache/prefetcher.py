@@ -46,8 +46,9 @@ from autoscaler.clients.kube.jobs import JobClient
 from autoscaler.clients.kube.leases import LeaseClient
 from autoscaler.clients.kube.nodes import NodeClient
 from autoscaler.config import WorkloadConfig
+from autoscaler.core.recommendation import Recommendation
+from autoscaler.core.wire_names import FORECAST_METRIC, LOAD_METRIC
 from autoscaler.errors import ExternalSystemError
-from autoscaler.recommendation import Recommendation
 from cache.executor import (
     EventApi,
     Executor,
@@ -71,8 +72,6 @@ from cache.leader import LeaderElector
 from cache.placement import PlacementError, placement_from_pod_spec
 from cache.planner import (
     DEFAULT_POOL_LABELS,
-    FORECAST_METRIC,
-    LOAD_METRIC,
     Demand,
     Plan,
     PlannerSettings,

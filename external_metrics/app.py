@@ -26,7 +26,7 @@ import ssl
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from autoscaler.store import RecommendationStore
+from autoscaler.live.store import RecommendationStore
 from external_metrics import json_api, metrics_api
 from external_metrics.appkeys import INDEX, STORE
 from external_metrics.auth import Authenticator, auth_middleware

@@ -32,13 +32,13 @@ from autoscaler.clients.kube.pods import PodWatcher, WatchedWorkload
 from autoscaler.clients.kube.workloads import CurrentAutoscalerReader, EventRecorder
 from autoscaler.clients.prometheus import PrometheusClient
 from autoscaler.config import ServiceConfig
+from autoscaler.core.wire_names import PUBLISHED_METRICS
 from autoscaler.engines.registry import ENGINES, GPU_MEMORY
 from autoscaler.errors import InputError
-from autoscaler.ksm_replicas import KubeStateMetricsReplicas
-from autoscaler.loop import ControlLoop, EventSink, ReplicaSource, ShadowSource, workload_info
-from autoscaler.loop_metrics import LoopMetrics
-from autoscaler.policies.forecast import DESIRED_METRIC, FORECAST_METRIC, LOAD_METRIC
-from autoscaler.store import RecommendationStore
+from autoscaler.live.ksm_replicas import KubeStateMetricsReplicas
+from autoscaler.live.loop import ControlLoop, EventSink, ReplicaSource, ShadowSource, workload_info
+from autoscaler.live.loop_metrics import LoopMetrics
+from autoscaler.live.store import RecommendationStore
 from cache.leader import LeaderElector
 from cache.prefetcher import DEFAULT_LEASE_NAME, Prefetcher
 from external_metrics.app import create_api_app
@@ -55,8 +55,6 @@ from external_metrics.tls import (
 )
 
 log = logging.getLogger(__name__)
-
-PUBLISHED_METRICS = (DESIRED_METRIC, LOAD_METRIC, FORECAST_METRIC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,9 +31,9 @@ from typing import Any
 
 from aiohttp import web
 
-from autoscaler.recommendation import Recommendation
-from autoscaler.signals import ReplicaCounts, SignalSnapshot
-from autoscaler.store import CurrentAutoscaler, Entry, Freshness
+from autoscaler.core.recommendation import Recommendation
+from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
+from autoscaler.live.store import CurrentAutoscaler, Entry, Freshness
 from external_metrics.appkeys import STORE
 from external_metrics.metrics_api import RESPONSES, not_fresh_reason, rfc3339
 from external_metrics.response_cache import split_around

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from autoscaler.store import WorkloadInfo
+from autoscaler.live.store import WorkloadInfo
 from external_metrics.selectors import Operator, Selector
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
-from autoscaler.store import Entry, Freshness, WorkloadInfo
+from autoscaler.live.store import Entry, Freshness, WorkloadInfo
 from external_metrics import quantity, selectors
 from external_metrics.appkeys import INDEX, STORE
 from external_metrics.response_cache import ResponseCache

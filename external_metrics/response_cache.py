@@ -12,7 +12,7 @@ uncached code would produce:
   :class:`~external_metrics.lookup.WorkloadIndex` is built once), so the answer never changes.
   Only successful lookups are kept, in a least-recently-used map of at most ``max_selectors``
   entries, so a stream of distinct (or junk) selectors costs work but never memory.
-- **A 200 body** is kept with the :class:`~autoscaler.store.Entry` it was made from. The store
+- **A 200 body** is kept with the :class:`~autoscaler.live.store.Entry` it was made from. The store
   replaces the entry object on every ``put`` and ``set_current`` (a hold too), and entries are
   frozen, so ``cached.entry is store.get(key)`` means "nothing this body was made from has
   changed"; the cache holds a reference to that entry, so its identity cannot be reused by a
@@ -35,7 +35,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from autoscaler.store import Entry, Freshness
+from autoscaler.live.store import Entry, Freshness
 from external_metrics.status import json_bytes
 
 DEFAULT_MAX_SELECTORS = 4096

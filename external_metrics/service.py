@@ -21,7 +21,7 @@ from aiohttp import web
 
 from autoscaler.config import PortsConfig
 from autoscaler.errors import InputError
-from autoscaler.loop import ControlLoop
+from autoscaler.live.loop import ControlLoop
 from external_metrics.request_log import RequestErrorLog
 
 log = logging.getLogger(__name__)

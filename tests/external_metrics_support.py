@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from autoscaler.recommendation import Candidate, PublishedMetric, Recommendation, hold
-from autoscaler.signals import ReplicaCounts, SignalSnapshot
-from autoscaler.store import RecommendationStore, WorkloadInfo
+from autoscaler.core.recommendation import Candidate, PublishedMetric, Recommendation, hold
+from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
+from autoscaler.live.store import RecommendationStore, WorkloadInfo
 from external_metrics.app import start_https
 from external_metrics.tls import server_ssl_context
 

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autoscaler.attainment import observed_attainment, share_within, ttft_miss_share
+from autoscaler.core.attainment import observed_attainment, share_within, ttft_miss_share
+from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
+from autoscaler.core.slo import SloSpec
 from autoscaler.policies.forecast import CapacityLearner
-from autoscaler.signals import ReplicaCounts, SignalSnapshot
-from autoscaler.slo import SloSpec
 
 INF = math.inf
 SLO = SloSpec()  # TTFT 1 s + 0.2 s per 1k prompt tokens, TPOT 0.1 s, 99%

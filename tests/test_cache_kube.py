@@ -32,7 +32,7 @@ from autoscaler.clients.kube.jobs import JobClient
 from autoscaler.clients.kube.leases import LeaseClient, LeaseConflict, LeaseRecord
 from autoscaler.clients.kube.nodes import NodeClient
 from autoscaler.config import PrefetchConfig, WorkloadConfig
-from autoscaler.recommendation import Recommendation, hold
+from autoscaler.core.recommendation import Recommendation, hold
 from cache.executor import image_hash, job_name, warm_label_key
 from cache.inventory import WatchedInventory
 from cache.leader import LeaderElector

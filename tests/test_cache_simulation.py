@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from autoscaler.core.recommendation import Candidate, PublishedMetric, Recommendation
+from autoscaler.core.signals import SignalSnapshot
+from autoscaler.core.slo import SloSpec
+from autoscaler.core.wire_names import DESIRED_METRIC, FORECAST_METRIC, LOAD_METRIC
 from autoscaler.hpa.spec import HpaSpec
-from autoscaler.policies.forecast import DESIRED_METRIC, FORECAST_METRIC, LOAD_METRIC
-from autoscaler.recommendation import Candidate, PublishedMetric, Recommendation
-from autoscaler.signals import SignalSnapshot
 from autoscaler.simulation import prefetch as sim_prefetch
 from autoscaler.simulation.engine import SimConfig, simulate
 from autoscaler.simulation.fleet import PULLING, Fleet, LifecycleConfig
 from autoscaler.simulation.fluid import build_replica_model, length_sample, simulate_fluid
 from autoscaler.simulation.prefetch import PrefetchSim
 from autoscaler.simulation.requests import RequestTable
-from autoscaler.slo import SloSpec
 from autoscaler.traces.synthetic import AZURE_CONV_LENGTHS
 from cache import planner
 from cache.planner import PlannerSettings
@@ -157,8 +157,11 @@ def test_fluid_mode_takes_prefetch_too():
 
 
 def test_metric_names_agree_with_the_policy():
-    assert planner.FORECAST_METRIC == FORECAST_METRIC
-    assert planner.LOAD_METRIC == LOAD_METRIC
+    """One definition (``autoscaler.core.wire_names``): the planner keeps no copy that could drift
+    and the simulated prefetcher reads the very names the policy publishes."""
+    assert not hasattr(planner, "FORECAST_METRIC") and not hasattr(planner, "LOAD_METRIC")
+    assert sim_prefetch.FORECAST_METRIC == FORECAST_METRIC
+    assert sim_prefetch.LOAD_METRIC == LOAD_METRIC
 
 
 def test_demand_from_a_recommendation():

@@ -16,12 +16,12 @@ from autoscaler.clients.prometheus import (
     RangeSeries,
     Sample,
 )
-from autoscaler.collection import NO_REPLICAS, collect
 from autoscaler.config import WorkloadConfig
+from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.engines.promql import build_queries
 from autoscaler.engines.registry import ENGINES
 from autoscaler.errors import UnknownNameError
-from autoscaler.signals import ReplicaCounts, SignalSnapshot
+from autoscaler.live.collection import NO_REPLICAS, collect
 
 NOW = 1_700_000_000.0
 VLLM = {q.field: q.promql for q in build_queries(ENGINES["vllm"])}
@@ -245,7 +245,7 @@ def _bucket_rows(name: str, pairs: list[tuple[str, float]]) -> list[Sample]:
 def test_histogram_buckets_are_filed_per_workload_in_le_order():
     """TTFT, prompt-size and per-request TPOT buckets reach the snapshot as ``(le, rate)``
     pairs, ascending with ``+Inf`` last, whatever order the rows came in: the observed SLO
-    attainment reads them (autoscaler/attainment.py)."""
+    attainment reads them (autoscaler/core/attainment.py)."""
     results = vllm_results(["chat"])
     results[VLLM["ttft_buckets"]] = _bucket_rows(
         "chat", [("+Inf", 10.0), ("0.5", 6.0), ("1.0", 9.0), ("2.5", 9.5)]

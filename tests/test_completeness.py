@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autoscaler.completeness import WindowCoverage, raise_to_floor
-from autoscaler.recommendation import Candidate, PublishedMetric, Recommendation, hold
+from autoscaler.core.recommendation import Candidate, PublishedMetric, Recommendation, hold
+from autoscaler.live.completeness import WindowCoverage, raise_to_floor
 
 K = "llm/a"
 

@@ -18,8 +18,8 @@ from autoscaler.config import (
     parse_config,
     prom_duration_seconds,
 )
+from autoscaler.core.slo import SloSpec
 from autoscaler.errors import InputError
-from autoscaler.slo import SloSpec
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "examples" / "llm-autoscaler.yaml"
 DIGEST = "sha256:" + "ab" * 32

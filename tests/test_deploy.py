@@ -61,6 +61,7 @@ from kubernetes_validate.utils import (  # type: ignore[import-untyped,unused-ig
 )
 
 from autoscaler.config import PortsConfig, ServiceConfig, parse_config
+from autoscaler.core.wire_names import DESIRED_METRIC
 from autoscaler.hpa import render
 from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR, behavior_to_dict
 from autoscaler.kubernetes_support import (
@@ -73,7 +74,6 @@ from autoscaler.kubernetes_support import (
     OptionalFeature,
     version,
 )
-from autoscaler.policies.forecast import DESIRED_METRIC
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -1154,7 +1154,7 @@ METRIC_LABELS = frozenset(
 def test_the_open_metrics_port_carries_names_and_numbers_only() -> None:
     from prometheus_client import CollectorRegistry
 
-    from autoscaler.loop_metrics import LoopMetrics
+    from autoscaler.live.loop_metrics import LoopMetrics
     from cache.executor import PrefetchMetrics
 
     registry = CollectorRegistry()

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
+from autoscaler.core.slo import SloSpec
 from autoscaler.policies.arima import (
     MIN_POINTS,
     ArimaPredictor,
@@ -18,8 +20,6 @@ from autoscaler.policies.arima import (
 )
 from autoscaler.policies.base import PolicyContext
 from autoscaler.policies.dynamo import DynamoPolicy
-from autoscaler.signals import ReplicaCounts, SignalSnapshot
-from autoscaler.slo import SloSpec
 
 
 def ar1(n: int, phi: float, mean: float, seed: int = 0) -> np.ndarray:

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from autoscaler.cli import main
+from autoscaler.core.slo import SloSpec
 from autoscaler.errors import InputError
 from autoscaler.perf.profiles import MIN_BATCHED_TOKENS, get_profile, with_engine_settings
-from autoscaler.report import build, history, replay
+from autoscaler.report import build, contents, history, replay
 from autoscaler.report.engine_settings import (
     BUDGETS,
     MIN_SAVING,
@@ -25,7 +26,6 @@ from autoscaler.report.engine_settings import (
 )
 from autoscaler.simulation.oracle import work_weights
 from autoscaler.simulation.runner import RunRequest
-from autoscaler.slo import SloSpec
 from autoscaler.traces.readers import read_trace
 from autoscaler.traces.records import Trace
 from autoscaler.traces.synthetic import SyntheticWorkload, generate
@@ -243,7 +243,7 @@ def test_no_budget_meeting_the_target_says_so():
 @pytest.fixture(scope="module")
 def report_dir(
     trace_file: Path, oracle_cache: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[build.Report, Path, list[tuple[str, float]]]:
+) -> tuple[contents.Report, Path, list[tuple[str, float]]]:
     profile = with_engine_settings(get_profile(), max_batched_tokens=4096)
     hist = history.from_trace(trace_file, weights=work_weights(profile, SLO), workload="llm/chat")
     req = RunRequest(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from autoscaler.core.signals import SignalSnapshot
 from autoscaler.engines.base import (
     DEFAULT_FALLBACKS,
     ENGINE_SIGNALS,
@@ -25,7 +26,6 @@ from autoscaler.engines.base import (
 )
 from autoscaler.engines.registry import DEFAULT_ENGINE, engine_names, get_engine
 from autoscaler.errors import InputError, UnknownNameError
-from autoscaler.signals import SignalSnapshot
 
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s+\S+")
 

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from autoscaler.core.signals import SignalSnapshot
 from autoscaler.engines.base import Signal
 from autoscaler.engines.promql import (
     GroupingLabels,
@@ -14,7 +15,6 @@ from autoscaler.engines.promql import (
     selector,
 )
 from autoscaler.engines.registry import engine_names, get_engine
-from autoscaler.signals import SignalSnapshot
 
 W = "namespace, workload"
 VLLM_EXPECTED = {

@@ -14,7 +14,7 @@ import yarl
 
 from autoscaler.engines.guards import guards_of
 from autoscaler.engines.registry import ENGINES
-from autoscaler.store import CurrentAutoscaler, WorkloadInfo
+from autoscaler.live.store import CurrentAutoscaler, WorkloadInfo
 from external_metrics import selectors
 from external_metrics.app import create_api_app
 from external_metrics.quantity import parse_quantity

@@ -17,7 +17,7 @@ from kmock import KubernetesError as KmockError
 from multidict import CIMultiDict
 
 from autoscaler.clients.kube import KubernetesError, build_api_client, reviews
-from autoscaler.store import WorkloadInfo
+from autoscaler.live.store import WorkloadInfo
 from external_metrics.app import create_api_app
 from external_metrics.auth import AuthConfig, Authenticator, build_authenticator
 from external_metrics.tls import server_ssl_context

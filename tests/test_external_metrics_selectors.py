@@ -11,7 +11,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from autoscaler.errors import quoted
-from autoscaler.store import WorkloadInfo
+from autoscaler.live.store import WorkloadInfo
 from external_metrics import negotiation, quantity, selectors
 from external_metrics.lookup import WorkloadIndex
 from external_metrics.selectors import Operator, Requirement, Selector, SelectorError

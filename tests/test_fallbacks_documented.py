@@ -14,13 +14,13 @@ from dataclasses import replace
 
 import pytest
 
+from autoscaler.core.signals import SignalSnapshot
 from autoscaler.engines.base import Signal
 from autoscaler.engines.guards import memory_guard
 from autoscaler.engines.promql import build_queries
 from autoscaler.engines.registry import ENGINES, GPU_MEMORY
 from autoscaler.policies.fallbacks import fill_demand
 from autoscaler.policies.forecast import ForecastPolicy
-from autoscaler.signals import SignalSnapshot
 from tests.test_policy_fallbacks import CTX, SERVING, snapshot_for
 
 

@@ -9,6 +9,7 @@ import math
 
 import pytest
 
+from autoscaler.core.slo import SloSpec
 from autoscaler.perf.profiles import get_profile
 from autoscaler.simulation.engine import SimConfig, simulate
 from autoscaler.simulation.fleet_oracle import ITERATIONS, cache_key, fleet_oracle
@@ -20,7 +21,6 @@ from autoscaler.simulation.oracle import (
     replica_capacity,
     work_weights,
 )
-from autoscaler.slo import SloSpec
 from autoscaler.traces.synthetic import SyntheticWorkload, generate
 
 PROFILE = get_profile()

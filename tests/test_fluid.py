@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from autoscaler.core.slo import SloSpec
 from autoscaler.perf.profiles import get_profile
 from autoscaler.simulation.engine import SimConfig, simulate
 from autoscaler.simulation.fleet import LifecycleConfig
@@ -19,7 +20,6 @@ from autoscaler.simulation.fluid import (
 )
 from autoscaler.simulation.oracle import INSTANT, PlanPolicy
 from autoscaler.simulation.results import FIGURES
-from autoscaler.slo import SloSpec
 from autoscaler.traces.records import from_columns
 from autoscaler.traces.synthetic import AZURE_CONV_LENGTHS
 

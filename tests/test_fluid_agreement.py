@@ -46,6 +46,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from autoscaler.core.slo import SloSpec
 from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.policies.registry import make_policy, policy_names
@@ -73,7 +74,6 @@ from autoscaler.simulation.oracle import (
 )
 from autoscaler.simulation.results import run_figures
 from autoscaler.simulation.runner import RunRequest
-from autoscaler.slo import SloSpec
 from autoscaler.traces.readers import read_trace
 from autoscaler.traces.records import Trace
 from autoscaler.traces.scaling import scale_rate

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from autoscaler.core.signals import SignalSnapshot
 from autoscaler.policies.forecast import ForecastPolicy
-from autoscaler.signals import SignalSnapshot
 from tests.test_forecast_policy import CTX, snap
 
 

@@ -10,6 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
+from autoscaler.core.slo import SloSpec
 from autoscaler.policies.base import PolicyContext
 from autoscaler.policies.forecast import (
     DESIRED_METRIC,
@@ -19,8 +21,6 @@ from autoscaler.policies.forecast import (
     RelativeBand,
     band_quantile_for,
 )
-from autoscaler.signals import ReplicaCounts, SignalSnapshot
-from autoscaler.slo import SloSpec
 from forecasting.holt import DampedHolt
 
 CTX = PolicyContext(

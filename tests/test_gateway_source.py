@@ -9,12 +9,12 @@ import pytest
 
 from autoscaler.clients.fake_prometheus import FakePrometheus
 from autoscaler.clients.prometheus import PrometheusQueryError, RangeSeries, Sample
-from autoscaler.collection import collect, collect_history
 from autoscaler.config import GatewayConfig, WorkloadConfig, parse_config
 from autoscaler.engines import gateway
 from autoscaler.engines.promql import build_queries
 from autoscaler.engines.registry import ENGINES
 from autoscaler.errors import InputError
+from autoscaler.live.collection import collect, collect_history
 
 NOW = 1_700_000_000.0
 VLLM = {q.field: q.promql for q in build_queries(ENGINES["vllm"])}

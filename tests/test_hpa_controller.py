@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
+from autoscaler.core.recommendation import TargetType
 from autoscaler.errors import InputError
 from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR
 from autoscaler.hpa.controller import (
@@ -29,7 +30,6 @@ from autoscaler.hpa.spec import (
     HpaSpec,
     SelectPolicy,
 )
-from autoscaler.recommendation import TargetType
 
 # No windows and no effective rate limit: isolates the replica arithmetic from behaviour.
 FREE = HpaBehavior(

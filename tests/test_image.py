@@ -153,8 +153,9 @@ def test_every_module_is_byte_compiled(rootfs):
 def test_what_serve_imports_is_in_the_image(container):
     """serve's forecast policy needs scikit-learn, the KEDA scaler grpcio: all in app.txt."""
     code = (
-        "import autoscaler.loop, autoscaler.policies.forecast, forecasting.quantile_regression,"
-        " external_metrics.keda.server, autoscaler.clients.kube; print('ok')"
+        "import autoscaler.live.loop, autoscaler.policies.forecast,"
+        " forecasting.quantile_regression, external_metrics.keda.server, autoscaler.clients.kube;"
+        " print('ok')"
     )
     done = in_image(container, "python", "-c", code)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

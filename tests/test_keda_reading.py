@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from autoscaler.recommendation import PublishedMetric, Recommendation, hold
-from autoscaler.store import Entry, WorkloadInfo
+from autoscaler.core.recommendation import PublishedMetric, Recommendation, hold
+from autoscaler.live.store import Entry, WorkloadInfo
 from external_metrics.keda.errors import BadMetadata, NotFresh, UnknownMetric
 from external_metrics.keda.metadata import ScalerTarget, parse_scaler_metadata
 from external_metrics.keda.reading import (

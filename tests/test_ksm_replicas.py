@@ -14,8 +14,8 @@ import pytest
 
 from autoscaler.clients.prometheus import PrometheusClient, Sample
 from autoscaler.config import WorkloadConfig
-from autoscaler.ksm_replicas import KubeStateMetricsReplicas, ksm_queries, pods_by_workload
-from autoscaler.loop import ReplicaSource
+from autoscaler.live.ksm_replicas import KubeStateMetricsReplicas, ksm_queries, pods_by_workload
+from autoscaler.live.loop import ReplicaSource
 from tests.ports import free_port
 
 NOW = 1_800_000_000.0

@@ -57,8 +57,8 @@ from autoscaler.clients.kube.workloads import (
     read_current_autoscaler,
 )
 from autoscaler.errors import ExternalSystemError, InputError
+from autoscaler.live.store import CurrentAutoscaler
 from autoscaler.replica_states import ReplicaState
-from autoscaler.store import CurrentAutoscaler
 from tests.ports import free_port
 
 T = TypeVar("T")

@@ -12,14 +12,14 @@ from prometheus_client import CollectorRegistry
 from autoscaler.clients.fake_prometheus import FakePrometheus
 from autoscaler.clients.prometheus import PrometheusUnavailable, RangeSeries, Sample
 from autoscaler.config import ServiceConfig, WorkloadConfig
+from autoscaler.core.recommendation import Recommendation
+from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.engines.promql import build_queries
 from autoscaler.engines.registry import ENGINES
-from autoscaler.loop import ControlLoop, workload_context, workload_info
-from autoscaler.loop_metrics import LoopMetrics
+from autoscaler.live.loop import ControlLoop, workload_context, workload_info
+from autoscaler.live.loop_metrics import LoopMetrics
+from autoscaler.live.store import CurrentAutoscaler, Freshness, RecommendationStore
 from autoscaler.policies.forecast import ForecastPolicy
-from autoscaler.recommendation import Recommendation
-from autoscaler.signals import ReplicaCounts, SignalSnapshot
-from autoscaler.store import CurrentAutoscaler, Freshness, RecommendationStore
 
 VLLM = {q.field: q.promql for q in build_queries(ENGINES["vllm"])}
 

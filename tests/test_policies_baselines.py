@@ -11,6 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from autoscaler.core.recommendation import Recommendation
+from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
+from autoscaler.core.slo import SloSpec
 from autoscaler.errors import InputError
 from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR
 from autoscaler.hpa.controller import HpaController
@@ -23,9 +26,6 @@ from autoscaler.policies.hpa_kv import HpaKvPolicy, analyze_saturation
 from autoscaler.policies.hpa_queue import HpaQueuePolicy
 from autoscaler.policies.kpa import KpaPolicy
 from autoscaler.policies.static_peak import StaticPeakPolicy
-from autoscaler.recommendation import Recommendation
-from autoscaler.signals import ReplicaCounts, SignalSnapshot
-from autoscaler.slo import SloSpec
 
 TICK = 15.0
 

@@ -10,16 +10,16 @@ import pytest
 
 from autoscaler.clients.fake_prometheus import FakePrometheus
 from autoscaler.clients.prometheus import Sample
-from autoscaler.collection import collect, with_scraped_pods
 from autoscaler.config import WorkloadConfig
+from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
+from autoscaler.core.slo import SloSpec
 from autoscaler.engines.base import Signal
 from autoscaler.engines.promql import build_queries
 from autoscaler.engines.registry import ENGINES
+from autoscaler.live.collection import collect, with_scraped_pods
 from autoscaler.policies.base import PolicyContext
 from autoscaler.policies.fallbacks import fill_demand
 from autoscaler.policies.forecast import ForecastPolicy
-from autoscaler.signals import ReplicaCounts, SignalSnapshot
-from autoscaler.slo import SloSpec
 
 NOW = 1_700_000_000.0
 VALUES = {

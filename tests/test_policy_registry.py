@@ -6,6 +6,7 @@ import importlib.util
 
 import pytest
 
+from autoscaler.core.slo import SloSpec
 from autoscaler.errors import InputError, UnknownNameError
 from autoscaler.policies import registry
 from autoscaler.policies.apa import ApaPolicy
@@ -23,7 +24,6 @@ from autoscaler.policies.registry import (
     policy_names,
 )
 from autoscaler.policies.static_peak import StaticPeakPolicy
-from autoscaler.slo import SloSpec
 
 CTX = PolicyContext(slo=SloSpec(), max_replicas=16, peak_replicas=10)
 

@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from autoscaler.core.slo import SloSpec
 from autoscaler.perf.profiles import get_profile
-from autoscaler.report import build, history, replay
+from autoscaler.report import build, contents, history, replay
 from autoscaler.report.html_page import png_size
 from autoscaler.simulation.oracle import work_weights
 from autoscaler.simulation.runner import RunRequest
-from autoscaler.slo import SloSpec
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
@@ -43,7 +43,7 @@ PLOTS = ("curve", "demand", "accuracy", "replicas")
 @pytest.fixture(scope="module")
 def built(
     tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[build.Report, build.ReportFiles, list[tuple[str, float]]]:
+) -> tuple[contents.Report, contents.ReportFiles, list[tuple[str, float]]]:
     from autoscaler.shared_data import shared_path
 
     try:

@@ -12,6 +12,7 @@ import pytest
 
 from autoscaler.clients.fake_prometheus import FakePrometheus
 from autoscaler.clients.prometheus import PrometheusUnavailable, RangeSeries
+from autoscaler.core.slo import SloSpec
 from autoscaler.engines.promql import build_queries
 from autoscaler.engines.registry import ENGINES
 from autoscaler.errors import InputError, UnknownNameError
@@ -19,7 +20,6 @@ from autoscaler.perf.profiles import get_profile
 from autoscaler.report import history
 from autoscaler.series import trace_series
 from autoscaler.simulation.oracle import work_weights
-from autoscaler.slo import SloSpec
 from autoscaler.traces.readers import read_trace
 from autoscaler.traces.servegen import read_rate_windows
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from autoscaler.core.slo import SloSpec
 from autoscaler.report.recommend import (
     SCALE_TO_ZERO_IDLE_S,
     CurvePoint,
@@ -18,7 +19,6 @@ from autoscaler.report.recommend import (
     longest_idle_s,
     recommend,
 )
-from autoscaler.slo import SloSpec
 
 HOUR = 3600.0
 
@@ -225,7 +225,7 @@ def test_settings_serialise_to_json_ready_types():
 
 def test_the_rules_and_the_pages_do_no_io():
     """Only history.py talks to Prometheus; the rules, manifests and pages are pure."""
-    from tests.test_layering import IO_CLIENTS, imports_of
+    from tests.test_layout import IO_CLIENTS, imports_of
 
     pure = ("recommend", "manifests", "document", "html_page", "markdown_summary", "accuracy")
     found = imports_of("autoscaler/report")

@@ -13,7 +13,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web import Application, Request
 
-from autoscaler.store import CurrentAutoscaler, RecommendationStore, WorkloadInfo
+from autoscaler.live.store import CurrentAutoscaler, RecommendationStore, WorkloadInfo
 from external_metrics.app import AcceptMemo, create_api_app
 from external_metrics.json_api import workload_doc
 from external_metrics.metrics_api import RESPONSES

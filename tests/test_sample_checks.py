@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 
 from autoscaler.clients.fake_prometheus import FakePrometheus
 from autoscaler.clients.prometheus import _parse_instant
-from autoscaler.collection import CORE_FIELDS, collect
 from autoscaler.config import WorkloadConfig
+from autoscaler.core.signals import SignalSnapshot
 from autoscaler.engines.promql import build_queries
 from autoscaler.engines.registry import ENGINES
+from autoscaler.live.collection import CORE_FIELDS, collect
 from autoscaler.sample_checks import FRACTION_FIELDS, SIGNED_FIELDS, sample_problem
-from autoscaler.signals import SignalSnapshot
 
 NOW = 1_700_000_000.0
 VLLM = {q.field: q.promql for q in build_queries(ENGINES["vllm"])}
@@ -99,9 +99,9 @@ def test_no_impossible_value_reaches_a_snapshot(overrides, kv_by_pod):
 
 
 def test_a_negative_request_rate_is_named_in_the_snapshot_and_holds_the_policy():
+    from autoscaler.core.slo import SloSpec
     from autoscaler.policies.base import PolicyContext
     from autoscaler.policies.forecast import ForecastPolicy
-    from autoscaler.slo import SloSpec
 
     results = {VLLM[f]: [] for f in VLLM}
     for f, x in {**healthy_raw(), "request_rate": -3.2}.items():

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from autoscaler.core.slo import SloSpec
 from autoscaler.simulation.engine import SimConfig, simulate
 from autoscaler.simulation.fleet import (
     DRAINING,
@@ -27,7 +28,6 @@ from autoscaler.simulation.oracle import (
 )
 from autoscaler.simulation.requests import RequestTable
 from autoscaler.simulation.results import run_figures
-from autoscaler.slo import SloSpec
 from autoscaler.traces.records import from_columns
 from tests.simhelpers import poisson_trace, toy_profile
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autoscaler.signals import SignalSnapshot
+from autoscaler.core.signals import SignalSnapshot
 from autoscaler.simulation.engine import SimConfig, simulate
 from autoscaler.simulation.fleet import LifecycleConfig
 from autoscaler.simulation.gateway import GatewaySim

@@ -143,7 +143,7 @@ def test_without_a_deadline_the_client_still_retries_a_timeout(slow):
 def test_kube_state_metrics_replica_states_keep_to_their_share_of_the_budget(slow):
     """The replica source's 10 queries obey the budget too, and a failed refresh is not
     retried once per workload within the same tick."""
-    from autoscaler.ksm_replicas import KubeStateMetricsReplicas
+    from autoscaler.live.ksm_replicas import KubeStateMetricsReplicas
 
     workloads = [
         WorkloadConfig(namespace="llm", name=n, engine="vllm", selector={"app": n})

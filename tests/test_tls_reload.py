@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from cryptography import x509
 
-from autoscaler.store import RecommendationStore
+from autoscaler.live.store import RecommendationStore
 from external_metrics.keda.server import create_grpc_server
 from external_metrics.service import _site
 from external_metrics.tls import CertificateFiles, server_ssl_context

@@ -101,7 +101,7 @@ FIELDS: Final[tuple[str, ...]] = (
     "gateway_mean_prompt_tokens",
     "gateway_mean_output_tokens",
 )
-"""The :class:`~autoscaler.signals.SignalSnapshot` fields this source fills."""
+"""The :class:`~autoscaler.core.signals.SignalSnapshot` fields this source fills."""
 
 _PROMPT_SUM, _PROMPT_COUNT = "gateway_prompt_tokens_sum", "gateway_prompt_tokens_count"
 _OUTPUT_SUM, _OUTPUT_COUNT = "gateway_output_tokens_sum", "gateway_output_tokens_count"

@@ -13,7 +13,7 @@ Shapes (``W`` = ``namespace, workload``; ``[1m]`` = the rate window):
 - histogram: ``histogram_quantile(q, sum by (W, le) (rate(<h>_bucket[1m])))``; q = 0.95 for e2e,
   0.9 otherwise; prompt size also gets the mean ``rate(<h>_sum) / rate(<h>_count)``; TTFT, prompt
   size and per-request TPOT also get their buckets, ``sum by (W, le) (rate(<h>_bucket[1m]))``
-  (the observed SLO attainment, :mod:`autoscaler.attainment`)
+  (the observed SLO attainment, :mod:`autoscaler.core.attainment`)
 - gauge: ``sum by (W) (<g>)``; KV usage ``avg by (W)`` and ``max by (W)``; queue growth
   ``sum by (W) (deriv(<waiting>[1m]))``; per-replica vectors ``by (W, pod)``
 - DCGM: framebuffer used and free summed by ``W``, usage ``avg by (W) (used / (used + free))``
@@ -56,7 +56,7 @@ class GroupingLabels:
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """One batched query: ``field`` is the :class:`~autoscaler.signals.SignalSnapshot` field it
+    """One batched query: ``field`` is the :class:`~autoscaler.core.signals.SignalSnapshot` field it
     fills (or ``gpu_memory_*`` for DCGM); ``signal`` is the profile signal it reads."""
 
     field: str

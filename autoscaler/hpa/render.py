@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from autoscaler.core.wire_names import DESIRED_METRIC
 from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR, behavior_to_dict, quantity
 from autoscaler.hpa.spec import ExternalMetricTarget, HpaSpec
 
@@ -42,7 +43,7 @@ EXAMPLE_PATH = Path("deploy/hpa/hpa-example.yaml")
 EXAMPLE_SPEC = HpaSpec(
     metrics=(
         ExternalMetricTarget(
-            "llm_desired_replicas", "AverageValue", 1.0, selector=(("workload", "llama-70b"),)
+            DESIRED_METRIC, "AverageValue", 1.0, selector=(("workload", "llama-70b"),)
         ),
     ),
     behavior=SHIPPED_BEHAVIOR,

@@ -9,8 +9,8 @@ it too, and the same numbers must drive both.
 
 from __future__ import annotations
 
+from autoscaler.core.slo import SloSpec
 from autoscaler.perf.model import PerfProfile
-from autoscaler.slo import SloSpec
 
 
 def decode_batch_at_slo(profile: PerfProfile, slo: SloSpec, mean_context: float) -> int:

@@ -1,7 +1,7 @@
 """Scaling policies: ours (``forecast``) and the baselines it is compared with.
 
-Every policy is pure: a :class:`~autoscaler.signals.SignalSnapshot` (plus the policy's own
-history) in, a :class:`~autoscaler.recommendation.Recommendation` with reasons out. Policies that
-publish to an HPA declare an :class:`~autoscaler.hpa.spec.HpaSpec`; the others act natively, as
-their own controllers would in a cluster. ``registry`` lists them alphabetically.
+Every policy is pure: a :class:`~autoscaler.core.signals.SignalSnapshot` (plus the policy's own
+history) in, a :class:`~autoscaler.core.recommendation.Recommendation` with reasons out.
+Policies that publish to an HPA declare an :class:`~autoscaler.hpa.spec.HpaSpec`; the others act
+natively, as their own controllers would in a cluster. ``registry`` lists them alphabetically.
 """

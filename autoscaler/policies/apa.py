@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 from collections import deque
 
+from autoscaler.core.recommendation import Candidate, Recommendation, hold
+from autoscaler.core.signals import SignalSnapshot
 from autoscaler.policies.base import Actuation, PolicyContext
-from autoscaler.recommendation import Candidate, Recommendation, hold
-from autoscaler.signals import SignalSnapshot
 
 DEFAULT_TARGET = 0.5
 """``targetValue`` of ``kv_cache_usage_perc`` in ``samples/autoscaling/apa.yaml``."""

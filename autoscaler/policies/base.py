@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
+from autoscaler.core.recommendation import Recommendation
+from autoscaler.core.signals import SignalSnapshot
+from autoscaler.core.slo import SloSpec
 from autoscaler.hpa.spec import HpaSpec
-from autoscaler.recommendation import Recommendation
 from autoscaler.replica_states import DEFAULT_LEAD_TIME_S, DEFAULT_PENDING_TIMEOUT_S
-from autoscaler.signals import SignalSnapshot
-from autoscaler.slo import SloSpec
 
 Actuation = Literal["hpa", "native"]
 

@@ -28,10 +28,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from autoscaler.core.recommendation import Candidate, Recommendation, hold
+from autoscaler.core.signals import SignalSnapshot
 from autoscaler.policies.arima import ArimaPredictor
 from autoscaler.policies.base import Actuation, PolicyContext
-from autoscaler.recommendation import Candidate, Recommendation, hold
-from autoscaler.signals import SignalSnapshot
 
 DEFAULT_THROUGHPUT_SCALE = 1.0
 ADJUSTMENT_INTERVAL_S = 180.0

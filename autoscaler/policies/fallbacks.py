@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from autoscaler.core.signals import SignalSnapshot
 from autoscaler.policies.base import PolicyContext
-from autoscaler.signals import SignalSnapshot
 
 
 def fill_demand(snap: SignalSnapshot, ctx: PolicyContext) -> tuple[SignalSnapshot, tuple[str, ...]]:

@@ -59,19 +59,17 @@ from collections.abc import Mapping
 import numpy as np
 from sklearn.isotonic import isotonic_regression  # type: ignore[import-untyped]
 
-from autoscaler.attainment import observed_attainment
+from autoscaler.core.attainment import observed_attainment
+from autoscaler.core.recommendation import Candidate, PublishedMetric, Recommendation, hold
+from autoscaler.core.signals import SignalSnapshot
+from autoscaler.core.wire_names import DESIRED_METRIC, FORECAST_METRIC, LOAD_METRIC
 from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR
 from autoscaler.hpa.spec import ExternalMetricTarget, HpaSpec
 from autoscaler.policies.base import Actuation, PolicyContext
 from autoscaler.policies.fallbacks import fill_demand
-from autoscaler.recommendation import Candidate, PublishedMetric, Recommendation, hold
-from autoscaler.signals import SignalSnapshot
 from forecasting.base import Forecaster
 from forecasting.holt import DampedHolt
 
-DESIRED_METRIC = "llm_desired_replicas"
-LOAD_METRIC = "llm_load_replicas"
-FORECAST_METRIC = "llm_forecast_load_replicas"
 NO_GPU_MEMORY = (
     "gpu_memory: no dcgm-exporter rows joined to this workload's pods; memory-pressure guard idle"
 )
@@ -106,7 +104,7 @@ class CapacityLearner:
     histograms:
 
     * **Observed attainment** (``miss``: the share of the window's requests outside the TTFT or
-      TPOT budget, read from the histogram buckets by :mod:`autoscaler.attainment`), weighted
+      TPOT budget, read from the histogram buckets by :mod:`autoscaler.core.attainment`), weighted
       by the requests it covers. The SLO's own statistic: the limit is the load where the
       fitted miss share reaches what the attainment target allows (``1 - attainment_target``)
       on top of the misses no capacity removes. Those are the misses that do not fall with load

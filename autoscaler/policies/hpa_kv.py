@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from autoscaler.core.recommendation import Candidate, PublishedMetric, Recommendation, hold
+from autoscaler.core.signals import SignalSnapshot
 from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR
 from autoscaler.hpa.spec import ExternalMetricTarget, HpaSpec
 from autoscaler.policies.base import Actuation, PolicyContext
-from autoscaler.recommendation import Candidate, PublishedMetric, Recommendation, hold
-from autoscaler.signals import SignalSnapshot
 
 METRIC_NAME = "wva_desired_replicas"
 """What WVA emits; the HPA reads it with ``AverageValue`` 1 (pass-through)."""

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 
+from autoscaler.core.recommendation import Candidate, PublishedMetric, Recommendation, hold
+from autoscaler.core.signals import SignalSnapshot
 from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR
 from autoscaler.hpa.spec import ExternalMetricTarget, HpaSpec
 from autoscaler.policies.base import Actuation, PolicyContext
-from autoscaler.recommendation import Candidate, PublishedMetric, Recommendation, hold
-from autoscaler.signals import SignalSnapshot
 
 METRIC_NAME = "num_requests_waiting"
 """The published series: vLLM's ``vllm:num_requests_waiting`` summed over the workload's pods."""

@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 from collections import deque
 
+from autoscaler.core.recommendation import Candidate, Recommendation, hold
+from autoscaler.core.signals import SignalSnapshot
 from autoscaler.policies.base import Actuation, PolicyContext
-from autoscaler.recommendation import Candidate, Recommendation, hold
-from autoscaler.signals import SignalSnapshot
 
 DEFAULT_CONCURRENCY_TARGET = 32.0
 """Per-replica concurrency target (``container-concurrency-target-default`` in Knative, 100)."""

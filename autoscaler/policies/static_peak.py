@@ -6,10 +6,10 @@ attainment): what a team runs when it provisions for the busiest minute and neve
 
 from __future__ import annotations
 
+from autoscaler.core.recommendation import Candidate, Recommendation, hold
+from autoscaler.core.signals import SignalSnapshot
 from autoscaler.errors import InputError
 from autoscaler.policies.base import Actuation, PolicyContext
-from autoscaler.recommendation import Candidate, Recommendation, hold
-from autoscaler.signals import SignalSnapshot
 
 
 class StaticPeakPolicy:

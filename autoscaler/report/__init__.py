@@ -4,7 +4,7 @@ One pass, each step a module whose name says what it holds:
 
 1. :mod:`~autoscaler.report.history` gathers the history: a trace file (request-level, or
    ServeGen rate windows) or a workload's Prometheus range (through
-   :func:`autoscaler.collection.collect_history`), as token-work demand per interval plus what
+   :func:`autoscaler.live.collection.collect_history`), as token-work demand per interval plus what
    the simulator replays;
 2. :mod:`~autoscaler.report.accuracy` backtests the policy's forecaster on that demand
    (:func:`forecasting.backtest.cross_validation`) and scores it at every horizon up to twice
@@ -20,7 +20,8 @@ One pass, each step a module whose name says what it holds:
    from the same builders and behaviour as ``deploy/``;
 6. :mod:`~autoscaler.report.figures` draws the plots (PNG), :mod:`~autoscaler.report.html_page`
    and :mod:`~autoscaler.report.markdown_summary` lay out the same facts, and
-   :mod:`~autoscaler.report.build` runs the steps and writes the directory.
+   :mod:`~autoscaler.report.build` runs the steps, collects what they found in a
+   :class:`~autoscaler.report.contents.Report` and writes the directory.
 
 Nothing here decides anything the live service decides differently: the policy, the forecaster,
 the simulator and the HPA behaviour are the ones ``serve`` and ``simulate`` use.

@@ -21,27 +21,24 @@ What is written to ``--out``:
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from autoscaler.errors import InputError
 from autoscaler.report import manifests
 from autoscaler.report.accuracy import Accuracy, backtest
+from autoscaler.report.contents import Report
 from autoscaler.report.engine_settings import EngineSettings, compare_budgets
 from autoscaler.report.history import History
 from autoscaler.report.recommend import (
-    CurvePoint,
     Evidence,
     Lifecycle,
-    Settings,
     curve_points,
     recommend,
 )
 from autoscaler.report.replay import replay, replica_timelines
-from autoscaler.simulation.engine import RunOutput
 from autoscaler.simulation.runner import REFERENCES, RunRequest
 
 Progress = Callable[[str, float], None]
@@ -57,49 +54,6 @@ WRITING = "writing the report"
 
 PLOTS = ("curve", "demand", "accuracy", "replicas")
 """Plot names in page order (``replicas`` only for a request-level replay)."""
-
-
-@dataclass
-class Report:
-    """Everything the pages show; :meth:`to_json` is ``report.json``."""
-
-    history: History
-    request: RunRequest
-    accuracy: Accuracy | None
-    accuracy_note: str | None
-    simulation: Mapping[str, object]
-    points: list[CurvePoint]
-    settings: Settings
-    hpa_yaml: str
-    keda_yaml: str
-    timelines: Mapping[str, RunOutput] | None
-    timings_s: dict[str, float] = field(default_factory=dict)
-    engine_settings: EngineSettings | None = None
-    engine_settings_note: str | None = None
-    """Why there is no engine-settings table (a rate history), when there is none."""
-
-    def to_json(self) -> dict[str, object]:
-        h = self.history
-        return {
-            "workload": h.workload,
-            "source": dict(h.source),
-            "series": {
-                "kind": "token_work",
-                "interval_s": h.interval_s,
-                "intervals": int(h.demand.size),
-                "missing": int(sum(1 for v in h.demand.tolist() if not math.isfinite(v))),
-                "mode": h.mode,
-            },
-            "accuracy": None if self.accuracy is None else self.accuracy.to_json(),
-            "accuracy_note": self.accuracy_note,
-            "simulation": dict(self.simulation),
-            "settings": self.settings.to_json(),
-            "engine_settings": (
-                None if self.engine_settings is None else self.engine_settings.to_json()
-            ),
-            "engine_settings_note": self.engine_settings_note,
-            "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
-        }
 
 
 def step_count(mode: str, request: RunRequest) -> int:

@@ -18,7 +18,7 @@ from autoscaler.report.engine_settings import CEILING_SHARE, MIN_SAVING
 from autoscaler.tables import COLUMNS, rows
 
 if TYPE_CHECKING:
-    from autoscaler.report.build import Report
+    from autoscaler.report.contents import Report
 
 
 @dataclass(frozen=True)

@@ -39,10 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from autoscaler.core.slo import SloSpec
 from autoscaler.errors import InputError
 from autoscaler.perf.model import PerfProfile
 from autoscaler.perf.profiles import with_engine_settings
-from autoscaler.slo import SloSpec
 from autoscaler.traces.records import Trace
 
 BUDGETS: Final[tuple[int, ...]] = (512, 1_024, 2_048, 4_096, 8_192, 16_384)

@@ -10,7 +10,7 @@ Two sources, one shape (:class:`History`):
   assumes (:data:`autoscaler.traces.synthetic.AZURE_CONV_LENGTHS`), so the forecast and the replay
   see the same load.
 * **Prometheus** (``--prometheus``): the workload's range, read with
-  :func:`autoscaler.collection.collect_history`, the queries the live loop's start-up backfill
+  :func:`autoscaler.live.collection.collect_history`, the queries the live loop's start-up backfill
   runs. Demand per step is what the ``forecast`` policy computes each tick (token work of the
   completions plus the queue growth, with the engine's documented fallbacks); the replay is fluid,
   on the demand in requests per second (:meth:`SignalSnapshot.demand_requests_per_s`), with one
@@ -36,17 +36,17 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 from autoscaler.clients.prometheus import PrometheusAPI
-from autoscaler.collection import collect_history, workload_key
 from autoscaler.config import WorkloadConfig, format_validation_error, prom_duration_seconds
+from autoscaler.core.signals import SignalSnapshot
+from autoscaler.core.slo import SloSpec
 from autoscaler.engines.base import EngineProfile
 from autoscaler.engines.guards import memory_guard
 from autoscaler.engines.promql import GroupingLabels, build_fleet_queries
 from autoscaler.errors import InputError
+from autoscaler.live.collection import collect_history, workload_key
 from autoscaler.policies.base import GPU_MEMORY_PRESSURE, PolicyContext
 from autoscaler.policies.fallbacks import fill_demand
 from autoscaler.series import DEFAULT_REQUEST_INTERVAL_S, trace_series
-from autoscaler.signals import SignalSnapshot
-from autoscaler.slo import SloSpec
 from autoscaler.traces.records import Trace
 from autoscaler.traces.servegen import RateWindows
 

@@ -26,11 +26,11 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
+from autoscaler.core.wire_names import DESIRED_METRIC
 from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR, behavior_to_dict
 from autoscaler.hpa.render import render_hpa, to_yaml
 from autoscaler.hpa.spec import ExternalMetricTarget, HpaSpec
 from autoscaler.kubernetes_support import HPA_TOLERANCE, NEWEST_MINOR, OLDEST_MINOR, version
-from autoscaler.policies.forecast import DESIRED_METRIC
 from autoscaler.report.recommend import Settings
 
 SCALER_ADDRESS = "llm-autoscaler.llm-autoscaler.svc:9443"

@@ -33,10 +33,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from autoscaler.policies.forecast import DESIRED_METRIC
+from autoscaler.core.slo import SloSpec
+from autoscaler.core.wire_names import DESIRED_METRIC
 from autoscaler.policies.registry import parse_policy_name
 from autoscaler.report.accuracy import POLICY_MODEL, Accuracy
-from autoscaler.slo import SloSpec
 
 FloatArray = npt.NDArray[np.float64]
 

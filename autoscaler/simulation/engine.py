@@ -1,9 +1,10 @@
 """The event loop of one simulated run: trace arrivals, replica steps, lifecycle timers, ticks.
 
-Each tick (15 s) the fleet is scraped, a :class:`~autoscaler.signals.SignalSnapshot` is built from
-the scrapes alone, the policy recommends, and the recommendation reaches the fleet the way it
-would in a cluster: through the HPA emulation for policies that publish external metrics, or
-directly for policies with their own controller (``kpa``, ``apa``, ``dynamo``, ``static-peak``).
+Each tick (15 s) the fleet is scraped, a :class:`~autoscaler.core.signals.SignalSnapshot` is
+built from the scrapes alone, the policy recommends, and the recommendation reaches the fleet the
+way it would in a cluster: through the HPA emulation for policies that publish external metrics,
+or directly for policies with their own controller (``kpa``, ``apa``, ``dynamo``,
+``static-peak``).
 With ``SimConfig.prefetch`` set, the prefetch planner then runs on the same recommendation and
 its pulls end as events of their own (:mod:`autoscaler.simulation.prefetch`).
 """
@@ -14,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
 
+from autoscaler.core.recommendation import Recommendation
+from autoscaler.core.signals import SignalSnapshot
 from autoscaler.hpa.controller import HpaController
 from autoscaler.perf.model import PerfProfile
 from autoscaler.policies.base import Policy
-from autoscaler.recommendation import Recommendation
-from autoscaler.signals import SignalSnapshot
 from autoscaler.simulation.fleet import Fleet, LifecycleConfig
 from autoscaler.simulation.gateway import GatewaySim
 from autoscaler.simulation.observation import PrometheusView

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autoscaler.core.slo import SloSpec
 from autoscaler.perf.model import PerfProfile
 from autoscaler.simulation.engine import SimConfig, simulate
 from autoscaler.simulation.oracle import (
@@ -44,7 +45,6 @@ from autoscaler.simulation.oracle import (
     oracle_plan,
 )
 from autoscaler.simulation.results import requests_met
-from autoscaler.slo import SloSpec
 from autoscaler.traces.records import Trace
 
 log = logging.getLogger(__name__)

@@ -2,8 +2,9 @@
 
 Request-level replay is impossible for billions of requests, so this mode advances the fleet in
 15 s ticks on *rates*, and drives the same policies through the same
-:class:`~autoscaler.signals.SignalSnapshot`, the same HPA emulation and the same replica lifecycle
-as :func:`autoscaler.simulation.engine.simulate` (see ``docs/simulator.md``, "Fluid mode").
+:class:`~autoscaler.core.signals.SignalSnapshot`, the same HPA emulation and the same replica
+lifecycle as :func:`autoscaler.simulation.engine.simulate` (see ``docs/simulator.md``, "Fluid
+mode").
 
 The replica model, all from the same :class:`~autoscaler.perf.model.PerfProfile`:
 
@@ -45,11 +46,12 @@ from heapq import heappop, heappush
 import numpy as np
 import numpy.typing as npt
 
+from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
+from autoscaler.core.slo import SloSpec
 from autoscaler.hpa.controller import HpaController
 from autoscaler.perf.model import PerfProfile
 from autoscaler.policies.base import Policy
 from autoscaler.replica_states import DEFAULT_TIME_TO_READY_WINDOW, lead_time_s
-from autoscaler.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.simulation.engine import SimConfig, TickRecord, _decide, _prefetcher
 from autoscaler.simulation.fleet import (
     INITIALIZING,
@@ -60,7 +62,6 @@ from autoscaler.simulation.fleet import (
     LifecycleConfig,
 )
 from autoscaler.simulation.prefetch import SimPrefetcher
-from autoscaler.slo import SloSpec
 from autoscaler.traces.synthetic import AZURE_CONV_LENGTHS, LengthMixture
 
 FloatArray = npt.NDArray[np.float64]

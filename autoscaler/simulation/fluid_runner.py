@@ -25,6 +25,7 @@ from types import MappingProxyType
 import numpy as np
 import numpy.typing as npt
 
+from autoscaler.core.slo import SloSpec
 from autoscaler.perf.model import PerfProfile
 from autoscaler.policies.base import Policy
 from autoscaler.policies.registry import make_policy, parse_policy_name
@@ -51,7 +52,6 @@ from autoscaler.simulation.runner import (
     describe_request,
     policy_context,
 )
-from autoscaler.slo import SloSpec
 from autoscaler.traces.records import Trace
 from autoscaler.traces.servegen import RateWindows
 from autoscaler.traces.synthetic import AZURE_CONV_LENGTHS

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.replica_states import lead_time_s
-from autoscaler.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.simulation.fleet import (
     DRAINING,
     INITIALIZING,

@@ -21,17 +21,17 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
+from autoscaler.core.recommendation import Candidate, Recommendation
+from autoscaler.core.signals import SignalSnapshot
+from autoscaler.core.slo import SloSpec
 from autoscaler.errors import InputError
 from autoscaler.hpa.spec import HpaSpec
 from autoscaler.perf.capacity import decode_batch_at_slo, seed_capacity, work_weights
 from autoscaler.perf.model import PerfProfile
 from autoscaler.policies.base import Actuation
-from autoscaler.recommendation import Candidate, Recommendation
-from autoscaler.signals import SignalSnapshot
 from autoscaler.simulation.engine import SimConfig, simulate
 from autoscaler.simulation.fleet import LifecycleConfig
 from autoscaler.simulation.results import requests_met
-from autoscaler.slo import SloSpec
 from autoscaler.traces.records import Trace
 
 __all__ = [

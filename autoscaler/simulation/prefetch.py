@@ -35,12 +35,11 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from autoscaler.recommendation import Recommendation
+from autoscaler.core.recommendation import Recommendation
+from autoscaler.core.wire_names import FORECAST_METRIC, LOAD_METRIC
 from cache.inventory import Inventory, NodeImage, NodeState, parse_image_ref
 from cache.placement import Placement
 from cache.planner import (
-    FORECAST_METRIC,
-    LOAD_METRIC,
     Demand,
     PlannerSettings,
     WorkloadShape,

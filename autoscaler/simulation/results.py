@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from autoscaler.core.slo import SloSpec
 from autoscaler.simulation.engine import RunOutput
-from autoscaler.slo import SloSpec
 
 FIGURES = (
     "slo_attainment",

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autoscaler.core.slo import SloSpec
 from autoscaler.errors import InputError
 from autoscaler.perf.model import PerfProfile
 from autoscaler.policies.base import Policy, PolicyContext
@@ -38,7 +39,6 @@ from autoscaler.simulation.oracle import (
 )
 from autoscaler.simulation.prefetch import PrefetchSim
 from autoscaler.simulation.results import mean_over_seeds, run_figures
-from autoscaler.slo import SloSpec
 from autoscaler.traces.records import Trace
 from autoscaler.traces.scaling import scale_rate
 

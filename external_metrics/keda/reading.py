@@ -1,6 +1,6 @@
 """What the scaler answers for one workload, read from its store entry.
 
-Pure: an :class:`~autoscaler.store.Entry` and the time go in, a value or a :mod:`.errors`
+Pure: an :class:`~autoscaler.live.store.Entry` and the time go in, a value or a :mod:`.errors`
 exception comes out; no gRPC, no clock. The servers never compute signals (DESIGN.md, "Data
 flow"): everything here is a lookup in the control loop's last recommendation, plus the one
 judgement that belongs to the KEDA contract, *activation*.
@@ -17,12 +17,17 @@ from __future__ import annotations
 import math
 from typing import Final
 
-from autoscaler.policies.forecast import DESIRED_METRIC, FORECAST_METRIC, LOAD_METRIC
-from autoscaler.recommendation import Recommendation
-from autoscaler.store import Entry, Freshness
+from autoscaler.core.recommendation import Recommendation
+from autoscaler.core.wire_names import (
+    DESIRED_METRIC,
+    FORECAST_METRIC,
+    LOAD_METRIC,
+    PUBLISHED_METRICS,
+)
+from autoscaler.live.store import Entry, Freshness
 from external_metrics.keda.errors import NotFresh, UnknownMetric
 
-REPLICA_UNIT_METRICS: Final[tuple[str, ...]] = (DESIRED_METRIC, LOAD_METRIC, FORECAST_METRIC)
+REPLICA_UNIT_METRICS: Final[tuple[str, ...]] = PUBLISHED_METRICS
 """Metrics already in replica units: KEDA gets target 1 for them (AverageValue pass-through)."""
 DEFAULT_METRIC: Final = DESIRED_METRIC
 DEFAULT_ACTIVATION_EPSILON: Final = 0.01

@@ -22,7 +22,7 @@ from typing import Any, Final, cast
 import grpc
 from cryptography import x509
 
-from autoscaler.store import RecommendationStore
+from autoscaler.live.store import RecommendationStore
 from external_metrics.keda import externalscaler_pb2_grpc as pb_grpc
 from external_metrics.keda.errors import BindError
 from external_metrics.keda.reading import DEFAULT_ACTIVATION_EPSILON

@@ -37,9 +37,9 @@ from typing import Final, NoReturn, TypeVar
 
 import grpc
 
+from autoscaler.core.recommendation import Recommendation
 from autoscaler.errors import quoted
-from autoscaler.recommendation import Recommendation
-from autoscaler.store import Entry, RecommendationStore
+from autoscaler.live.store import Entry, RecommendationStore
 from external_metrics.keda import externalscaler_pb2 as pb
 from external_metrics.keda import externalscaler_pb2_grpc as pb_grpc
 from external_metrics.keda.errors import (

@@ -61,6 +61,7 @@ from autoscaler.clients.kube import (
     read_json,
     read_workload_call,
 )
+from autoscaler.core.signals import ReplicaCounts
 from autoscaler.replica_states import (
     DEFAULT_TIME_TO_READY_WINDOW,
     MalformedPodError,
@@ -71,7 +72,6 @@ from autoscaler.replica_states import (
     replica_counts,
     selector_matches,
 )
-from autoscaler.signals import ReplicaCounts
 
 __all__ = ["NotSyncedError", "PodWatcher", "WatchedWorkload"]
 

@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from autoscaler.recommendation import Recommendation
-from autoscaler.signals import SignalSnapshot
+from autoscaler.core.recommendation import Recommendation
+from autoscaler.core.signals import SignalSnapshot
 
 
 class Freshness(Enum):

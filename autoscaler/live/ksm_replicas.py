@@ -41,8 +41,8 @@ from typing import Final
 
 from autoscaler.clients.prometheus import PrometheusAPI, Sample
 from autoscaler.config import WorkloadConfig
+from autoscaler.core.signals import ReplicaCounts
 from autoscaler.replica_states import PodView, ReplicaState, TimeToReadyWindow, replica_counts
-from autoscaler.signals import ReplicaCounts
 
 __all__ = ["KubeStateMetricsReplicas", "KsmPod", "ksm_queries", "pods_by_workload"]
 
@@ -155,7 +155,7 @@ def _state(pod: KsmPod) -> ReplicaState:
 
 
 class KubeStateMetricsReplicas:
-    """A :class:`~autoscaler.loop.ReplicaSource` reading kube-state-metrics through Prometheus.
+    """A :class:`~autoscaler.live.loop.ReplicaSource` reading kube-state-metrics through Prometheus.
 
     ``counts`` refreshes every workload at once the first time it is called for a new ``now``
     (the loop asks for every workload with the same tick time), so a tick costs 10 queries.

@@ -2,7 +2,7 @@
 
 One :class:`ControlLoop` owns one policy object per configured workload (the policy holds the
 forecaster and the learned capacity, so its state must live as long as the service) and writes
-the :class:`~autoscaler.store.RecommendationStore` that every server reads. Everything it talks
+the :class:`~autoscaler.live.store.RecommendationStore` that every server reads. Everything it talks
 to is passed in: the Prometheus API, the replica-state source (the Kubernetes watch), the shadow
 source (the workload's current HPA), the event sink, the clock and the metrics registry. That is
 what lets the integration test run it against a real Prometheus and the unit tests against the
@@ -26,27 +26,28 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from autoscaler.clients.prometheus import PrometheusAPI
-from autoscaler.collection import (
+from autoscaler.config import ServiceConfig, WorkloadConfig
+from autoscaler.core.recommendation import Recommendation, hold
+from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
+from autoscaler.core.wire_names import DESIRED_METRIC
+from autoscaler.engines.base import EngineProfile
+from autoscaler.engines.guards import guards_of, memory_guard
+from autoscaler.engines.promql import build_fleet_queries
+from autoscaler.live.collection import (
     collect,
     collect_history,
     scraped_pods,
     with_scraped_pods,
     workload_key,
 )
-from autoscaler.completeness import default_coverage, raise_to_floor
-from autoscaler.config import ServiceConfig, WorkloadConfig
-from autoscaler.engines.base import EngineProfile
-from autoscaler.engines.guards import guards_of, memory_guard
-from autoscaler.engines.promql import build_fleet_queries
-from autoscaler.loop_metrics import LoopMetrics
+from autoscaler.live.completeness import default_coverage, raise_to_floor
+from autoscaler.live.loop_metrics import LoopMetrics
+from autoscaler.live.store import CurrentAutoscaler, RecommendationStore, WorkloadInfo
 from autoscaler.perf.capacity import seed_capacity, work_weights
 from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.base import Policy, PolicyContext
-from autoscaler.policies.forecast import DESIRED_METRIC, ForecastPolicy
-from autoscaler.recommendation import Recommendation, hold
+from autoscaler.policies.forecast import ForecastPolicy
 from autoscaler.replica_states import DEFAULT_LEAD_TIME_S
-from autoscaler.signals import ReplicaCounts, SignalSnapshot
-from autoscaler.store import CurrentAutoscaler, RecommendationStore, WorkloadInfo
 
 log = logging.getLogger(__name__)
 

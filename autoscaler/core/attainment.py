@@ -1,6 +1,6 @@
 """Observed SLO attainment, read from latency histograms' buckets. Pure: no I/O, no clock.
 
-The SLO is per request (:class:`~autoscaler.slo.SloSpec`: TTFT within a budget that grows with
+The SLO is per request (:class:`~autoscaler.core.slo.SloSpec`: TTFT within a budget that grows with
 the prompt, and time per output token within ``tpot_s``) at an attainment target such as 99%. A
 p90 cannot see a 1-3% tail, and that tail is exactly what the target is about, so the capacity
 learner watches the share of requests within the budgets itself. Engines export histograms, not
@@ -36,8 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autoscaler.signals import SignalSnapshot
-from autoscaler.slo import SloSpec
+from autoscaler.core.signals import SignalSnapshot
+from autoscaler.core.slo import SloSpec
 
 Buckets = Sequence[tuple[float, float]]
 """Cumulative histogram ``(le, value)`` pairs, ascending ``le``, ``+Inf`` last (rates or counts:

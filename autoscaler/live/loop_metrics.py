@@ -11,8 +11,9 @@ import math
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from autoscaler.recommendation import Recommendation
-from autoscaler.signals import SignalSnapshot
+from autoscaler.core.recommendation import Recommendation
+from autoscaler.core.signals import SignalSnapshot
+from autoscaler.core.wire_names import FORECAST_METRIC, LOAD_METRIC
 
 _WORKLOAD = ("namespace", "workload")
 
@@ -128,10 +129,10 @@ class LoopMetrics:
         assert rec.desired_replicas is not None
         self.desired.labels(ns, name).set(rec.desired_replicas)
         by_name = {m.name: m.value for m in rec.metrics}
-        if "llm_load_replicas" in by_name:
-            self.load.labels(ns, name).set(by_name["llm_load_replicas"])
-        if "llm_forecast_load_replicas" in by_name:
-            self.forecast.labels(ns, name).set(by_name["llm_forecast_load_replicas"])
+        if LOAD_METRIC in by_name:
+            self.load.labels(ns, name).set(by_name[LOAD_METRIC])
+        if FORECAST_METRIC in by_name:
+            self.forecast.labels(ns, name).set(by_name[FORECAST_METRIC])
 
     def observe_signals(self, snap: SignalSnapshot) -> None:
         """The signals worth charting beside the recommendation (GPU memory, from DCGM)."""

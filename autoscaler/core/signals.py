@@ -66,7 +66,7 @@ class SignalSnapshot:
     """TTFT histogram over the rate window: cumulative per-second rates per upper bound ``le``,
     ascending, ``+Inf`` last (as ``sum by (le) (rate(..._bucket[1m]))`` gives); empty when not
     exported. With ``tpot_buckets`` it gives the observed SLO attainment
-    (:mod:`autoscaler.attainment`)."""
+    (:mod:`autoscaler.core.attainment`)."""
     tpot_buckets: tuple[tuple[float, float], ...] = field(default=())
     """Per-request time-per-output-token histogram, as ``ttft_buckets`` (vLLM V1's
     ``vllm:request_time_per_output_token_seconds``; not the per-token inter-token latency)."""

@@ -47,12 +47,12 @@ from autoscaler.clients.prometheus import (
     Sample,
 )
 from autoscaler.config import WorkloadConfig
+from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.engines import gateway
 from autoscaler.engines.base import EngineProfile
 from autoscaler.engines.promql import GroupingLabels, Query, build_fleet_queries
 from autoscaler.errors import InputError, UnknownNameError
 from autoscaler.sample_checks import sample_problem
-from autoscaler.signals import ReplicaCounts, SignalSnapshot
 
 __all__ = [
     "CORE_FIELDS",

@@ -1,6 +1,6 @@
 """Is a workload's rate window covered by data? Fail static until it is.
 
-Freshness (the newest sample's age, :mod:`autoscaler.collection`) is not enough. After a
+Freshness (the newest sample's age, :mod:`autoscaler.live.collection`) is not enough. After a
 Prometheus outage, or a target whose scrapes failed, ``rate(x[w])`` is computed from the few
 samples since data came back: a fleet serving 5.7 req/s read 0.34 req/s for a minute after a
 gap, and the policy published scale-downs from it. A rate is whole only once a full window
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from autoscaler.recommendation import Candidate, PublishedMetric, Recommendation
+from autoscaler.core.recommendation import Candidate, PublishedMetric, Recommendation
 
 __all__ = ["WindowCoverage", "default_coverage", "raise_to_floor"]
 
