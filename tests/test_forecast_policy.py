@@ -384,18 +384,6 @@ def test_latency_does_not_scale_the_ready_count_past_replicas_already_on_the_way
     assert latency.replicas == 12.0
 
 
-def test_the_band_never_plans_past_the_windows_peak_demand_with_head_room():
-    """On/off load teaches the band the off-to-on jump; applied to the on phase's own demand it
-    planned x6 of it. The plan stays within the highest demand seen (x min_headroom)."""
-    policy = ForecastPolicy(CTX)
-    for k in range(480):
-        on = k % 40 >= 24  # four minutes on, six off (the onoff-code family's shape)
-        rec = policy.recommend(snap(15.0 * k, ready=20, prompt_rate=16000.0 if on else 2000.0))
-    assert policy.band.factor(policy.band_quantile) > 2.0  # the band did learn the jump
-    forecast = next(c for c in rec.candidates if c.reason == "forecast")
-    assert "(band x1.20," in forecast.detail  # the point (the peak or above) x min_headroom
-
-
 def _memory_snap(t, usage, waiting, per_replica=(), growth=0.5):
     return replace(
         snap(t, waiting=waiting, kv=None, growth=growth),

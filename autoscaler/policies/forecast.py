@@ -329,8 +329,6 @@ class RelativeBand:
         self._tick = 0
         self._pending: deque[tuple[int, float]] = deque()
         self._log_ratios: deque[float] = deque(maxlen=window)
-        self._peaks: deque[tuple[int, float]] = deque()
-        """(tick, actual) pairs, actuals decreasing: the window's maximum is the first."""
 
     @property
     def scored(self) -> int:
@@ -341,12 +339,6 @@ class RelativeBand:
         ``censored`` actual (demand measured under overload, when completions saturate and the
         estimate leans on queue growth) scores nothing."""
         self._tick += 1
-        peaks = self._peaks
-        while peaks and peaks[-1][1] <= actual:
-            peaks.pop()
-        peaks.append((self._tick, actual))
-        while peaks[0][0] <= self._tick - self.window:
-            peaks.popleft()
         while self._pending and self._pending[0][0] <= self._tick:
             due, point = self._pending.popleft()
             if due == self._tick and point > 0 and actual > 0 and not censored:
@@ -362,11 +354,6 @@ class RelativeBand:
         if self._pending and self._pending[-1][0] > due:
             return  # the lead shrank: keep the queue ordered, skip this one
         self._pending.append((due, point))
-
-    @property
-    def peak(self) -> float:
-        """The highest demand observed over the last ``window`` ticks (0 before any)."""
-        return self._peaks[0][1] if self._peaks else 0.0
 
     def factor(self, q: float) -> float:
         """Upper band as a multiple of the point forecast."""
@@ -531,10 +518,7 @@ class ForecastPolicy:
         # never below the latest 1-minute rate: the smoothed series lags a step up by a minute,
         # and a replica ordered a minute late serves a minute late
         point = max(float(path.max()), smoothed, demand)
-        # ... and never above the window's peak demand with head-room, unless the point itself
-        # is higher: on/off load teaches the band the off-to-on jump (x5 or more), which would
-        # otherwise multiply the on phase's own demand too (4x the oracle's GPU-hours)
-        upper = min(point * band, max(point, self.band.peak) * self.min_headroom)
+        upper = point * band
         backlog = self._backlog_replicas(snap, mean_work, capacity, lead, gateway_backlog)
         held = " (the gateway's backlog included)" if gateway_backlog > 0 else ""
         candidates = [
