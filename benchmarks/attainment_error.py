@@ -29,7 +29,7 @@ import argparse
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 from _common import emit
@@ -41,8 +41,8 @@ from autoscaler.core.signals import SignalSnapshot
 from autoscaler.hpa.spec import HpaSpec
 from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.base import Actuation, Policy, PolicyContext
-from autoscaler.policies.forecast import RATE_WINDOW_S
 from autoscaler.policies.registry import make_policy
+from autoscaler.simulation.engine import SimConfig
 from autoscaler.simulation.runner import RunRequest, run_seed
 from autoscaler.traces.families import FAMILIES
 
@@ -77,6 +77,8 @@ def measure(task: tuple[str, Spec, int, float]) -> dict[str, object]:
     run = run_seed(workload_trace(spec, seed), replace(req, rate_scale=spec[2]), seed, make=make)
     out, slo, policy = run.outputs["forecast"], req.slo, recorders[0]
     warmup = out.warmup_s
+    # the window the simulated snapshots' histograms cover (the runner keeps SimConfig's default)
+    window = next(float(f.default) for f in fields(SimConfig) if f.name == "rate_window_s")
     reqs = out.reqs
     arrival = reqs.arrival_arr
     first, fin = reqs.column("first_token"), reqs.column("finished")
@@ -91,11 +93,11 @@ def measure(task: tuple[str, Spec, int, float]) -> dict[str, object]:
         t = snap.timestamp
         if t < warmup:
             continue
-        seen = observed_attainment(snap, slo, RATE_WINDOW_S)
+        seen = observed_attainment(snap, slo, window)
         if seen is None or seen.requests < min_requests:
             continue
-        in_ttft = (first > t - RATE_WINDOW_S) & (first <= t)
-        done = (fin > t - RATE_WINDOW_S) & (fin <= t)
+        in_ttft = (first > t - window) & (first <= t)
+        done = (fin > t - window) & (fin <= t)
         done_multi = done & multi
         if not in_ttft.any() or not done_multi.any():
             continue

@@ -75,10 +75,6 @@ NO_GPU_MEMORY = (
 )
 """The fallback named when the memory-pressure guard is live but has no GPU memory to read."""
 
-RATE_WINDOW_S = 60.0
-"""The rate window of the snapshot's histograms (1m, the collector's and the simulator's): turns
-bucket rates into the request counts that weight the capacity learner's windows."""
-
 
 def default_forecaster() -> Forecaster:
     """The forecaster the policy runs on token-work demand (1-minute means, one per tick)."""
