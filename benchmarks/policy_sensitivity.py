@@ -38,6 +38,7 @@ from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.policies.forecast import ForecastPolicy
 from autoscaler.simulation.engine import RunOutput
+from autoscaler.simulation.fleet import INITIALIZING, PROVISIONING, PULLING
 from autoscaler.simulation.prefetch import PrefetchSim
 from autoscaler.simulation.runner import ORACLE_LATE, RunRequest, run_seed
 from autoscaler.traces.families import FAMILIES
@@ -76,8 +77,14 @@ def make_variant(name: str, ctx: PolicyContext) -> Policy:
 
 def warm_share_after(out: RunOutput) -> float | None:
     """Share of the pods created after the warm-up that were scheduled on a node holding the
-    image (None when no pod was created then)."""
-    late = [r for r in out.fleet.records if r.created >= out.warmup_s and r.node is not None]
+    image (None when no pod was created then). A pod's node is cleared when it is deleted, so
+    "was scheduled" is read from its having become ready or being on its way there."""
+    starting = (PROVISIONING, PULLING, INITIALIZING)
+    late = [
+        r
+        for r in out.fleet.records
+        if r.created >= out.warmup_s and (r.ready_at is not None or r.phase in starting)
+    ]
     return sum(1 for r in late if r.warm) / len(late) if late else None
 
 
