@@ -15,7 +15,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +137,19 @@ def api_status(url: str) -> int:
 def api_json(url: str) -> dict[str, Any] | None:
     status, body = api_get(url)
     return body if status == 200 and isinstance(body, dict) else None
+
+
+@contextmanager
+def running(procs: Sequence[Proc]) -> Iterator[None]:
+    """Start ``procs`` in order; on the way out kill whatever still runs (last started first)
+    and print every log, so a failing test shows what each process said."""
+    try:
+        for p in procs:
+            p.start()
+        yield
+    finally:
+        for p in reversed(procs):
+            if p.alive():
+                p.stop(signal.SIGKILL)
+        for p in procs:
+            print(f"---- {p.name} log ----\n{p.tail()}")

@@ -31,6 +31,7 @@ from tests.live_stack import (
     cli,
     metric,
     prometheus_proc,
+    running,
     serve_proc,
     step_trace,
     wait_for,
@@ -81,16 +82,8 @@ def stack(
 ) -> Iterator[dict[str, Any]]:
     engine, low, high = request.param
     procs, urls = start_stack(tmp_path, prometheus_binary, engine, low, high)
-    try:
-        for p in procs:
-            p.start()
+    with running(procs):
         yield {"engine": engine, "serve": procs[2], **urls}
-    finally:
-        for p in reversed(procs):
-            if p.alive():
-                p.stop(signal.SIGKILL)
-        for p in procs:
-            print(f"---- {p.name} log ----\n{p.tail()}")
 
 
 def fields_of(row: dict[Any, tuple[str, ...]]) -> set[str]:

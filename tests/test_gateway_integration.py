@@ -29,6 +29,7 @@ from tests.live_stack import (
     cli,
     metric,
     prometheus_proc,
+    running,
     serve_proc,
     step_trace,
     wait_for,
@@ -77,21 +78,13 @@ def stack(tmp_path: Path, prometheus_binary: str) -> Iterator[dict[str, object]]
     prometheus = prometheus_proc(prometheus_binary, tmp_path, prom_port)
     serve = serve_proc(tmp_path)
     procs = [emulator, prometheus, serve]
-    try:
-        for p in procs:
-            p.start()
+    with running(procs):
         yield {
             "serve": serve,
             "metrics": f"http://127.0.0.1:{health}/metrics",
             "api": f"https://127.0.0.1:{https}/v1/workloads/default/llm",
             "prom": f"http://127.0.0.1:{prom_port}",
         }
-    finally:
-        for p in reversed(procs):
-            if p.alive():
-                p.stop(signal.SIGKILL)
-        for p in procs:
-            print(f"---- {p.name} log ----\n{p.tail()}")
 
 
 def forecast_detail(api: str) -> str | None:

@@ -27,6 +27,7 @@ from tests.live_stack import (
     cli,
     metric,
     prometheus_proc,
+    running,
     serve_proc,
     step_trace,
     wait_for,
@@ -59,9 +60,7 @@ def stack(tmp_path: Path, prometheus_binary: str) -> Iterator[dict[str, object]]
     prometheus = prometheus_proc(prometheus_binary, tmp_path, prom_port)
     serve = serve_proc(tmp_path)
     procs = [emulator, prometheus, serve]
-    try:
-        for p in procs:
-            p.start()
+    with running(procs):
         yield {
             "serve": serve,
             "prometheus": prometheus,
@@ -70,12 +69,6 @@ def stack(tmp_path: Path, prometheus_binary: str) -> Iterator[dict[str, object]]
             "api": f"https://127.0.0.1:{https}/v1/workloads/default/llm",
             "prom": f"http://127.0.0.1:{prom_port}",
         }
-    finally:
-        for p in reversed(procs):
-            if p.alive():
-                p.stop(signal.SIGKILL)
-        for p in procs:
-            print(f"---- {p.name} log ----\n{p.tail()}")
 
 
 def test_the_recommendation_follows_a_load_step_fails_static_and_recovers(stack):
