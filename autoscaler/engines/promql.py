@@ -25,7 +25,9 @@ Shapes (``W`` = ``namespace, workload``; ``[1m]`` = the rate window):
   labels dcgm-exporter adds with Kubernetes pod mapping - through one of the engine's
   per-replica gauges, which carries ``workload``; per replica its fullest GPU
   (``max by (W, pod)``), then ``avg`` and ``max`` of those by ``W``. GPUs no pod holds
-  (``pod=""``) match no replica.
+  (``pod=""``) match no replica. Without pod mapping, a replica gets its node's fullest GPU: the
+  GPU's node (``node`` or dcgm-exporter's ``Hostname``) joined to the pod's through
+  kube-state-metrics' ``kube_pod_info``.
 
 A signal with several series (two generations of names) is still one query. Counters and gauges
 put ``or`` inside the aggregation (``sum by (W) (rate(a[1m]) or rate(b[1m]))``) so that during a
@@ -258,6 +260,12 @@ def gpu_memory_queries(
     so ``* on (namespace, pod) group_left (workload)`` files every GPU under its replica without
     a Kubernetes call. A replica with several GPUs (tensor parallel) counts its fullest one,
     which is where an allocation fails first. Empty when either profile lacks the series.
+
+    Without pod mapping (the exporter not given the kubelet's pod-resources socket) a GPU is
+    known only by its node, so a replica whose pod has no mapped GPU gets the fullest GPU of its
+    node (:func:`_gpu_memory_by_node`). That is exact for a replica that owns its node, and an
+    over-estimate where other tenants share it: the memory guard it feeds only ever adds
+    replicas, and only with a growing queue.
     """
     lb = labels or GroupingLabels()
     gauges = [s for s in REPLICA_GAUGES if engine.series(s)]
@@ -268,17 +276,62 @@ def gpu_memory_queries(
     replica = " or ".join(
         selector(s, extra=extra_matchers) for s in _unique(engine.series(gauges[0]))
     )
+    replicas = f"group by ({lb.by(lb.pod)}) ({replica})"
     per_gpu = (
         f"({used} / ({used} + {free})) * on ({lb.namespace}, {lb.pod}) group_left ({lb.workload}) "
-        f"group by ({lb.by(lb.pod)}) ({replica})"
+        f"{replicas}"
     )
-    per_pod = f"max by ({lb.by(lb.pod)}) ({per_gpu})"
+    mapped = f"max by ({lb.by(lb.pod)}) ({per_gpu})"
+    per_pod = f"{mapped} or {_gpu_memory_by_node(used, free, replicas, lb)}"
     w = lb.by()
     return (
         Query("per_replica_gpu_memory_usage", Signal.GPU_MEMORY_USED, per_pod),
         Query("gpu_memory_usage", Signal.GPU_MEMORY_USED, f"avg by ({w}) ({per_pod})"),
         Query("gpu_memory_usage_max", Signal.GPU_MEMORY_USED, f"max by ({w}) ({per_pod})"),
     )
+
+
+POD_NODE_SERIES = "kube_pod_info"
+"""kube-state-metrics' pod series: its ``node`` label is where the pod was scheduled (empty
+while it is pending)."""
+
+GPU_NODE_LABEL = "Hostname"
+"""dcgm-exporter's host label: the node's name when the exporter runs with ``NODE_NAME`` set from
+the downward API (its Helm chart and the GPU operator do), else the exporter pod's own name, which
+matches no node, so the node join finds nothing rather than a wrong node."""
+
+
+def _with_matcher(sel: str, matcher: str) -> str:
+    """``sel`` with one more matcher (``selector`` writes equality matchers only)."""
+    return f"{sel[:-1]},{matcher}}}" if sel.endswith("}") else f"{sel}{{{matcher}}}"
+
+
+def _gpu_memory_by_node(used: str, free: str, replicas: str, lb: GroupingLabels) -> str:
+    """Per replica, the fullest GPU of its node: the GPU -> pod join without pod mapping.
+
+    A GPU's node is the scrape's ``node`` label where a relabel rule set one, else the
+    exporter's ``Hostname``; a replica's node is kube-state-metrics' ``kube_pod_info``. Only
+    pods with no mapped GPU use it (the caller puts it after ``or``).
+    """
+
+    def share(matcher: str) -> str:
+        u, f = _with_matcher(used, matcher), _with_matcher(free, matcher)
+        return f"({u} / ({u} + {f}))"
+
+    labelled, unlabelled = share('node!=""'), share('node=""')
+    gpu_node = (
+        f"max by (node) ({labelled}) or max by (node) "
+        f'(label_replace({unlabelled}, "node", "$1", "{GPU_NODE_LABEL}", "(.+)"))'
+    )
+    pods = f'{POD_NODE_SERIES}{{node!=""}}'
+    for ours, theirs in ((lb.pod, "pod"), (lb.namespace, "namespace")):
+        if ours != theirs:
+            pods = f'label_replace({pods}, "{ours}", "$1", "{theirs}", "(.+)")'
+    placed = (
+        f"{replicas} * on ({lb.namespace}, {lb.pod}) group_left (node) "
+        f"group by ({lb.namespace}, {lb.pod}, node) ({pods})"
+    )
+    return f"max by ({lb.by(lb.pod)}) (({gpu_node}) * on (node) group_right () ({placed}))"
 
 
 def build_fleet_queries(
