@@ -66,11 +66,11 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the service until SIGTERM (external_metrics.assemble builds the parts)."""
+    """Run the service until SIGTERM (serve_assembly builds the parts)."""
     import logging
 
+    from autoscaler.cli.serve_assembly import ServeOptions, serve
     from autoscaler.config import load_config, prom_duration_seconds
-    from external_metrics.assemble import ServeOptions, serve
 
     logging.basicConfig(
         level=args.log_level.upper(),
