@@ -27,13 +27,13 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from autoscaler.plotting import plot_replicas, require_matplotlib
+    from autoscaler.offline.plotting import plot_replicas, require_matplotlib
 
     require_matplotlib("demo's replicas.png")
+    from autoscaler.offline.tables import markdown
     from autoscaler.policies.registry import policy_names
     from autoscaler.simulation.results import mean_over_seeds
     from autoscaler.simulation.runner import REFERENCES, run_seed
-    from autoscaler.tables import markdown
     from autoscaler.traces.synthetic import SyntheticWorkload, generate
 
     workload = SyntheticWorkload()

@@ -42,11 +42,11 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Backtest every forecaster on the trace's demand series (see autoscaler.forecast_eval)."""
+    """Backtest every forecaster on the trace's demand series (see offline.forecast_eval)."""
     import math
 
-    from autoscaler.forecast_eval import forecast_eval, format_table, horizon_steps
-    from autoscaler.series import SERIES_KINDS, load_series
+    from autoscaler.offline.forecast_eval import forecast_eval, format_table, horizon_steps
+    from autoscaler.offline.series import SERIES_KINDS, load_series
 
     if args.series not in SERIES_KINDS:
         raise InputError(f"unknown --series {args.series!r}; known: {', '.join(SERIES_KINDS)}")

@@ -80,12 +80,12 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Gather the history, then backtest, replay, recommend and write (autoscaler.report)."""
+    """Gather the history, then backtest, replay, recommend and write (offline.report)."""
     import logging
     import time
 
-    from autoscaler.plotting import require_matplotlib
-    from autoscaler.report import build, history, replay
+    from autoscaler.offline.plotting import require_matplotlib
+    from autoscaler.offline.report import build, history, replay
     from autoscaler.simulation.oracle import work_weights
 
     require_matplotlib("the report's plots")
@@ -142,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             from autoscaler.clients.prometheus import PrometheusClient
             from autoscaler.engines.registry import GPU_MEMORY, get_engine
+            from autoscaler.live.collection import collect_history
 
             now = time.time()
             with PrometheusClient(args.prometheus) as api:
@@ -152,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
                     end=history.parse_time(args.end, now=now),
                     profile=get_engine(args.engine),
                     weights=weights,
+                    collect=collect_history,
                     step=args.step,
                     window=args.rate_window,
                     url=args.prometheus,

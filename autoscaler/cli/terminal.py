@@ -54,7 +54,7 @@ class ProgressBar:
 def print_table(result: dict[str, Any], title: str) -> None:
     from rich.console import Console
 
-    from autoscaler.tables import rich_table
+    from autoscaler.offline.tables import rich_table
 
     console = Console()
     console.print(rich_table(result["policies"], title))
