@@ -16,4 +16,8 @@ Acting on the cluster (through ``autoscaler.clients.kube``):
   calls each tick.
 
 ``docs/prefetch.md`` describes the whole; this package never decides replica counts.
+
+May import: the core, ``autoscaler.config``, ``autoscaler.errors`` and, in the acting modules
+only, ``autoscaler.clients.kube``. Never a policy (``tests/test_layout.py``): it follows the
+recommendation, it does not make it.
 """

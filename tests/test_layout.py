@@ -262,3 +262,17 @@ def test_the_line_limit_would_catch_a_long_module(tmp_path, monkeypatch):
     (pkg / "api_pb2.py").write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
     monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
     assert _long_modules() == {"autoscaler/long.py": MAX_MODULE_LINES + 1}
+
+
+ROOMS = ("autoscaler/core", "autoscaler/live", "autoscaler/clients", "autoscaler/engines",
+         "autoscaler/perf", "autoscaler/hpa", "autoscaler/traces", "autoscaler/emulation",
+         "autoscaler/offline", "autoscaler/cli", "autoscaler/config", "forecasting", "cache",
+         "external_metrics", "external_metrics/keda")  # fmt: skip
+"""Packages whose ``__init__`` docstring states what the room is for and what it may import.
+``autoscaler/policies`` and ``autoscaler/simulation`` join once their refactors have landed."""
+
+
+@pytest.mark.parametrize("package", ROOMS)
+def test_each_room_says_what_it_may_import(package):
+    doc = ast.get_docstring(ast.parse((ROOT / package / "__init__.py").read_text())) or ""
+    assert "May import" in doc
