@@ -27,10 +27,9 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -53,22 +52,10 @@ from autoscaler.traces.servegen import RateWindows
 FloatArray = npt.NDArray[np.float64]
 
 
-class HistoryCollector(Protocol):
-    """Reads the workloads' snapshots over a range, one set per step: the signature of
-    :func:`autoscaler.live.collection.collect_history`, which the CLI passes in."""
-
-    def __call__(
-        self,
-        api: PrometheusAPI,
-        workloads: Sequence[WorkloadConfig],
-        *,
-        start: float,
-        end: float,
-        step: float,
-        engines: Mapping[str, EngineProfile],
-        window: str = ...,
-        gpu_memory: EngineProfile | None = ...,
-    ) -> list[tuple[float, dict[str, SignalSnapshot]]]: ...
+HistoryCollector = Callable[..., list[tuple[float, dict[str, SignalSnapshot]]]]
+"""Reads the workloads' snapshots over a range, one set per step, called as
+``collect(api, [workload], start=, end=, step=, engines=, window=, gpu_memory=)``: the CLI passes
+:func:`autoscaler.live.collection.collect_history`."""
 
 
 MAX_POINTS_PER_SERIES = 11_000
