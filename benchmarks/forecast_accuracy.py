@@ -5,9 +5,9 @@ Workloads (issue 4, acceptance): ``azure2023_conv.csv`` and ``mooncake_synthetic
 at a 15 s interval, as token work per second (what the ``forecast`` policy scales on) and as
 requests per second, horizons 60 s, 240 s (the default lead time) and 300 s; the ServeGen language
 models ``m-large``, ``m-mid`` and ``m-small`` at their 600 s windows, horizons of 1 and 3 windows.
-Everything goes through :func:`autoscaler.forecast_eval.forecast_eval`, i.e. the same backtest as
-``llm-autoscaler forecast-eval``: models fitted once and updated point by point, one window per
-cutoff (step 1), 1,000 block-bootstrap replicates over cutoffs.
+Everything goes through :func:`autoscaler.offline.forecast_eval.forecast_eval`, i.e. the same
+backtest as ``llm-autoscaler forecast-eval``: models fitted once and updated point by point, one
+window per cutoff (step 1), 1,000 block-bootstrap replicates over cutoffs.
 
 Two rows answer "how good is the selected model": ``selected`` is the candidate the online
 selector used most often (its backtest row, as ``forecast-eval`` reports it), ``selector`` is the
@@ -28,8 +28,8 @@ from typing import Any
 
 from _common import ROOT, emit, shared_or_exit
 
-from autoscaler.forecast_eval import SELECTOR, forecast_eval
-from autoscaler.series import load_series
+from autoscaler.offline.forecast_eval import SELECTOR, forecast_eval
+from autoscaler.offline.series import load_series
 
 REQUEST_TRACES = ("traces/azure2023_conv.csv", "traces/mooncake_synthetic_trace.jsonl")
 REQUEST_SERIES = ("token_work", "requests")

@@ -3,8 +3,8 @@
 Pure decisions (no I/O; the simulator uses them as they are):
 
 - :mod:`cache.inventory`: nodes, their images (``status.images``), free GPUs and disk, from the
-  API's raw dicts; plus :class:`~cache.inventory.WatchedInventory`, the same kept current by a
-  list + watch through an injected source.
+  API's raw dicts (:mod:`cache.watched_inventory` keeps the same current by a list + watch
+  through an injected source).
 - :mod:`cache.placement`: the workload's nodeSelector, node affinity and tolerations.
 - :mod:`cache.planner`: which nodes to pull onto, how many, when to stop.
 
@@ -16,4 +16,8 @@ Acting on the cluster (through ``autoscaler.clients.kube``):
   calls each tick.
 
 ``docs/prefetch.md`` describes the whole; this package never decides replica counts.
+
+May import: the core, ``autoscaler.config``, ``autoscaler.errors`` and, in the acting modules
+only, ``autoscaler.clients.kube``. Never a policy (``tests/test_layout.py``): it follows the
+recommendation, it does not make it.
 """

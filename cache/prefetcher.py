@@ -4,8 +4,8 @@
 
 1. nothing unless prefetch is enabled for the workload, this replica is the **leader**
    (:mod:`cache.leader`), and the node/pod **inventory** has completed its first list
-   (:class:`~cache.inventory.WatchedInventory`; an empty inventory would read as "no eligible
-   node");
+   (:class:`~cache.watched_inventory.WatchedInventory`; an empty inventory would read as "no
+   eligible node");
 2. read the workload's Deployment (cached for ``deployment_refresh_s``): owner uid, pull secrets,
    tolerations, and the placement rules the planner applies;
 3. read its prefetch Jobs back: a success marks the node warm at once (``status.images`` lags
@@ -49,20 +49,9 @@ from autoscaler.config import WorkloadConfig
 from autoscaler.core.recommendation import Recommendation
 from autoscaler.core.wire_names import FORECAST_METRIC, LOAD_METRIC
 from autoscaler.errors import ExternalSystemError
-from cache.executor import (
-    EventApi,
-    Executor,
-    JobApi,
-    JobSettings,
-    JobTemplate,
-    LabelApi,
-    PrefetchMetrics,
-    image_hash,
-    template_from_workload,
-)
+from cache.executor import EventApi, Executor, JobApi, LabelApi, PrefetchMetrics
 from cache.inventory import (
     Inventory,
-    WatchedInventory,
     image_size_from_nodes,
     parse_image_ref,
     pod_gpu_request,
@@ -80,6 +69,8 @@ from cache.planner import (
     plan_prefetch,
     recent_rise,
 )
+from cache.prefetch_jobs import JobSettings, JobTemplate, image_hash, template_from_workload
+from cache.watched_inventory import WatchedInventory
 
 __all__ = [
     "DEFAULT_LEASE_NAME",

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from autoscaler.clients.kube.reviews import UserInfo
 from autoscaler.live.store import RecommendationStore
+from external_metrics.access import UserInfo
 from external_metrics.lookup import WorkloadIndex
 
 STORE = web.AppKey("store", RecommendationStore)

@@ -47,18 +47,18 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from kubernetes import client
 
-from autoscaler.clients.kube import KubernetesError, reviews
-from autoscaler.clients.kube.reviews import (
+from autoscaler.errors import ExternalSystemError
+from external_metrics.access import (
     AccessReviewResult,
+    Attributes,
     NonResourceAttributes,
     RequestHeaderSettings,
     ResourceAttributes,
+    Reviewer,
     TokenReviewResult,
     UserInfo,
 )
@@ -68,8 +68,6 @@ from external_metrics.status import StatusError
 from external_metrics.ttl_cache import TTLCache
 
 log = logging.getLogger(__name__)
-
-Attributes = ResourceAttributes | NonResourceAttributes
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +80,6 @@ class AuthConfig:
     cache_size: int = 4096
     token_audiences: tuple[str, ...] = ()
     review_timeout_s: float = 5.0
-
-
-class Reviewer(Protocol):
-    """The two questions we ask the API server (``reviews.KubeReviewer`` answers them)."""
-
-    def review_token(self, token: str) -> TokenReviewResult: ...
-
-    def review_access(self, user: UserInfo, attributes: Attributes) -> AccessReviewResult: ...
 
 
 class Authenticator:
@@ -134,7 +124,7 @@ class Authenticator:
         if result is None:
             try:
                 result = await asyncio.to_thread(self.reviewer.review_token, token)
-            except KubernetesError as exc:
+            except ExternalSystemError as exc:
                 log.warning("token review failed, answering 401: %s", exc)
                 raise StatusError(
                     401, "Unauthorized: the bearer token could not be verified right now"
@@ -165,7 +155,7 @@ class Authenticator:
         if result is None:
             try:
                 result = await asyncio.to_thread(self.reviewer.review_access, user, attributes)
-            except KubernetesError as exc:
+            except ExternalSystemError as exc:
                 log.error("subject access review failed, answering 500: %s", exc)
                 raise StatusError(
                     500, "Internal error: authorization could not be checked"
@@ -271,28 +261,3 @@ def auth_middleware(authenticator: Authenticator) -> Middleware:
         return await handler(request)
 
     return authenticate_and_authorize
-
-
-def build_authenticator(api: client.ApiClient, config: AuthConfig) -> Authenticator | None:
-    """The Authenticator for ``serve``: reads the requestheader ConfigMap once, at start-up.
-
-    None when ``insecure_skip_auth`` is set (the
-    caller then passes None to :func:`external_metrics.app.create_api_app`). Synchronous: call
-    it before the event loop serves, or through ``asyncio.to_thread``. A rotated front-proxy CA
-    is picked up on restart.
-    """
-    if config.insecure_skip_auth:
-        log.warning("authentication and authorization are OFF (insecure_skip_auth)")
-        return None
-    settings = reviews.read_requestheader_settings(api, timeout_s=config.review_timeout_s)
-    if settings is None:
-        log.warning(
-            "the cluster publishes no requestheader-client-ca-file: requests through the "
-            "kube-aggregator cannot be authenticated, only bearer tokens"
-        )
-    reviewer = reviews.KubeReviewer(
-        api, audiences=config.token_audiences, timeout_s=config.review_timeout_s
-    )
-    return Authenticator(
-        reviewer, settings, cache_ttl_s=config.cache_ttl_s, cache_size=config.cache_size
-    )

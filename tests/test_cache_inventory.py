@@ -13,7 +13,6 @@ from cache.inventory import (
     NodeImage,
     NodeState,
     Presence,
-    WatchedInventory,
     build_inventory,
     image_presence,
     image_size_from_nodes,
@@ -23,6 +22,7 @@ from cache.inventory import (
     parse_quantity,
     replicas_per_node,
 )
+from cache.watched_inventory import WatchedInventory
 
 DIGEST = "sha256:" + "3f" * 32
 MODEL = f"registry.example.com/models/llama-2-70b@{DIGEST}"

@@ -33,10 +33,10 @@ from autoscaler.clients.kube.leases import LeaseClient, LeaseConflict, LeaseReco
 from autoscaler.clients.kube.nodes import NodeClient
 from autoscaler.config import PrefetchConfig, WorkloadConfig
 from autoscaler.core.recommendation import Recommendation, hold
-from cache.executor import image_hash, job_name, warm_label_key
-from cache.inventory import WatchedInventory
 from cache.leader import LeaderElector
+from cache.prefetch_jobs import image_hash, job_name, warm_label_key
 from cache.prefetcher import Prefetcher
+from cache.watched_inventory import WatchedInventory
 
 NS = "llm"
 NAME = "llama-70b"

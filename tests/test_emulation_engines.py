@@ -16,7 +16,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from autoscaler.emulation import Emulator, EmulatorSettings, create_app
-from autoscaler.emulation.exposition import FRAMEBUFFER_SHARE, buckets_for, engine_names
+from autoscaler.emulation.exposition import buckets_for, engine_names
+from autoscaler.emulation.side_exporters import FRAMEBUFFER_SHARE
 from autoscaler.engines.base import SIGNAL_KIND, Kind
 from autoscaler.engines.registry import get_engine
 from autoscaler.perf.profiles import get_profile

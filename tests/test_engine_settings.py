@@ -14,9 +14,8 @@ import pytest
 from autoscaler.cli import main
 from autoscaler.core.slo import SloSpec
 from autoscaler.errors import InputError
-from autoscaler.perf.profiles import MIN_BATCHED_TOKENS, get_profile, with_engine_settings
-from autoscaler.report import build, contents, history, replay
-from autoscaler.report.engine_settings import (
+from autoscaler.offline.report import build, contents, history, replay
+from autoscaler.offline.report.engine_settings import (
     BUDGETS,
     MIN_SAVING,
     BudgetRow,
@@ -24,6 +23,7 @@ from autoscaler.report.engine_settings import (
     compare_budgets,
     recommend_budget,
 )
+from autoscaler.perf.profiles import MIN_BATCHED_TOKENS, get_profile, with_engine_settings
 from autoscaler.simulation.oracle import work_weights
 from autoscaler.simulation.runner import RunRequest
 from autoscaler.traces.readers import read_trace

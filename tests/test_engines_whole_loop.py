@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from autoscaler.emulation.exposition import FRAMEBUFFER_SHARE
+from autoscaler.emulation.side_exporters import FRAMEBUFFER_SHARE
 from autoscaler.engines.guards import Guard, guards_of
 from autoscaler.engines.registry import get_engine
 from tests.live_stack import (

@@ -16,10 +16,11 @@ import pytest_asyncio
 from kmock import KubernetesError as KmockError
 from multidict import CIMultiDict
 
+from autoscaler.cli.serve_assembly import build_authenticator
 from autoscaler.clients.kube import KubernetesError, build_api_client, reviews
 from autoscaler.live.store import WorkloadInfo
 from external_metrics.app import create_api_app
-from external_metrics.auth import AuthConfig, Authenticator, build_authenticator
+from external_metrics.auth import AuthConfig, Authenticator
 from external_metrics.tls import server_ssl_context
 from external_metrics.ttl_cache import TTLCache
 from tests.external_metrics_support import (

@@ -11,7 +11,7 @@ import pytest
 
 from autoscaler.cli import main
 from autoscaler.errors import InputError
-from autoscaler.forecast_eval import forecast_eval, format_table, horizon_steps
+from autoscaler.offline.forecast_eval import forecast_eval, format_table, horizon_steps
 from forecasting.holt import DampedHolt
 from forecasting.naive import LastValue, SeasonalNaive
 

@@ -1,4 +1,4 @@
-"""Demand series from traces (autoscaler.series): binning, units, gaps, and input errors."""
+"""Demand series from traces (autoscaler.offline.series): binning, units, gaps, and input errors."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from autoscaler.errors import InputError, UnknownNameError
-from autoscaler.series import load_series, servegen_series, token_work_weights, trace_series
+from autoscaler.offline.series import load_series, servegen_series, token_work_weights, trace_series
 from autoscaler.traces.records import from_columns
 
 

@@ -84,6 +84,7 @@ def _violations(package: str, forbidden: tuple[str, ...]) -> list[str]:
         ("autoscaler/simulation", (*IO_CLIENTS, "autoscaler.cli")),
         ("cache", ("autoscaler.policies",)),
         ("external_metrics", ("autoscaler.simulation",)),
+        ("autoscaler/offline", (*LIVE_LOOP, "autoscaler.cli")),
     ],
 )
 def test_package_respects_its_import_contract(package, forbidden):
@@ -123,29 +124,13 @@ def test_the_simulator_and_the_decision_side_never_import_the_live_loop(package)
     assert _violations(package, LIVE_LOOP) == []
 
 
-CLIENT_IMPORTERS = {
-    "external_metrics/assemble.py": "the composition root of `serve`: Prometheus, pod watch, loop",
-    "external_metrics/auth.py": "delegated authn/authz: TokenReview and SubjectAccessReview",
-    "external_metrics/appkeys.py": "the request key typed by the reviews' UserInfo",
-}
-"""Where ``external_metrics`` still imports ``autoscaler.clients`` today, and why."""
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="external_metrics/assemble.py is still the composition root of `serve` (it builds the "
-    "Prometheus client and the pod watch) and auth.py calls the Kubernetes reviews itself; issue "
-    "18 moves the root to the CLI and leaves external_metrics serving what the store holds",
-)
 def test_external_metrics_never_imports_the_clients():
+    """The servers only read the store: what talks to Prometheus or Kubernetes (the pod watch,
+    the TokenReview and SubjectAccessReview calls) is built by the composition root of ``serve``
+    (``autoscaler/cli/serve_assembly.py``) and passed in behind a protocol
+    (``external_metrics.access.Reviewer``)."""
+    assert "autoscaler.live.store" in imports_of("external_metrics")["external_metrics/app.py"]
     assert _violations("external_metrics", ("autoscaler.clients",)) == []
-
-
-def test_external_metrics_imports_the_clients_only_where_listed():
-    """Until the rule above holds, no new module of ``external_metrics`` may start talking to
-    Prometheus or Kubernetes: the importers are exactly :data:`CLIENT_IMPORTERS`."""
-    bad = _violations("external_metrics", ("autoscaler.clients",))
-    assert {line.split(" ")[0] for line in bad} == set(CLIENT_IMPORTERS)
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -196,7 +181,9 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_import_cycle_among_our_modules():
     graph = import_graph()
     assert "autoscaler.core.signals" in graph["autoscaler.core.attainment"]  # the walk sees arrows
-    assert "autoscaler.report.build" in graph["autoscaler.cli"]  # `from pkg import mod` resolved
+    assert (
+        "autoscaler.offline.report.build" in graph["autoscaler.cli.report"]
+    )  # from pkg import mod
     assert cycles(graph) == []
 
 
@@ -233,3 +220,59 @@ def test_the_architecture_map_names_only_paths_that_exist():
         )
     ]
     assert missing == []
+
+
+MAX_MODULE_LINES = 600
+"""Issue 18: a module longer than this holds more than one idea; split it along a real seam."""
+
+GENERATED = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
+"""protoc's output (``external_metrics/keda/``): generated, never edited by hand."""
+
+OVER_THE_LIMIT = {
+    "autoscaler/policies/forecast.py": "becoming the autoscaler/policies/forecast/ package (the "
+    "policy-package branch of issue 18)",
+    "autoscaler/simulation/fluid.py": "its own pod lifecycle is being merged into fleet.Fleet's "
+    "(one lifecycle for both simulators, issue 18)",
+}
+"""The only modules allowed past :data:`MAX_MODULE_LINES`, each with the change in flight that
+shrinks it. An entry whose file is gone or short again is harmless and should then be deleted."""
+
+
+def _long_modules() -> dict[str, int]:
+    found = {}
+    for package in OURS:
+        for path in _sources(package):
+            if path.name.endswith(GENERATED):
+                continue
+            lines = len(path.read_text().splitlines())
+            if lines > MAX_MODULE_LINES:
+                found[str(path.relative_to(ROOT))] = lines
+    return found
+
+
+def test_no_module_is_over_600_lines_outside_the_listed_exemptions():
+    assert {name for name in _long_modules() if name not in OVER_THE_LIMIT} == set()
+
+
+def test_the_line_limit_would_catch_a_long_module(tmp_path, monkeypatch):
+    pkg = tmp_path / "autoscaler"
+    pkg.mkdir()
+    (pkg / "long.py").write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
+    (pkg / "short.py").write_text("x = 1\n" * MAX_MODULE_LINES)
+    (pkg / "api_pb2.py").write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
+    monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
+    assert _long_modules() == {"autoscaler/long.py": MAX_MODULE_LINES + 1}
+
+
+ROOMS = ("autoscaler/core", "autoscaler/live", "autoscaler/clients", "autoscaler/engines",
+         "autoscaler/perf", "autoscaler/hpa", "autoscaler/traces", "autoscaler/emulation",
+         "autoscaler/offline", "autoscaler/cli", "autoscaler/config", "forecasting", "cache",
+         "external_metrics", "external_metrics/keda")  # fmt: skip
+"""Packages whose ``__init__`` docstring states what the room is for and what it may import.
+``autoscaler/policies`` and ``autoscaler/simulation`` join once their refactors have landed."""
+
+
+@pytest.mark.parametrize("package", ROOMS)
+def test_each_room_says_what_it_may_import(package):
+    doc = ast.get_docstring(ast.parse((ROOT / package / "__init__.py").read_text())) or ""
+    assert "May import" in doc

@@ -29,9 +29,9 @@ import numpy as np
 import pytest
 
 from autoscaler.core.slo import SloSpec
+from autoscaler.offline.report import build, contents, history, replay
+from autoscaler.offline.report.html_page import png_size
 from autoscaler.perf.profiles import get_profile
-from autoscaler.report import build, contents, history, replay
-from autoscaler.report.html_page import png_size
 from autoscaler.simulation.oracle import work_weights
 from autoscaler.simulation.runner import RunRequest
 
@@ -351,7 +351,7 @@ def test_chromium_renders_every_plot_visibly(built, browser):
 
 
 def test_a_history_too_short_to_backtest_still_gets_a_report(tmp_path):
-    from autoscaler.series import trace_series
+    from autoscaler.offline.series import trace_series
     from tests.simhelpers import poisson_trace
 
     profile, slo = get_profile(), SloSpec()

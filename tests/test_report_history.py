@@ -16,9 +16,10 @@ from autoscaler.core.slo import SloSpec
 from autoscaler.engines.promql import build_queries
 from autoscaler.engines.registry import ENGINES
 from autoscaler.errors import InputError, UnknownNameError
+from autoscaler.live.collection import collect_history
+from autoscaler.offline.report import history
+from autoscaler.offline.series import trace_series
 from autoscaler.perf.profiles import get_profile
-from autoscaler.report import history
-from autoscaler.series import trace_series
 from autoscaler.simulation.oracle import work_weights
 from autoscaler.traces.readers import read_trace
 from autoscaler.traces.servegen import read_rate_windows
@@ -79,6 +80,7 @@ def read(
         history.workload_config(workload),
         profile=ENGINES["vllm"],
         weights=WEIGHTS,
+        collect=collect_history,
         url="http://prom:9090",
         **kw,
     )
@@ -263,7 +265,7 @@ def test_the_fluid_replay_uses_the_historys_own_lengths():
     prompt, output = h.lengths
     np.testing.assert_allclose(prompt, 1000.0)
     np.testing.assert_allclose(output, 200.0)
-    from autoscaler.report.replay import replay
+    from autoscaler.offline.report.replay import replay
     from autoscaler.simulation.runner import RunRequest
 
     out = replay(h, RunRequest(policies=[], profile=get_profile(), seeds=1))
@@ -275,7 +277,7 @@ def test_the_fluid_replay_uses_the_historys_own_lengths():
 
 def test_a_prometheus_history_summarises_the_replicas_gpu_memory():
     from autoscaler.engines.promql import gpu_memory_queries
-    from autoscaler.report.document import _gpu_memory_fact
+    from autoscaler.offline.report.document import _gpu_memory_fact
 
     canned = canned_history({"llm/chat": 1.0})
     gpu = {q.field: q.promql for q in gpu_memory_queries(ENGINES["vllm"], ENGINES["dcgm"])}

@@ -24,8 +24,8 @@ from autoscaler.kubernetes_support import (
     SUPPORTED_VERSIONS,
     version,
 )
-from autoscaler.report import manifests
-from autoscaler.report.recommend import Settings
+from autoscaler.offline.report import manifests
+from autoscaler.offline.report.recommend import Settings
 from external_metrics.keda.metadata import parse_scaler_metadata
 from tests.test_deploy import _objects, _scaled_object, _validation_errors
 

@@ -9,9 +9,17 @@ import zlib
 
 import pytest
 
-from autoscaler.report.document import Bullets, Code, Document, Image, Paragraph, Section, Table
-from autoscaler.report.html_page import png_size, render_html
-from autoscaler.report.markdown_summary import render_markdown
+from autoscaler.offline.report.document import (
+    Bullets,
+    Code,
+    Document,
+    Image,
+    Paragraph,
+    Section,
+    Table,
+)
+from autoscaler.offline.report.html_page import png_size, render_html
+from autoscaler.offline.report.markdown_summary import render_markdown
 
 
 def tiny_png(width: int = 3, height: int = 2) -> bytes:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from autoscaler.core.slo import SloSpec
-from autoscaler.report.recommend import (
+from autoscaler.offline.report.recommend import (
     SCALE_TO_ZERO_IDLE_S,
     CurvePoint,
     Evidence,
@@ -228,9 +228,9 @@ def test_the_rules_and_the_pages_do_no_io():
     from tests.test_layout import IO_CLIENTS, imports_of
 
     pure = ("recommend", "manifests", "document", "html_page", "markdown_summary", "accuracy")
-    found = imports_of("autoscaler/report")
+    found = imports_of("autoscaler/offline/report")
     for module in pure:
-        names = found[f"autoscaler/report/{module}.py"]
+        names = found[f"autoscaler/offline/report/{module}.py"]
         bad = [n for n in names if any(n == f or n.startswith(f + ".") for f in IO_CLIENTS)]
         assert bad == [], module
-    assert "autoscaler.clients.prometheus" in found["autoscaler/report/history.py"]
+    assert "autoscaler.clients.prometheus" in found["autoscaler/offline/report/history.py"]

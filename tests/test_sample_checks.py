@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 from autoscaler.clients.fake_prometheus import FakePrometheus
 from autoscaler.clients.prometheus import _parse_instant
 from autoscaler.config import WorkloadConfig
+from autoscaler.core.sample_checks import FRACTION_FIELDS, SIGNED_FIELDS, sample_problem
 from autoscaler.core.signals import SignalSnapshot
 from autoscaler.engines.promql import build_queries
 from autoscaler.engines.registry import ENGINES
 from autoscaler.live.collection import CORE_FIELDS, collect
-from autoscaler.sample_checks import FRACTION_FIELDS, SIGNED_FIELDS, sample_problem
 
 NOW = 1_700_000_000.0
 VLLM = {q.field: q.promql for q in build_queries(ENGINES["vllm"])}

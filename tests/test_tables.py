@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from autoscaler.tables import COLUMNS, rich_table
+from autoscaler.offline.tables import COLUMNS, rich_table
 
 # Every column at its widest realistic value, for the demo's policies (the longest name is
 # static-peak): a degraded SLO, GPU-hours in the thousands, a stalled TTFT p90.

@@ -3,4 +3,12 @@ error tree, and the only retry/back-off of that system (STYLE.md, lesson 2).
 
 - :mod:`autoscaler.clients.prometheus`: the Prometheus HTTP API (instant and range queries).
 - :mod:`autoscaler.clients.fake_prometheus`: a data fake of it for tests (STYLE.md, lesson 5).
+- :mod:`autoscaler.clients.kube`: the Kubernetes API (pod watch, HPAs and Events, reviews, Jobs,
+  nodes, Leases).
+
+May import: the core, ``autoscaler.errors``, ``autoscaler.replica_states`` (the pod watch
+classifies pods with it) and the value types its callers define for what they ask
+(``external_metrics.access`` for the reviews, ``autoscaler.live.store`` for the current HPA). No
+decision code: whoever uses a client receives it from the composition root
+(``autoscaler/cli/serve_assembly.py``) behind a protocol.
 """

@@ -133,3 +133,9 @@ class SignalSnapshot:
         if self.gateway_request_rate is None:
             return None
         return max(0.0, self.gateway_request_rate + (self.gateway_backlog_growth_rate or 0.0))
+
+
+def workload_key(namespace: str, name: str) -> str:
+    """``namespace/name``: how a snapshot (:attr:`SignalSnapshot.workload`), the store and the
+    servers name a workload; one definition for the live loop and the offline report alike."""
+    return f"{namespace}/{name}"

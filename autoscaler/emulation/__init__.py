@@ -2,7 +2,12 @@
 (scaled) wall time, served as Prometheus scrape targets in an engine's own /metrics format.
 
 Layers: :mod:`.stepper` (the incremental replay, no I/O), :mod:`.exposition` (metric families
-built at scrape time), :mod:`.server` (aiohttp app). ``llm-autoscaler emulate`` wires them.
+built at scrape time, with :mod:`.families` and :mod:`.side_exporters`), :mod:`.server` (aiohttp
+app). ``llm-autoscaler emulate`` wires them.
+
+May import: the simulator's replica model, the engines (their metric names), ``perf``,
+``traces`` and ``autoscaler.errors``. Never the live loop or a client: it stands in for the
+engines the live loop scrapes.
 """
 
 from autoscaler.emulation.exposition import ENGINES, VllmV1Collector, engine_names

@@ -6,8 +6,8 @@ engine's own names, labels and default buckets (``../shared/engines/METRICS.md``
 names and label sets are those of ``triton_trtllm_capture.txt``): vLLM V1 (0.33.0), TGI and
 Triton with the TensorRT-LLM backend. Adding an engine is one collector class, one line in
 :data:`ENGINES` and, when its histograms differ from vLLM's, one in :data:`BUCKETS`.
-:class:`DcgmCollector` is dcgm-exporter beside them: each replica's GPUs, labelled with the pod
-that holds them (its Kubernetes pod mapping).
+dcgm-exporter and the gateway's endpoint picker, scraped beside them, are
+:mod:`autoscaler.emulation.side_exporters`.
 
 TGI and Triton counters carry no ``_total`` (Rust's and Triton's exporters add none); the server
 writes their ``# HELP``/``# TYPE`` lines under the same name (``server._exposition``).
@@ -19,7 +19,7 @@ emulator uses it so that a single static scrape target looks like a relabelled f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -28,11 +28,15 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
+from autoscaler.emulation.families import (
+    Families,
+    SampleSource,
+    histogram_buckets,
+    one,
+)
 from autoscaler.emulation.stepper import (
     Buckets,
-    GatewaySample,
     HistogramState,
     ReplicaSample,
     vllm_buckets,
@@ -43,9 +47,6 @@ from autoscaler.simulation.observation import one_two_five_buckets
 __all__ = [
     "BUCKETS",
     "ENGINES",
-    "DcgmCollector",
-    "EppCollector",
-    "SampleSource",
     "SglangCollector",
     "TgiCollector",
     "TritonTrtllmCollector",
@@ -54,18 +55,6 @@ __all__ = [
     "buckets_for",
     "engine_names",
 ]
-
-SampleSource = Callable[[], Sequence[tuple[dict[str, str], ReplicaSample]]]
-"""Returns, at scrape time, each replica's sample with the extra labels to attach to it."""
-
-
-_go_float: Callable[[float], str] = floatToGoString  # untyped in prometheus_client
-
-
-def _buckets(h: HistogramState) -> list[tuple[str, float]]:
-    cum = h.counts.cumsum().tolist()
-    les = [_go_float(b) for b in h.bounds.tolist()] + ["+Inf"]
-    return [(le, float(c)) for le, c in zip(les, cum, strict=True)]
 
 
 class VllmV1Collector(Collector):
@@ -117,7 +106,7 @@ class VllmV1Collector(Collector):
             fam = HistogramMetricFamily(name, doc, labels=base)
             for labels, s in rows:
                 h = get(s)
-                fam.add_metric(values(labels), _buckets(h), h.total)
+                fam.add_metric(values(labels), histogram_buckets(h), h.total)
                 if self._created is not None:
                     # HistogramMetricFamily has no ``created`` argument; vLLM shows _created.
                     fam.add_sample(
@@ -200,76 +189,6 @@ class VllmV1Collector(Collector):
         )
 
 
-class _Families:
-    """Metric families of one scrape: every series gets ``base`` labels, then the extra ones."""
-
-    def __init__(
-        self,
-        rows: Sequence[tuple[dict[str, str], ReplicaSample]],
-        base: dict[str, str],
-        created: float | None = None,
-    ) -> None:
-        self.rows = rows
-        self.extra = sorted(rows[0][0]) if rows else []
-        self.base = base
-        self.created = created
-
-    def _labels(self, labels: dict[str, str], more: dict[str, str]) -> dict[str, str]:
-        return {**self.base, **more, **{k: labels[k] for k in self.extra}}
-
-    def gauge(
-        self,
-        name: str,
-        doc: str,
-        values: Callable[[ReplicaSample], Iterable[tuple[dict[str, str], float]]],
-    ) -> Metric:
-        fam = Metric(name, doc, "gauge")
-        for labels, s in self.rows:
-            for more, value in values(s):
-                fam.add_sample(name, self._labels(labels, more), float(value))
-        return fam
-
-    def counter(
-        self,
-        name: str,
-        doc: str,
-        get: Callable[[ReplicaSample], float],
-        *,
-        total: bool = False,
-        more: dict[str, str] | None = None,
-    ) -> Metric:
-        """A counter; exposed without ``_total`` (TGI, Triton) unless ``total`` (Python engines).
-        ``more``: labels of this family only (vLLM's ``finished_reason``)."""
-        fam = Metric(name, doc, "counter")
-        sample = name + "_total" if total else name
-        for labels, s in self.rows:
-            fam.add_sample(sample, self._labels(labels, more or {}), float(get(s)))
-        return fam
-
-    def histogram(
-        self,
-        name: str,
-        doc: str,
-        get: Callable[[ReplicaSample], HistogramState],
-        more: dict[str, str] | None = None,
-    ) -> Metric:
-        fam = Metric(name, doc, "histogram")
-        extra = more or {}
-        for labels, s in self.rows:
-            h = get(s)
-            for le, count in _buckets(h):
-                fam.add_sample(name + "_bucket", self._labels(labels, {**extra, "le": le}), count)
-            fam.add_sample(name + "_sum", self._labels(labels, extra), h.total)
-            fam.add_sample(name + "_count", self._labels(labels, extra), float(h.count))
-        return fam
-
-
-def _one(
-    get: Callable[[ReplicaSample], float],
-) -> Callable[[ReplicaSample], list[tuple[dict[str, str], float]]]:
-    return lambda s: [({}, get(s))]
-
-
 class VllmV0Collector(Collector):
     """vLLM V0 (about 0.4 to 0.7, METRICS.md 1c; ``vllm_v0_capture.txt``): label ``model_name``
     only, ``vllm:gpu_cache_usage_perc``, ``vllm:time_per_output_token_seconds``, V0's buckets
@@ -280,24 +199,24 @@ class VllmV0Collector(Collector):
         self._model = model_name
 
     def collect(self) -> Iterable[Metric]:
-        f = _Families(self._source(), {"model_name": self._model})
+        f = Families(self._source(), {"model_name": self._model})
         yield f.gauge(
             "vllm:num_requests_running",
             "Number of requests currently running on GPU.",
-            _one(lambda s: s.running),
+            one(lambda s: s.running),
         )
         yield f.gauge(
             "vllm:num_requests_waiting",
             "Number of requests waiting to be processed.",
-            _one(lambda s: s.waiting),
+            one(lambda s: s.waiting),
         )
         yield f.gauge(
-            "vllm:num_requests_swapped", "Number of requests swapped to CPU.", _one(lambda s: 0.0)
+            "vllm:num_requests_swapped", "Number of requests swapped to CPU.", one(lambda s: 0.0)
         )
         yield f.gauge(
             "vllm:gpu_cache_usage_perc",
             "GPU KV-cache usage. 1 means 100 percent usage.",
-            _one(lambda s: s.kv_usage),
+            one(lambda s: s.kv_usage),
         )
         yield f.counter(
             "vllm:num_preemptions",
@@ -365,17 +284,17 @@ class SglangCollector(Collector):
         rows = self._source()
         tokenizer = {"model_name": self._model, "engine_type": "unified"}
         scheduler = {**tokenizer, "tp_rank": "0", "pp_rank": "0", "moe_ep_rank": "0"}
-        s_f, t_f = _Families(rows, scheduler), _Families(rows, tokenizer)
+        s_f, t_f = Families(rows, scheduler), Families(rows, tokenizer)
         streaming = {"is_streaming": "false"}
         yield s_f.gauge(
-            "sglang:num_running_reqs", "The number of running requests.", _one(lambda s: s.running)
+            "sglang:num_running_reqs", "The number of running requests.", one(lambda s: s.running)
         )
         yield s_f.gauge(
             "sglang:num_queue_reqs",
             "The number of requests in the waiting queue.",
-            _one(lambda s: s.waiting),
+            one(lambda s: s.waiting),
         )
-        yield s_f.gauge("sglang:token_usage", "The token usage.", _one(lambda s: s.kv_usage))
+        yield s_f.gauge("sglang:token_usage", "The token usage.", one(lambda s: s.kv_usage))
         yield s_f.histogram(
             "sglang:queue_time_seconds",
             "Histogram of queueing time in seconds.",
@@ -444,18 +363,18 @@ class TgiCollector(Collector):
         self._source = source
 
     def collect(self) -> Iterable[Metric]:
-        f = _Families(self._source(), {})
-        yield f.gauge("tgi_queue_size", "Current queue size", _one(lambda s: s.waiting))
-        yield f.gauge("tgi_batch_current_size", "Current batch size", _one(lambda s: s.running))
+        f = Families(self._source(), {})
+        yield f.gauge("tgi_queue_size", "Current queue size", one(lambda s: s.waiting))
+        yield f.gauge("tgi_batch_current_size", "Current batch size", one(lambda s: s.running))
         yield f.gauge(
             "tgi_batch_current_max_tokens",
             "Maximum tokens of the current batch",
-            _one(lambda s: round(s.kv_usage * TGI_MAX_BATCH_TOTAL_TOKENS)),
+            one(lambda s: round(s.kv_usage * TGI_MAX_BATCH_TOTAL_TOKENS)),
         )
         yield f.gauge(
             "tgi_batch_max_total_tokens",
             "Maximum amount of tokens in total",
-            _one(lambda s: TGI_MAX_BATCH_TOTAL_TOKENS),
+            one(lambda s: TGI_MAX_BATCH_TOTAL_TOKENS),
         )
         yield f.counter(
             "tgi_request_count",
@@ -504,7 +423,7 @@ class TritonTrtllmCollector(Collector):
         self._model = model_name
 
     def collect(self) -> Iterable[Metric]:
-        f = _Families(self._source(), {"model": self._model, "version": "1"})
+        f = Families(self._source(), {"model": self._model, "version": "1"})
 
         def requests(s: ReplicaSample) -> list[tuple[dict[str, str], float]]:
             return [
@@ -567,75 +486,8 @@ class TritonTrtllmCollector(Collector):
         yield f.gauge(
             "nv_inference_pending_request_count",
             "Instantaneous number of pending requests awaiting execution per-model.",
-            _one(lambda s: s.waiting),
+            one(lambda s: s.waiting),
         )
-
-
-FB_TOTAL_MIB = 81_559
-"""Framebuffer of one H100 80GB HBM3 (the default perf profile's GPU) as DCGM reports it."""
-FB_RESERVED_MIB = 530
-"""``DCGM_FI_DEV_FB_RESERVED``: driver-reserved memory, outside used + free."""
-
-FRAMEBUFFER_SHARE: dict[str, float] = {
-    "sglang": 0.88,
-    "tgi": 0.97,
-    "triton_trtllm": 0.94,
-    "vllm": 0.9,
-    "vllm_v0": 0.9,
-}
-"""GPU memory each emulated engine holds, as a share of used + free. Flat, as in the real
-engines, which all size a KV pool at start: vLLM takes ``gpu_memory_utilization`` (0.9) of the
-GPU, SGLang ``mem_fraction_static`` (about 0.88 for a 70B model in TP4); TGI's warm-up grows its
-token pool until the GPU is full (``cuda_memory_fraction`` 1.0, less what its allocator keeps
-free); TensorRT-LLM takes ``kv_cache_free_gpu_mem_fraction`` (0.9) of what its weights (40% of an
-H100 for a 70B model in TP4) leave."""
-
-
-class DcgmCollector(Collector):
-    """dcgm-exporter's framebuffer gauges (MiB) for each replica's ``gpus`` GPUs.
-
-    Labels follow its render template (``gpu``, ``UUID``, ``pci_bus_id``, ``device``,
-    ``modelName``, ``Hostname``, the driver version) and its Kubernetes pod mapping
-    (``container``, ``namespace``, ``pod``); it knows no ``workload``, so the rows only join to
-    a workload through the engines' pod labels, as in a cluster. Eight GPUs per node.
-    """
-
-    def __init__(self, source: SampleSource, *, engine: str, gpus: int) -> None:
-        self._source = source
-        self._share = FRAMEBUFFER_SHARE[engine]
-        self._gpus = gpus
-
-    def collect(self) -> Iterable[Metric]:
-        rows = self._source()
-        names = ("DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_RESERVED")
-        docs = ("Framebuffer memory free (in MiB).", "Framebuffer memory used (in MiB).",
-                "Framebuffer memory reserved (in MiB).")  # fmt: skip
-        usable = FB_TOTAL_MIB - FB_RESERVED_MIB
-        used = round(self._share * usable)
-        values = (usable - used, used, FB_RESERVED_MIB)
-        for name, doc, value in zip(names, docs, values, strict=True):
-            fam = Metric(name, doc, "gauge")
-            for labels, s in rows:
-                for j in range(self._gpus):
-                    index = s.index * self._gpus + j
-                    gpu = index % 8
-                    fam.add_sample(
-                        name,
-                        {
-                            "gpu": str(gpu),
-                            "UUID": f"GPU-{index:08x}-0000-4000-8000-{index:012x}",
-                            "pci_bus_id": f"00000000:{0x18 + 0x10 * gpu:02X}:00.0",
-                            "device": f"nvidia{gpu}",
-                            "modelName": "NVIDIA H100 80GB HBM3",
-                            "Hostname": f"gpu-node-{index // 8}",
-                            "DCGM_FI_DRIVER_VERSION": "570.133.20",
-                            "container": "engine",
-                            "namespace": labels.get("namespace", ""),
-                            "pod": labels.get("pod", ""),
-                        },
-                        float(value),
-                    )
-            yield fam
 
 
 CollectorFactory = Callable[..., Collector]
@@ -701,81 +553,3 @@ def buckets_for(engine: str, max_context: int) -> Buckets:
 
 def engine_names() -> list[str]:
     return sorted(ENGINES)
-
-
-class EppCollector(Collector):
-    """The endpoint picker's metric families (:mod:`autoscaler.engines.gateway` says where the
-    names and labels were checked): the request counter and token histograms per model, the
-    pool gauges per pool, and with flow control the flow-control queue gauge.
-
-    ``labels`` are added to every series as a scrape relabeling would (``namespace``, and the
-    pool's name on ``inference_pool``: the EPP's own flow-control series already carry that
-    label, the others get it only from the scrape config, deploy/examples/epp-podmonitor.yaml).
-    """
-
-    def __init__(
-        self,
-        gateway: Callable[[], GatewaySample],
-        replicas: Callable[[], Sequence[ReplicaSample]],
-        *,
-        model_name: str,
-        pool: str,
-        flow_control: bool,
-        labels: dict[str, str] | None = None,
-    ) -> None:
-        self._gateway = gateway
-        self._replicas = replicas
-        self._model = model_name
-        self._pool = pool
-        self._flow_control = flow_control
-        self._labels = dict(labels or {})
-        self._labels["inference_pool"] = pool
-
-    def collect(self) -> Iterable[Metric]:
-        g = self._gateway()
-        reps = self._replicas()
-        extra = sorted(self._labels)
-        extra_values = [self._labels[k] for k in extra]
-        model = ["model_name", "target_model_name", *extra]
-        model_values = [self._model, self._model, *extra_values]
-
-        requests = CounterMetricFamily(
-            "inference_objective_request_total",
-            "Requests the endpoint picker let through, per model and target model.",
-            labels=model,
-        )
-        requests.add_metric(model_values, float(g.dispatched))
-        yield requests
-        for name, doc, h in (
-            ("inference_objective_input_tokens", "Input tokens per request.", g.input_tokens),
-            ("inference_objective_output_tokens", "Output tokens per request.", g.output_tokens),
-        ):
-            fam = HistogramMetricFamily(name, doc, labels=model)
-            fam.add_metric(model_values, _buckets(h), h.total)
-            yield fam
-        pool_labels, pool_values = ["name", *extra], [self._pool, *extra_values]
-        for name, doc, value in (
-            ("inference_pool_ready_pods", "Ready pods in the pool.", float(len(reps))),
-            (
-                "inference_pool_average_queue_size",
-                "Mean waiting requests per pod of the pool.",
-                sum(r.waiting for r in reps) / len(reps) if reps else 0.0,
-            ),
-            (
-                "inference_pool_average_kv_cache_utilization",
-                "Mean KV-cache utilization of the pool.",
-                sum(r.kv_usage for r in reps) / len(reps) if reps else 0.0,
-            ),
-        ):
-            gauge = GaugeMetricFamily(name, doc, labels=pool_labels)
-            gauge.add_metric(pool_values, value)
-            yield gauge
-        if self._flow_control:
-            fc = ["fairness_id", "priority", *model]
-            queue = GaugeMetricFamily(
-                "inference_extension_flow_control_queue_size",
-                "Requests held in the flow-control layer.",
-                labels=fc,
-            )
-            queue.add_metric(["default", "0", *model_values], float(g.held))
-            yield queue

@@ -33,7 +33,8 @@ from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from autoscaler.emulation.exposition import ENGINES, DcgmCollector, EppCollector
+from autoscaler.emulation.exposition import ENGINES
+from autoscaler.emulation.side_exporters import DcgmCollector, EppCollector
 from autoscaler.emulation.stepper import Emulator, ReplicaSample
 from autoscaler.errors import InputError
 

@@ -52,9 +52,9 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from autoscaler.config import GatewayConfig
+from autoscaler.core.sample_checks import sample_problem
 from autoscaler.engines.base import Series
 from autoscaler.engines.promql import selector
-from autoscaler.sample_checks import sample_problem
 
 __all__ = [
     "FIELDS",

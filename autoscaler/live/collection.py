@@ -14,7 +14,7 @@ What it does not do, on purpose:
   ``rate()`` in Prometheus.
 - No made-up values (fail static). A NaN sample (``histogram_quantile`` over an idle window, a
   0/0 mean) becomes ``None``; so does an impossible one (negative, infinite, a KV share above 1:
-  :mod:`autoscaler.sample_checks`), which is also listed in the snapshot's ``rejected``. A
+  :mod:`autoscaler.core.sample_checks`), which is also listed in the snapshot's ``rejected``. A
   query that fails (:class:`PrometheusError`) leaves every field it fills ``None`` for every
   workload of that engine; once one query cannot connect at all (:class:`PrometheusUnreachable`,
   after its retries), the tick's other queries are skipped, so an outage costs one query's
@@ -47,12 +47,12 @@ from autoscaler.clients.prometheus import (
     Sample,
 )
 from autoscaler.config import WorkloadConfig
+from autoscaler.core.sample_checks import sample_problem
 from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.engines import gateway
 from autoscaler.engines.base import EngineProfile
 from autoscaler.engines.promql import GroupingLabels, Query, build_fleet_queries
 from autoscaler.errors import InputError, UnknownNameError
-from autoscaler.sample_checks import sample_problem
 
 __all__ = [
     "CORE_FIELDS",

@@ -4,6 +4,9 @@ Layout: ``records`` (the :class:`Trace` columns), one module per file format (``
 ``burstgpt``, ``mooncake``, ``servegen``) behind ``readers.read_trace``, ``scaling`` for
 ``--rate-scale``, ``synthetic`` for the embedded demo workload and ``fitting`` for how its
 constants were derived from the shared traces. This file only re-exports the public names.
+
+May import: ``perf`` (a request's token work), ``autoscaler.errors`` and
+``autoscaler.shared_data``. Never the live loop or a client: traces are files.
 """
 
 from autoscaler.traces.readers import FORMATS, detect_format, read_trace

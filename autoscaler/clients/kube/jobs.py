@@ -3,10 +3,10 @@ belong to.
 
 :class:`JobClient` is the executor's whole write path besides node labels and Events:
 
-- :meth:`JobClient.create`: create a Job from a manifest dict (:func:`cache.executor.prefetch_job`
-  builds it); ``409 AlreadyExists`` is not an error but ``False``: Job names are deterministic
-  per (image, node), so a second reconcile of the same plan is a no-op, which is what makes the
-  executor idempotent across ticks and across leader changes;
+- :meth:`JobClient.create`: create a Job from a manifest dict
+  (:func:`cache.prefetch_jobs.prefetch_job` builds it); ``409 AlreadyExists`` is not an error but
+  ``False``: Job names are deterministic per (image, node), so a second reconcile of the same plan
+  is a no-op, which is what makes the executor idempotent across ticks and across leader changes;
 - :meth:`JobClient.list`: the Jobs in a namespace with the given labels (filtered here too, since
   a server or an emulator may return more than was asked for);
 - :meth:`JobClient.delete`: delete a Job and its pod (``propagationPolicy: Background``); 404 is

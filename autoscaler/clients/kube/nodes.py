@@ -1,6 +1,6 @@
 """Nodes and the pods bound to them (the prefetch inventory's source), and node labels.
 
-:class:`NodeClient` is the :class:`cache.inventory.InventorySource` of the live service:
+:class:`NodeClient` is the :class:`cache.watched_inventory.InventorySource` of the live service:
 
 - ``list_nodes`` / ``watch_nodes``: every node (the inventory reads labels, taints, readiness,
   allocatable GPUs and ephemeral storage, and ``status.images``);

@@ -30,12 +30,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
 
 from autoscaler.clients.kube import KubernetesError, kubernetes_error, read_json
+from external_metrics.access import (
+    AccessReviewResult,
+    NonResourceAttributes,
+    RequestHeaderSettings,
+    ResourceAttributes,
+    TokenReviewResult,
+    UserInfo,
+)
 
 __all__ = [
     "AUTH_CONFIGMAP_NAME",
@@ -56,71 +63,6 @@ __all__ = [
 AUTH_CONFIGMAP_NAMESPACE = "kube-system"
 AUTH_CONFIGMAP_NAME = "extension-apiserver-authentication"
 DEFAULT_TIMEOUT_S = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class UserInfo:
-    """``user.Info`` of the Kubernetes API: who a request is from."""
-
-    username: str
-    uid: str = ""
-    groups: tuple[str, ...] = ()
-    extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-
-    def cache_key(self) -> tuple[object, ...]:
-        """A hashable identity (``extra`` is a mapping, so the dataclass itself is not)."""
-        return (self.username, self.uid, self.groups, tuple(sorted(self.extra.items())))
-
-
-@dataclass(frozen=True, slots=True)
-class TokenReviewResult:
-    authenticated: bool
-    user: UserInfo | None = None
-    audiences: tuple[str, ...] = ()
-    error: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ResourceAttributes:
-    """What a resource request does (``authorization.k8s.io/v1`` ResourceAttributes)."""
-
-    verb: str
-    group: str
-    version: str
-    resource: str
-    namespace: str = ""
-    subresource: str = ""
-    name: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class NonResourceAttributes:
-    """A request for a path that is not a resource (discovery, OpenAPI, our ``/v1``)."""
-
-    path: str
-    verb: str
-
-
-@dataclass(frozen=True, slots=True)
-class AccessReviewResult:
-    allowed: bool
-    denied: bool = False
-    reason: str = ""
-    evaluation_error: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RequestHeaderSettings:
-    """The front-proxy (requestheader) part of ``extension-apiserver-authentication``."""
-
-    client_ca_pem: str
-    """PEM bundle of the CA(s) that sign the aggregator's client certificate."""
-    allowed_names: tuple[str, ...] = ()
-    """CNs the client certificate may carry; empty means any CN signed by the CA."""
-    username_headers: tuple[str, ...] = ("X-Remote-User",)
-    uid_headers: tuple[str, ...] = ()
-    group_headers: tuple[str, ...] = ("X-Remote-Group",)
-    extra_headers_prefixes: tuple[str, ...] = ("X-Remote-Extra-",)
 
 
 def review_token(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from autoscaler.report.document import (
+from autoscaler.offline.report.document import (
     Block,
     Bullets,
     Code,

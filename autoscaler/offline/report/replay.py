@@ -19,13 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from autoscaler.errors import InputError
+from autoscaler.offline.report.history import History
 from autoscaler.policies.registry import (
     expand_sweep,
     format_setting,
     parse_policy_name,
     policy_names,
 )
-from autoscaler.report.history import History
 from autoscaler.simulation.engine import RunOutput
 from autoscaler.simulation.runner import RunRequest
 

@@ -1,7 +1,7 @@
 """``forecast-eval``: how well each forecaster predicts a workload's demand, against a reference.
 
-A pure function over demand series (:mod:`autoscaler.series` makes them from traces), so the CLI,
-the benchmarks and the notebooks compute the same numbers: one rolling-origin backtest
+A pure function over demand series (:mod:`autoscaler.offline.series` makes them from traces), so the
+CLI, the benchmarks and the notebooks compute the same numbers: one rolling-origin backtest
 (:func:`forecasting.backtest.cross_validation`, every model fitted once and then ``update``-d
 point by point, as the live loop does) and :func:`forecasting.backtest.evaluate`.
 

@@ -1,9 +1,9 @@
 """What the report says, once: sections of plain blocks that the HTML page and the Markdown
 summary both lay out.
 
-Keeping the content here and the markup in :mod:`~autoscaler.report.html_page` and
-:mod:`~autoscaler.report.markdown_summary` means the two files cannot disagree on a number or a
-sentence. Blocks hold plain text (the renderers escape it) and refer to plots by name.
+Keeping the content here and the markup in :mod:`~autoscaler.offline.report.html_page` and
+:mod:`~autoscaler.offline.report.markdown_summary` means the two files cannot disagree on a number
+or a sentence. Blocks hold plain text (the renderers escape it) and refer to plots by name.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from autoscaler.report.accuracy import POLICY_MODEL, Accuracy
-from autoscaler.report.engine_settings import CEILING_SHARE, MIN_SAVING
-from autoscaler.tables import COLUMNS, rows
+from autoscaler.offline.report.accuracy import POLICY_MODEL, Accuracy
+from autoscaler.offline.report.engine_settings import CEILING_SHARE, MIN_SAVING
+from autoscaler.offline.tables import COLUMNS, rows
 
 if TYPE_CHECKING:
-    from autoscaler.report.contents import Report
+    from autoscaler.offline.report.contents import Report
 
 
 @dataclass(frozen=True)

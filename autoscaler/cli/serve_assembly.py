@@ -1,11 +1,12 @@
 """Building ``serve`` from a config: every client, the store, the loop and the listeners.
 
-This is the one place that knows the concrete parts (the ``requests`` Prometheus client, the
-Kubernetes pod watch, the aiohttp apps, the grpcio server); everything below it takes them as
-arguments. Without a cluster (``--no-kubernetes``) the loop counts the pods Prometheus scrapes as
-the ready replicas, shadow mode and Events are off, and the HTTPS API can only run with
-``--insecure-skip-auth`` (there is nobody to ask TokenReview), which is said up front rather
-than discovered as 401s.
+The composition root of ``serve``: the one place that knows the concrete parts (the ``requests``
+Prometheus client, the Kubernetes pod watch and reviews, the aiohttp apps, the grpcio server);
+everything below it takes them as arguments, so ``external_metrics`` only serves what the store
+holds and never imports a client. Without a cluster (``--no-kubernetes``) the loop counts the pods
+Prometheus scrapes as the ready replicas, shadow mode and Events are off, and the HTTPS API can only
+run with ``--insecure-skip-auth`` (there is nobody to ask TokenReview), which is said up front
+rather than discovered as 401s.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from kubernetes import client
 from prometheus_client import CollectorRegistry
 
-from autoscaler.clients.kube import build_api_client
+from autoscaler.clients.kube import build_api_client, reviews
 from autoscaler.clients.kube.leases import LeaseClient
 from autoscaler.clients.kube.pods import PodWatcher, WatchedWorkload
 from autoscaler.clients.kube.workloads import CurrentAutoscalerReader, EventRecorder
@@ -42,7 +43,7 @@ from autoscaler.live.store import RecommendationStore
 from cache.leader import LeaderElector
 from cache.prefetcher import DEFAULT_LEASE_NAME, Prefetcher
 from external_metrics.app import create_api_app
-from external_metrics.auth import AuthConfig, Authenticator, build_authenticator
+from external_metrics.auth import AuthConfig, Authenticator
 from external_metrics.health import create_health_app
 from external_metrics.keda.server import create_grpc_server
 from external_metrics.self_signed import self_signed_pair
@@ -245,6 +246,31 @@ def _listeners(
     )
 
 
+def build_authenticator(api: client.ApiClient, config: AuthConfig) -> Authenticator | None:
+    """The Authenticator for ``serve``: reads the requestheader ConfigMap once, at start-up.
+
+    None when ``insecure_skip_auth`` is set (the
+    caller then passes None to :func:`external_metrics.app.create_api_app`). Synchronous: call
+    it before the event loop serves, or through ``asyncio.to_thread``. A rotated front-proxy CA
+    is picked up on restart.
+    """
+    if config.insecure_skip_auth:
+        log.warning("authentication and authorization are OFF (insecure_skip_auth)")
+        return None
+    settings = reviews.read_requestheader_settings(api, timeout_s=config.review_timeout_s)
+    if settings is None:
+        log.warning(
+            "the cluster publishes no requestheader-client-ca-file: requests through the "
+            "kube-aggregator cannot be authenticated, only bearer tokens"
+        )
+    reviewer = reviews.KubeReviewer(
+        api, audiences=config.token_audiences, timeout_s=config.review_timeout_s
+    )
+    return Authenticator(
+        reviewer, settings, cache_ttl_s=config.cache_ttl_s, cache_size=config.cache_size
+    )
+
+
 async def _main(
     loop: ControlLoop, listeners: Listeners, config: ServiceConfig, options: ServeOptions
 ) -> None:
@@ -273,4 +299,4 @@ async def _main(
         print("llm-autoscaler: stopped", file=sys.stderr, flush=True)
 
 
-__all__ = ["PUBLISHED_METRICS", "ServeOptions", "serve"]
+__all__ = ["PUBLISHED_METRICS", "ServeOptions", "build_authenticator", "serve"]

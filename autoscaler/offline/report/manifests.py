@@ -31,7 +31,7 @@ from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR, behavior_to_dict
 from autoscaler.hpa.render import render_hpa, to_yaml
 from autoscaler.hpa.spec import ExternalMetricTarget, HpaSpec
 from autoscaler.kubernetes_support import HPA_TOLERANCE, NEWEST_MINOR, OLDEST_MINOR, version
-from autoscaler.report.recommend import Settings
+from autoscaler.offline.report.recommend import Settings
 
 SCALER_ADDRESS = "llm-autoscaler.llm-autoscaler.svc:9443"
 """The service's gRPC port in the namespace ``deploy/`` installs into."""

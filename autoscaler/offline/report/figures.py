@@ -5,8 +5,8 @@ switch, so drawing a report inside a notebook (or twice in one process) leaves t
 matplotlib alone. Each function writes one PNG and returns its path; the HTML page embeds the
 bytes, the Markdown summary links the files.
 
-The replica timelines of a request-level replay reuse :func:`autoscaler.plotting.plot_replicas`,
-the demo's picture.
+The replica timelines of a request-level replay reuse
+:func:`autoscaler.offline.plotting.plot_replicas`, the demo's picture.
 """
 
 from __future__ import annotations
@@ -20,8 +20,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from autoscaler.report.accuracy import POLICY_MODEL, Accuracy
-from autoscaler.report.recommend import ORACLE, ORACLE_LATE, REFERENCES, CurvePoint, Settings
+from autoscaler.offline.report.accuracy import POLICY_MODEL, Accuracy
+from autoscaler.offline.report.recommend import (
+    ORACLE,
+    ORACLE_LATE,
+    REFERENCES,
+    CurvePoint,
+    Settings,
+)
 from autoscaler.simulation.engine import RunOutput
 
 FloatArray = npt.NDArray[np.float64]
@@ -291,6 +297,6 @@ def curve_figure(
 
 def replicas_figure(outputs: Mapping[str, RunOutput], *, path: Path, title: str) -> Path:
     """Replicas (desired and ready) and observed demand over time per run, as in the demo."""
-    from autoscaler.plotting import plot_replicas
+    from autoscaler.offline.plotting import plot_replicas
 
     return plot_replicas(outputs, path, title)

@@ -35,8 +35,8 @@ import numpy.typing as npt
 
 from autoscaler.core.slo import SloSpec
 from autoscaler.core.wire_names import DESIRED_METRIC
+from autoscaler.offline.report.accuracy import POLICY_MODEL, Accuracy
 from autoscaler.policies.registry import parse_policy_name
-from autoscaler.report.accuracy import POLICY_MODEL, Accuracy
 
 FloatArray = npt.NDArray[np.float64]
 

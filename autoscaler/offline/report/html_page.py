@@ -12,7 +12,7 @@ import html
 import struct
 from collections.abc import Mapping
 
-from autoscaler.report.document import (
+from autoscaler.offline.report.document import (
     Block,
     Bullets,
     Code,

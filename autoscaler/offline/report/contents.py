@@ -1,5 +1,5 @@
-"""What one report holds: the :class:`Report` that :mod:`~autoscaler.report.build` fills and
-:mod:`~autoscaler.report.document` reads.
+"""What one report holds: the :class:`Report` that :mod:`~autoscaler.offline.report.build` fills and
+:mod:`~autoscaler.offline.report.document` reads.
 
 It has a module of its own so the two need not import each other: ``build`` runs the steps and
 writes files, ``document`` turns a finished report into sections, and both depend only on this
@@ -12,10 +12,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from autoscaler.report.accuracy import Accuracy
-from autoscaler.report.engine_settings import EngineSettings
-from autoscaler.report.history import History
-from autoscaler.report.recommend import CurvePoint, Settings
+from autoscaler.offline.report.accuracy import Accuracy
+from autoscaler.offline.report.engine_settings import EngineSettings
+from autoscaler.offline.report.history import History
+from autoscaler.offline.report.recommend import CurvePoint, Settings
 from autoscaler.simulation.engine import RunOutput
 from autoscaler.simulation.runner import RunRequest
 

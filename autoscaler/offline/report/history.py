@@ -3,19 +3,19 @@
 Two sources, one shape (:class:`History`):
 
 * **a trace file** (``--trace``): a request trace is kept whole for the request-level simulator
-  and its demand is :func:`autoscaler.series.trace_series` of kind ``token_work`` every 15 s (one
-  scrape). A ServeGen file holds rates, not requests: the chosen model's
+  and its demand is :func:`autoscaler.offline.series.trace_series` of kind ``token_work`` every 15 s
+  (one scrape). A ServeGen file holds rates, not requests: the chosen model's
   :class:`~autoscaler.traces.servegen.RateWindows` are replayed in fluid mode and its demand is
   the window rate times the mean token work of a request of the length mixture the fluid runner
   assumes (:data:`autoscaler.traces.synthetic.AZURE_CONV_LENGTHS`), so the forecast and the replay
   see the same load.
-* **Prometheus** (``--prometheus``): the workload's range, read with
-  :func:`autoscaler.live.collection.collect_history`, the queries the live loop's start-up backfill
-  runs. Demand per step is what the ``forecast`` policy computes each tick (token work of the
-  completions plus the queue growth, with the engine's documented fallbacks); the replay is fluid,
-  on the demand in requests per second (:meth:`SignalSnapshot.demand_requests_per_s`), with one
-  window per step. A step where the workload's data is stale is a gap (NaN), as in a ServeGen
-  file.
+* **Prometheus** (``--prometheus``): the workload's range, read by the ``collect`` the caller
+  passes (the CLI passes :func:`autoscaler.live.collection.collect_history`, the queries the live
+  loop's start-up backfill runs; offline code never imports the live loop itself). Demand per step
+  is what the ``forecast`` policy computes each tick (token work of the completions plus the queue
+  growth, with the engine's documented fallbacks); the replay is fluid, on the demand in requests
+  per second (:meth:`SignalSnapshot.demand_requests_per_s`), with one window per step. A step where
+  the workload's data is stale is a gap (NaN), as in a ServeGen file.
 
 An empty range and an unknown workload are told apart (both are a clear :class:`InputError`): the
 first has no series at all for the engine, the second has series, only for other workloads. An
@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -37,20 +37,26 @@ from pydantic import ValidationError
 
 from autoscaler.clients.prometheus import PrometheusAPI
 from autoscaler.config import WorkloadConfig, format_validation_error, prom_duration_seconds
-from autoscaler.core.signals import SignalSnapshot
+from autoscaler.core.signals import SignalSnapshot, workload_key
 from autoscaler.core.slo import SloSpec
 from autoscaler.engines.base import EngineProfile
 from autoscaler.engines.guards import memory_guard
 from autoscaler.engines.promql import GroupingLabels, build_fleet_queries
 from autoscaler.errors import InputError
-from autoscaler.live.collection import collect_history, workload_key
+from autoscaler.offline.series import DEFAULT_REQUEST_INTERVAL_S, trace_series
 from autoscaler.policies.base import GPU_MEMORY_PRESSURE, PolicyContext
 from autoscaler.policies.fallbacks import fill_demand
-from autoscaler.series import DEFAULT_REQUEST_INTERVAL_S, trace_series
 from autoscaler.traces.records import Trace
 from autoscaler.traces.servegen import RateWindows
 
 FloatArray = npt.NDArray[np.float64]
+
+
+HistoryCollector = Callable[..., list[tuple[float, dict[str, SignalSnapshot]]]]
+"""Reads the workloads' snapshots over a range, one set per step, called as
+``collect(api, [workload], start=, end=, step=, engines=, window=, gpu_memory=)``: the CLI passes
+:func:`autoscaler.live.collection.collect_history`."""
+
 
 MAX_POINTS_PER_SERIES = 11_000
 """Prometheus refuses a range query that would return more points per series than this."""
@@ -321,12 +327,14 @@ def from_prometheus(
     end: float,
     profile: EngineProfile,
     weights: tuple[float, float],
+    collect: HistoryCollector,
     step: float | None = None,
     window: str = "1m",
     url: str = "",
     gpu_memory: EngineProfile | None = None,
 ) -> History:
-    """A workload's Prometheus history from ``start`` to ``end`` (Unix seconds).
+    """A workload's Prometheus history from ``start`` to ``end`` (Unix seconds), read with
+    ``collect`` (the live loop's backfill queries, passed in: see the module docstring).
 
     With ``gpu_memory`` (the dcgm-exporter profile), the source also summarises the replicas'
     GPU memory over the range (:func:`gpu_memory_summary`), which the report shows.
@@ -366,7 +374,7 @@ def from_prometheus(
         raise InputError(
             f"unknown workload {key}: Prometheus has {profile.name} series {where} only for {shown}"
         )
-    history = collect_history(
+    history = collect(
         api,
         [workload],
         start=start,

@@ -1,8 +1,8 @@
 """Run the report's steps in order and write its directory.
 
 :func:`build_report` gathers nothing itself (the caller hands it a
-:class:`~autoscaler.report.history.History`) and writes nothing; :func:`write_report` draws the
-plots and writes every file. Progress is reported through the runner's ``(name, fraction)``
+:class:`~autoscaler.offline.report.history.History`) and writes nothing; :func:`write_report` draws
+the plots and writes every file. Progress is reported through the runner's ``(name, fraction)``
 callback, one named step after another, so the CLI's rich bar (or nothing, in a pipe) follows
 it; :func:`step_count` says how many steps to expect.
 
@@ -27,18 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoscaler.errors import InputError
-from autoscaler.report import manifests
-from autoscaler.report.accuracy import Accuracy, backtest
-from autoscaler.report.contents import Report
-from autoscaler.report.engine_settings import EngineSettings, compare_budgets
-from autoscaler.report.history import History
-from autoscaler.report.recommend import (
+from autoscaler.offline.report import manifests
+from autoscaler.offline.report.accuracy import Accuracy, backtest
+from autoscaler.offline.report.contents import Report
+from autoscaler.offline.report.engine_settings import EngineSettings, compare_budgets
+from autoscaler.offline.report.history import History
+from autoscaler.offline.report.recommend import (
     Evidence,
     Lifecycle,
     curve_points,
     recommend,
 )
-from autoscaler.report.replay import replay, replica_timelines
+from autoscaler.offline.report.replay import replay, replica_timelines
 from autoscaler.simulation.runner import REFERENCES, RunRequest
 
 Progress = Callable[[str, float], None]
@@ -74,8 +74,8 @@ def build_report(
     """Backtest, replay, recommend and render the manifests for ``history``.
 
     ``request.policies`` are the policies to replay (``forecast@SETTING``s and baselines, see
-    :func:`autoscaler.report.replay.policy_labels`). A history too short to backtest still gets
-    a report, without the accuracy section (``accuracy_note`` says why).
+    :func:`autoscaler.offline.report.replay.policy_labels`). A history too short to backtest still
+    gets a report, without the accuracy section (``accuracy_note`` says why).
     """
 
     def step(name: str, frac: float) -> None:
@@ -191,7 +191,7 @@ class ReportFiles:
 
 def draw_plots(report: Report, plots_dir: Path) -> dict[str, Path]:
     """Every plot of the report as ``plots_dir/<name>.png``, in page order."""
-    from autoscaler.report import figures
+    from autoscaler.offline.report import figures
 
     h = report.history
     out: dict[str, Path] = {}
@@ -232,9 +232,9 @@ def write_report(
     clock: Callable[[], float] = time.perf_counter,
 ) -> ReportFiles:
     """Draw the plots and write every file of the report into ``out_dir`` (created)."""
-    from autoscaler.report.document import build_document
-    from autoscaler.report.html_page import render_html
-    from autoscaler.report.markdown_summary import render_markdown
+    from autoscaler.offline.report.document import build_document
+    from autoscaler.offline.report.html_page import render_html
+    from autoscaler.offline.report.markdown_summary import render_markdown
 
     if progress is not None:
         progress(WRITING, 0.0)

@@ -3,9 +3,9 @@
 One rolling-origin backtest (:func:`forecasting.backtest.cross_validation`, fitted once and then
 updated point by point, as the live loop does) of the ``forecast`` policy's own forecaster
 (:func:`autoscaler.policies.forecast.default_forecaster`) and of the reference that
-``forecast-eval`` uses (:mod:`autoscaler.forecast_eval`: the daily seasonal naive when the history
-holds two days, else the last value), out to twice the cold-start lead time. Each horizon is then
-scored on its own rows with :func:`forecasting.backtest.evaluate`, so the table says how the
+``forecast-eval`` uses (:mod:`autoscaler.offline.forecast_eval`: the daily seasonal naive when the
+history holds two days, else the last value), out to twice the cold-start lead time. Each horizon is
+then scored on its own rows with :func:`forecasting.backtest.evaluate`, so the table says how the
 error grows with the horizon: what a shorter lead time (a warm node, a prefetched image) buys.
 
 The backtest also yields the forecast *as the policy would have used it*: the quantiles made one
@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from autoscaler.errors import InputError
-from autoscaler.forecast_eval import (
+from autoscaler.offline.forecast_eval import (
     DAY_S,
     MIN_TRAIN_POINTS,
     NAIVE_REFERENCE,

@@ -1,0 +1,48 @@
+"""The service configuration of ``serve``: one YAML file (docs/configuration.md).
+
+``schema`` holds the pydantic models (``service:`` → :class:`GlobalConfig`, ``workloads:`` →
+:class:`WorkloadConfig`), each forbidding unknown fields so a typo is an error, not a silent
+default; ``loading`` reads a file and turns every failure into one
+:class:`~autoscaler.errors.InputError` naming the file and the field path. The names below are
+the package's interface, so callers import ``autoscaler.config`` and not its modules.
+
+May import: the core, the engine registry (which engines a workload may name),
+``autoscaler.replica_states`` (the pending timeout's default) and ``autoscaler.errors``.
+"""
+
+from autoscaler.config.loading import describe, format_validation_error, load_config, parse_config
+from autoscaler.config.schema import (
+    KNOWN_ENGINES,
+    KNOWN_GPUS,
+    KNOWN_MODELS,
+    KNOWN_TP,
+    GatewayConfig,
+    GlobalConfig,
+    PortsConfig,
+    PrefetchConfig,
+    ProfileConfig,
+    ServiceConfig,
+    SloConfig,
+    WorkloadConfig,
+    prom_duration_seconds,
+)
+
+__all__ = [
+    "KNOWN_ENGINES",
+    "KNOWN_GPUS",
+    "KNOWN_MODELS",
+    "KNOWN_TP",
+    "GatewayConfig",
+    "GlobalConfig",
+    "PortsConfig",
+    "PrefetchConfig",
+    "ProfileConfig",
+    "ServiceConfig",
+    "SloConfig",
+    "WorkloadConfig",
+    "describe",
+    "format_validation_error",
+    "load_config",
+    "parse_config",
+    "prom_duration_seconds",
+]
