@@ -454,3 +454,50 @@ def test_the_capacity_learner_learns_from_the_mean_queue_time_where_it_is_all_th
     for i in range(40):  # steady fleet and load: observations count after two steady ticks
         policy.recommend(_triton_snap(15.0 * i, queue_mean))
     assert bool(policy.capacity.weight_.sum() > 0) is learns
+
+
+def test_with_a_profile_the_capacity_follows_the_request_mix():
+    from autoscaler.perf.capacity import mix_capacity
+    from autoscaler.perf.profiles import get_profile
+
+    profile = get_profile()
+    ctx = replace(CTX, profile=profile, replica_token_capacity=6000.0)
+
+    def steady(policy, mean_prompt, p90_prompt, mean_output, ticks=12):
+        for k in range(ticks):
+            s = replace(snap(15.0 * k, prompt_rate=60_000.0, gen_rate=1000.0),
+                        mean_prompt_tokens=mean_prompt, p90_prompt_tokens=p90_prompt,
+                        mean_output_tokens=mean_output)  # fmt: skip
+            rec = policy.recommend(s)
+        return rec
+
+    chat, long_prompts = (1154.0, 2525.0, 210.0), (16000.0, 31000.0, 300.0)
+    plain = steady(ForecastPolicy(CTX), *long_prompts)
+    at_chat = steady(ForecastPolicy(ctx), *chat)
+    at_long = steady(ForecastPolicy(ctx), *long_prompts)
+    # the same token work needs more replicas of long prompts, by the model's ratio
+    expected = mix_capacity(profile, ctx.slo, *chat) / mix_capacity(profile, ctx.slo, *long_prompts)
+    assert expected > 2.0
+    ratio = at_long.candidates[0].replicas / at_chat.candidates[0].replicas
+    assert ratio == pytest.approx(expected, rel=0.02)
+    assert "mix x" in at_long.candidates[0].detail
+    # without a profile nothing changes: the seed alone, no mix in the reason
+    assert "mix x" not in plain.candidates[0].detail
+
+
+def test_the_mix_scale_moves_slowly_and_holds_on_stale_data():
+    from autoscaler.perf.profiles import get_profile
+
+    policy = ForecastPolicy(replace(CTX, profile=get_profile()))
+    policy.recommend(replace(snap(0.0), mean_prompt_tokens=1154.0, mean_output_tokens=210.0,
+                             p90_prompt_tokens=2525.0))  # fmt: skip
+    first = policy._mix_scale
+    assert first is not None
+    # one minute of a 16k-token mix moves the scale by a few percent, not all the way
+    for k in range(1, 5):
+        policy.recommend(replace(snap(15.0 * k), mean_prompt_tokens=16000.0,
+                                 mean_output_tokens=300.0, p90_prompt_tokens=31000.0))  # fmt: skip
+    moved = policy._mix_scale
+    assert moved is not None and 0.8 * first < moved < first
+    policy.recommend(snap(75.0, stale=True))  # stale data holds, the mix with it
+    assert policy._mix_scale == moved

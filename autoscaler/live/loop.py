@@ -132,6 +132,7 @@ def workload_context(
         default_lead_time_s=DEFAULT_LEAD_TIME_S,
         pending_timeout_s=config.service.pending_timeout_s,
         gpu_memory_guard=engine is not None and memory_guard(engine),
+        profile=profile,
     )
 
 

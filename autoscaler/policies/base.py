@@ -9,6 +9,7 @@ from autoscaler.core.recommendation import Recommendation
 from autoscaler.core.signals import SignalSnapshot
 from autoscaler.core.slo import SloSpec
 from autoscaler.hpa.spec import HpaSpec
+from autoscaler.perf.model import PerfProfile
 from autoscaler.replica_states import DEFAULT_LEAD_TIME_S, DEFAULT_PENDING_TIMEOUT_S
 
 Actuation = Literal["hpa", "native"]
@@ -52,6 +53,9 @@ class PolicyContext:
     whose replicas are vLLM's)."""
     gpu_memory_pressure: float = GPU_MEMORY_PRESSURE
     """GPU memory share at which the memory-pressure guard counts a replica as pressed."""
+    profile: PerfProfile | None = None
+    """The replica's performance profile, for policies that size capacity to the live request mix
+    (``forecast``: :func:`autoscaler.perf.capacity.mix_capacity`); None keeps the seed as is."""
     peak_replicas: int | None = None
     """Only for ``static-peak``: the replica count covering the trace's peak (from the oracle)."""
 

@@ -65,6 +65,7 @@ from autoscaler.core.signals import SignalSnapshot
 from autoscaler.core.wire_names import DESIRED_METRIC, FORECAST_METRIC, LOAD_METRIC
 from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR
 from autoscaler.hpa.spec import ExternalMetricTarget, HpaSpec
+from autoscaler.perf.capacity import mix_capacity
 from autoscaler.policies.base import Actuation, PolicyContext
 from autoscaler.policies.fallbacks import fill_demand
 from forecasting.base import Forecaster
@@ -425,6 +426,15 @@ class ForecastPolicy:
         self._steady_run = 0
         self._work_per_request: float | None = None
         """Mean token work per request behind a gateway (:meth:`_request_work`)."""
+        self._mix_scale: float | None = None
+        """The live request mix's capacity over the seed mix's (:meth:`_capacity_scale`)."""
+        self._seed_mix_capacity = (
+            mix_capacity(
+                ctx.profile, ctx.slo, ctx.seed_mean_prompt_tokens, None, ctx.seed_mean_output_tokens
+            )
+            if ctx.profile is not None
+            else 0.0
+        )
 
     def hpa_spec(self) -> HpaSpec:
         return HpaSpec(
@@ -523,7 +533,9 @@ class ForecastPolicy:
                 upper / capacity + backlog,
                 f"demand {upper:.0f} work/s over {lead:.0f}s "
                 f"(band x{upper / point if point > 0 else band:.2f}, {source}), "
-                f"capacity {capacity:.0f} ({self.capacity.basis_})"
+                f"capacity {capacity:.0f} ({self.capacity.basis_}"
+                + (f", mix x{self._mix_scale:.2f}" if self._mix_scale is not None else "")
+                + ")"
                 + (f", {backlog:.1f} replicas busy with a queue{held}" if backlog >= 0.05 else ""),
             )
         ]
@@ -621,6 +633,10 @@ class ForecastPolicy:
         describe the same state (a replica filling its batch looks fast; one draining a backlog
         looks slow).
         """
+        scale = self._capacity_scale(snap)
+        # the learner counts in the seed mix's units: what it learns (a multiple of the
+        # profile's capacity) carries over when the mix moves
+        served, system_growth_work = served / scale, system_growth_work / scale
         load = served / ready if ready > 0 else 0.0
         self._ready_history.append(ready)
         self._load_history.append(load)
@@ -634,13 +650,39 @@ class ForecastPolicy:
         if ready > 0 and self._steady_run >= self.steady_ticks and not censored:
             # counted per tick, not per window: each request is in several overlapping windows
             seen = observed_attainment(snap, self.ctx.slo, self.ctx.tick_s)
-            return self.capacity.observe(
+            return scale * self.capacity.observe(
                 load,
                 self._learning_ratio(snap, ratio),
                 None if seen is None else seen.miss,
                 0.0 if seen is None else seen.requests,
             )
-        return self.capacity.capacity_
+        return scale * self.capacity.capacity_
+
+    mix_smoothing_ticks = 40
+    """Ticks over which the request mix that sizes capacity is averaged (an exponential mean):
+    10 minutes of 15 s ticks. A minute's mean output and p90 prompt swing +-30% on a steady chat
+    trace, and the capacity must not swing with them."""
+
+    def _capacity_scale(self, snap: SignalSnapshot) -> float:
+        """The capacity of one replica for the live request mix, over the seed mix's.
+
+        :func:`~autoscaler.perf.capacity.mix_capacity` sizes a replica from its prefill and decode
+        time budgets, so 16k-token prompts get about a third of a chat replica's token work and
+        long answers half as much again (the fleet oracle's capacity varies fivefold across the
+        workload families; one seed cannot follow it, and the learner moves it by ~1% per steady
+        observation). Held where the mix is unknown; 1 without a profile.
+        """
+        profile = self.ctx.profile
+        prompt, output = snap.mean_prompt_tokens, snap.mean_output_tokens
+        if profile is not None and self._seed_mix_capacity > 0 and prompt and output:
+            now = mix_capacity(profile, self.ctx.slo, prompt, snap.p90_prompt_tokens, output)
+            if now > 0:
+                ratio = now / self._seed_mix_capacity
+                if self._mix_scale is None:
+                    self._mix_scale = ratio
+                else:
+                    self._mix_scale += (ratio - self._mix_scale) / self.mix_smoothing_ticks
+        return self._mix_scale or 1.0
 
     def _request_work(self, snap: SignalSnapshot) -> float | None:
         """Token work of a mean request as the gateway's token histograms size it (the engines'

@@ -114,6 +114,7 @@ def policy_context(
         decode_weight=weights[1],
         gpus_per_replica=req.profile.tp,
         default_lead_time_s=req.lead_s(),
+        profile=req.profile,
         peak_replicas=peak,
     )
 
