@@ -153,3 +153,41 @@ def running(procs: Sequence[Proc]) -> Iterator[None]:
                 p.stop(signal.SIGKILL)
         for p in procs:
             print(f"---- {p.name} log ----\n{p.tail()}")
+
+
+@contextmanager
+def prometheus_scraping(binary: str, tmp_path: Path, exposition: str) -> Iterator[str]:
+    """The real Prometheus (1 s scrape, ``honor_labels``) scraping one static exposition served
+    on 127.0.0.1: the URL of Prometheus. For PromQL that only the real engine can check (joins
+    across exporters, kube-state-metrics' series)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from tests.ports import free_ports
+
+    body = exposition.encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    exporter = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=exporter.serve_forever, daemon=True).start()
+    (port,) = free_ports(1)
+    (tmp_path / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\n"
+        "scrape_configs:\n  - job_name: static\n    honor_labels: true\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{exporter.server_port}']\n"
+    )
+    try:
+        with running([prometheus_proc(binary, tmp_path, port)]):
+            yield f"http://127.0.0.1:{port}"
+    finally:
+        exporter.shutdown()
+        exporter.server_close()

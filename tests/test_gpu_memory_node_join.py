@@ -4,10 +4,8 @@ real engine can show it files each GPU under the right replica."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,8 +13,7 @@ import pytest
 from autoscaler.clients.prometheus import PrometheusClient
 from autoscaler.engines.promql import gpu_memory_queries
 from autoscaler.engines.registry import ENGINES
-from tests.live_stack import prometheus_proc, running
-from tests.ports import free_ports
+from tests.live_stack import prometheus_scraping
 
 GIB = 1024.0  # dcgm-exporter reports the framebuffer in MiB
 
@@ -58,32 +55,8 @@ def exposition() -> str:
 
 @pytest.fixture
 def prometheus(tmp_path: Path, prometheus_binary: str) -> Iterator[str]:
-    text = exposition().encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.end_headers()
-            self.wfile.write(text)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    exporter = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=exporter.serve_forever, daemon=True).start()
-    (port,) = free_ports(1)
-    (tmp_path / "prometheus.yml").write_text(
-        "global:\n  scrape_interval: 1s\n"
-        "scrape_configs:\n  - job_name: static\n    honor_labels: true\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{exporter.server_port}']\n"
-    )
-    try:
-        with running([prometheus_proc(prometheus_binary, tmp_path, port)]):
-            yield f"http://127.0.0.1:{port}"
-    finally:
-        exporter.shutdown()
-        exporter.server_close()
+    with prometheus_scraping(prometheus_binary, tmp_path, exposition()) as url:
+        yield url
 
 
 def test_each_replica_gets_its_own_gpu_or_its_nodes_fullest(prometheus: str) -> None:

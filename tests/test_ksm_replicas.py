@@ -3,11 +3,8 @@ Prometheus (the Debian binary) scraping a small exporter of KSM-format series on
 
 from __future__ import annotations
 
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,7 @@ from autoscaler.clients.prometheus import PrometheusClient, Sample
 from autoscaler.config import WorkloadConfig
 from autoscaler.live.ksm_replicas import KubeStateMetricsReplicas, ksm_queries, pods_by_workload
 from autoscaler.live.loop import ReplicaSource
-from tests.ports import free_port
+from tests.live_stack import prometheus_scraping
 
 NOW = 1_800_000_000.0
 
@@ -163,48 +160,8 @@ def exposition(now: float) -> str:
 @pytest.fixture
 def prometheus_with_ksm(tmp_path: Path, prometheus_binary: str) -> Iterator[tuple[str, float]]:
     start = time.time()
-    text = exposition(start).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.end_headers()
-            self.wfile.write(text)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    exporter = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=exporter.serve_forever, daemon=True).start()
-    prom_port = free_port()
-    (tmp_path / "prometheus.yml").write_text(
-        "global:\n  scrape_interval: 1s\n"
-        "scrape_configs:\n  - job_name: kube-state-metrics\n    honor_labels: true\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{exporter.server_port}']\n"
-    )
-    log = (tmp_path / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            prometheus_binary,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield f"http://127.0.0.1:{prom_port}", start
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        exporter.shutdown()
-        exporter.server_close()
-        log.close()
+    with prometheus_scraping(prometheus_binary, tmp_path, exposition(start)) as url:
+        yield url, start
 
 
 def test_counts_from_a_real_prometheus_scraping_kube_state_metrics(prometheus_with_ksm):
