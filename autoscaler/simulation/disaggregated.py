@@ -189,17 +189,17 @@ def simulate_pd(
                 continue
             assign(prefill, rid, now)
             continue
-        now, _, kind, role, slot, extra = heappop(heap)
+        now, _, kind, pool, slot, extra = heappop(heap)
         if now > end_limit:
             break
         if kind == STEP:
-            fleet = by_index[role]
+            fleet = by_index[pool]
             rec = fleet.records[slot]
             srv = rec.server
             if srv is None or srv.version != extra:
                 continue
-            push_step(role, srv, srv.step_end(now))
-            if role == 0:
+            push_step(pool, srv, srv.step_end(now))
+            if pool == 0:
                 handoffs()
             if rec.phase == "draining":
                 fleet.maybe_finish_drain(slot, now)
@@ -219,7 +219,7 @@ def simulate_pd(
             else:
                 assign(decode, rid, now)
         elif kind == LIFECYCLE:
-            fleet = by_index[role]
+            fleet = by_index[pool]
             fleet.advance(slot, now)
             settle(fleet, now)
         else:
@@ -243,9 +243,7 @@ def simulate_pd(
                 settle(fleet, now)
                 if not warming:
                     max_live[name] = max(max_live[name], desired)
-                timeline[name].append(
-                    TickRecord.of(now, desired, snapshot, rec_.winner, (wp, wd))
-                )
+                timeline[name].append(TickRecord.of(now, desired, snapshot, rec_.winner, (wp, wd)))
             if now + config.tick_s <= duration:
                 seq += 1
                 heappush(heap, (now + config.tick_s, seq, TICK, 0, -1, 0))

@@ -119,7 +119,9 @@ def pd_oracle(
 ) -> PdOracle:
     """Coordinate-bisect the two pools' capacities; see the module docstring."""
     feasible = feasible_requests(trace, profile, slo)
-    mean_ctx = float(np.mean(trace.prompt_tokens + trace.output_tokens / 2.0)) if trace.requests else 1500.0
+    mean_ctx = 1500.0
+    if trace.requests:
+        mean_ctx = float(np.mean(trace.prompt_tokens + trace.output_tokens / 2.0))
     seeds = seed_capacities(profile, slo, weights, mean_ctx)
     caps = {PREFILL: seeds[PREFILL], DECODE_ROLE: seeds[DECODE_ROLE] / GENEROUS}
     last = {"attainment": 0.0}
