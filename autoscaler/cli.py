@@ -211,6 +211,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="pull the modelcar onto the nodes the planner picks ahead of scale-ups, with the "
         "live prefetch planner and its default limits (default off; docs/prefetch.md)",
     )
+    sim.add_argument(
+        "--disaggregate",
+        action="store_true",
+        help="a prefill pool and a decode pool, each scaled by its own instance of each policy "
+        "(forecast, dynamo-pd, or any baseline per pool; docs/disaggregation.md)",
+    )
+    sim.add_argument(
+        "--kv-link-gbps",
+        type=_positive("--kv-link-gbps"),
+        default=400.0,
+        metavar="GBPS",
+        help="with --disaggregate: KV-transfer link per prefill replica (default 400 Gb/s)",
+    )
     _add_run_flags(sim)
     sim.set_defaults(func=_cmd_simulate)
 
@@ -580,6 +593,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from autoscaler.traces.readers import detect_format, read_trace
 
     names = args.policy or ["forecast"]
+    if args.disaggregate:
+        from autoscaler.simulation.pd_cli import simulate_disaggregated
+
+        scale = args.rate_scale
+        return simulate_disaggregated(args, names, lambda n: _request(args, n, args.seeds, scale))
     if args.sweep:
         names = expand_sweep(names)
     # validate names before reading anything large
