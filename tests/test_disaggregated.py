@@ -257,3 +257,16 @@ def test_simulate_disaggregate_prints_both_pools_and_the_aggregated_oracle(tmp_p
     assert row["gpu_hours"] == pytest.approx(row["gpu_hours_prefill"] + row["gpu_hours_decode"])
     assert result["yardstick"]["aggregated_oracle_gpu_hours"] > 0
     assert result["disaggregated"]["link_gbps"] == 400.0
+
+
+def test_the_comparison_reports_both_fleets_gpu_hours_and_a_ratio_range():
+    from autoscaler.simulation.pd_compare import compare, comparison_markdown
+
+    trace = poisson_trace(3.0, 600.0, 3000, 20, seed=2)
+    c = compare(trace, toy_profile(), SloSpec(), kv_bytes_per_token=1000)
+    assert c.aggregated_gpu_hours > 0 and c.disaggregated_gpu_hours > 0
+    assert c.disaggregated_gpu_hours == pytest.approx(c.prefill_gpu_hours + c.decode_gpu_hours)
+    assert 0 < c.ratio_low <= c.ratio_high
+    text = comparison_markdown(c)
+    assert "## Aggregated vs disaggregated" in text
+    assert f"{c.aggregated_gpu_hours:.1f}" in text and "prefill:decode ratio" in text

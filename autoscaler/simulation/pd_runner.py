@@ -37,6 +37,7 @@ from autoscaler.simulation.oracle import (
     work_bound_gpu_hours,
     work_weights,
 )
+from autoscaler.simulation.pd_compare import ratio_range
 from autoscaler.simulation.pd_oracle import pd_met, pd_oracle
 from autoscaler.simulation.pd_replicas import DEFAULT_LINK_GBPS, ROLES
 from autoscaler.simulation.results import mean_over_seeds
@@ -164,6 +165,8 @@ def run_pd_seed(
         "oracle_target_met": float(yard.target_met),
         "prefill_capacity": yard.plans["prefill"].capacity,
         "decode_capacity": yard.plans["decode"].capacity,
+        "prefill_decode_ratio_p10": ratio_range(yard)[0],
+        "prefill_decode_ratio_p90": ratio_range(yard)[1],
     }
     if pd.aggregated_oracle:
         c_star = replica_capacity(trace, profile, slo, weights, seed=seed)
