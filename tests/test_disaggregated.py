@@ -270,3 +270,9 @@ def test_the_comparison_reports_both_fleets_gpu_hours_and_a_ratio_range():
     text = comparison_markdown(c)
     assert "## Aggregated vs disaggregated" in text
     assert f"{c.aggregated_gpu_hours:.1f}" in text and "prefill:decode ratio" in text
+
+
+def test_an_unknown_name_lists_the_role_only_policies_too():
+    with pytest.raises(UnknownNameError, match="dynamo-pd") as exc:
+        role_policy_names(["magic"], sweep=False)
+    assert "forecast-agg" in str(exc.value) and "hpa-queue" in str(exc.value)

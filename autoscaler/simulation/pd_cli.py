@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from autoscaler.errors import InputError
+from autoscaler.errors import InputError, UnknownNameError
 from autoscaler.policies.dynamo_pd import SWEEP
 from autoscaler.policies.registry import expand_sweep, parse_policy_name
 from autoscaler.simulation.pd_runner import PdRequest, run_pd
@@ -44,7 +44,12 @@ def role_policy_names(names: list[str], sweep: bool) -> list[str]:
                 parse_policy_name(f"forecast@{raw}")
             out.append(spec)
         else:
-            parse_policy_name(spec)
+            try:
+                parse_policy_name(spec)
+            except UnknownNameError as exc:  # say that the role-only names exist too
+                raise UnknownNameError(
+                    exc.kind, exc.name, sorted((*exc.known, *ROLE_ONLY))
+                ) from None
             out.extend(expand_sweep([spec]) if sweep else [spec])
     return list(dict.fromkeys(out))
 
