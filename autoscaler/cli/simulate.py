@@ -46,6 +46,19 @@ def add_parser(sub: Subparsers) -> None:
         help="pull the modelcar onto the nodes the planner picks ahead of scale-ups, with the "
         "live prefetch planner and its default limits (default off; docs/prefetch.md)",
     )
+    sim.add_argument(
+        "--disaggregate",
+        action="store_true",
+        help="a prefill pool and a decode pool, each scaled by its own instance of each policy "
+        "(forecast, dynamo-pd, or any baseline per pool; docs/disaggregation.md)",
+    )
+    sim.add_argument(
+        "--kv-link-gbps",
+        type=positive("--kv-link-gbps"),
+        default=400.0,
+        metavar="GBPS",
+        help="with --disaggregate: KV-transfer link per prefill replica (default 400 Gb/s)",
+    )
     add_run_flags(sim)
     sim.set_defaults(func=run)
 
@@ -55,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
     from autoscaler.traces.readers import detect_format, read_trace
 
     names = args.policy or ["forecast"]
+    if args.disaggregate:
+        from autoscaler.cli.disaggregate import simulate_disaggregated
+
+        scale, seeds = args.rate_scale, args.seeds
+        return simulate_disaggregated(args, names, lambda n: run_request(args, n, seeds, scale))
     if args.sweep:
         names = expand_sweep(names)
     # validate names before reading anything large
