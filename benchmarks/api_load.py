@@ -102,11 +102,12 @@ def build_store(n: int) -> RecommendationStore:
 # --- the server (child process) -----------------------------------------------------------------
 
 
-def serve(n: int, *, reuse_port: int | None) -> None:
+def serve(n: int, *, reuse_port: int | None, loop: str = "auto") -> None:
     """Serve the store over TLS as the service does, or with ``reuse_port`` (a port, 0: any)
     on an ``SO_REUSEPORT`` socket (the ``--processes`` prototype)."""
     from aiohttp import web
 
+    from autoscaler.cli import event_loop
     from external_metrics.app import create_api_app, start_https
     from external_metrics.self_signed import self_signed_pair
     from external_metrics.tls import server_ssl_context
@@ -137,7 +138,7 @@ def serve(n: int, *, reuse_port: int | None) -> None:
             await stop.wait()
             await runner.cleanup()
 
-        asyncio.run(main())
+        event_loop.run(main(), loop=loop)  # type: ignore[arg-type]
 
 
 # --- the driver ---------------------------------------------------------------------------------
@@ -226,13 +227,16 @@ def comma_list(kind: type, allowed: tuple[str, ...] = ()) -> Any:
     return parse
 
 
-def start_servers(workloads: int, processes: int) -> tuple[list[subprocess.Popen[str]], int]:
+def start_servers(
+    workloads: int, processes: int, loop: str = "auto"
+) -> tuple[list[subprocess.Popen[str]], int]:
     """The server process(es) and their port; more than one share it with SO_REUSEPORT."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     servers: list[subprocess.Popen[str]] = []
     port = 0
     for _ in range(processes):
         cmd = [sys.executable, __file__, "--serve", "--workloads", str(workloads)]
+        cmd += ["--event-loop", loop]
         if processes > 1:
             cmd += ["--reuse-port", str(port)]
         server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
@@ -336,11 +340,17 @@ def main() -> None:
     parser.add_argument(
         "--processes", type=int, default=1, help="server processes (> 1: SO_REUSEPORT prototype)"
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="the server's event loop (default auto: uvloop where installed, as serve runs)",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--reuse-port", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.workloads, reuse_port=args.reuse_port)
+        serve(args.workloads, reuse_port=args.reuse_port, loop=args.event_loop)
         return
     if args.processes < 1:
         parser.error("--processes must be >= 1")
@@ -348,7 +358,7 @@ def main() -> None:
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
-    servers, port = start_servers(args.workloads, args.processes)
+    servers, port = start_servers(args.workloads, args.processes, args.event_loop)
     runs = []
     try:
         for target in args.target:
@@ -371,6 +381,7 @@ def main() -> None:
         "workloads": args.workloads,
         "auth": "off",
         "processes": args.processes,
+        "event_loop": args.event_loop,
         "wrk_threads": args.threads,
         "duration_s_per_run": args.duration,
         "goal": GOAL,

@@ -27,6 +27,7 @@ from pathlib import Path
 from kubernetes import client
 from prometheus_client import CollectorRegistry
 
+from autoscaler.cli import event_loop
 from autoscaler.clients.kube import build_api_client, reviews
 from autoscaler.clients.kube.leases import LeaseClient
 from autoscaler.clients.kube.pods import PodWatcher, WatchedWorkload
@@ -188,7 +189,7 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
         if prefetcher is not None:
             prefetcher.start()
         try:
-            asyncio.run(_main(loop, listeners, config, options))
+            event_loop.run(_main(loop, listeners, config, options))
         finally:
             if prefetcher is not None:
                 prefetcher.stop()
@@ -276,6 +277,7 @@ async def _main(
 ) -> None:
     stop = asyncio.Event()
     aio = asyncio.get_running_loop()
+    print(f"llm-autoscaler: event loop {event_loop.loop_name(aio)}", file=sys.stderr, flush=True)
     for sig in (signal.SIGTERM, signal.SIGINT):
         aio.add_signal_handler(sig, stop.set)
     timer = None
