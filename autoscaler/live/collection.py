@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
@@ -52,7 +53,7 @@ from autoscaler.engines import gateway
 from autoscaler.engines.base import EngineProfile
 from autoscaler.engines.promql import GroupingLabels, Query, build_fleet_queries
 from autoscaler.errors import InputError, UnknownNameError
-from autoscaler.sample_checks import sample_problem
+from autoscaler.sample_checks import FRACTION_FIELDS, SIGNED_FIELDS, sample_problem
 
 __all__ = [
     "CORE_FIELDS",
@@ -73,6 +74,11 @@ MAX_REJECTED: Final = 8
 
 NO_REPLICAS: Final = ReplicaCounts(spec=0, ready=0, starting=0, pending=0, terminating=0)
 """Replica counts before the Kubernetes watch has reported."""
+
+_SLACK: Final = 1e-9
+"""As :mod:`autoscaler.sample_checks`: float noise allowed around a bound."""
+_BELOW_INF: Final = sys.float_info.max
+"""The largest finite float: ``v <= _BELOW_INF`` is false for ``inf`` and NaN."""
 
 _SCALAR_FIELDS: Final[frozenset[str]] = frozenset(
     f.name
@@ -400,36 +406,55 @@ def _assign(
 ) -> None:
     """File each row of ``q``'s result under its workload (ignoring workloads not in ``wanted``).
 
-    An impossible value is filed as missing, and its reason under ``rejected``."""
+    An impossible value is filed as missing, and its reason under ``rejected``. This runs once
+    per row (some 800,000 rows a tick at 10,000 workloads), so the common case, a value plainly
+    within its field's bounds, skips :func:`sample_problem` (the bounds are the same).
+    """
+    field = q.field
+    kind = (
+        "pod"
+        if field in _PER_REPLICA_FIELDS
+        else "bucket"
+        if field in _BUCKET_FIELDS
+        else "scalar"
+        if field in _SCALAR_FIELDS
+        else ""  # a field no snapshot holds (the dcgm profile's own ``gpu_memory_*_mib`` sums)
+    )
+    lo = -_BELOW_INF if field in SIGNED_FIELDS else -_SLACK
+    hi = 1.0 + _SLACK if field in FRACTION_FIELDS else _BELOW_INF
+    ns_label, name_label, pod_label = lb.namespace, lb.workload, lb.pod
     for row in rows:
-        ns = row.labels.get(lb.namespace)
-        name = row.labels.get(lb.workload)
+        labels = row.labels
+        ns = labels.get(ns_label)
+        name = labels.get(name_label)
         if ns is None or name is None:
             continue
-        key = workload_key(ns, name)
+        key = f"{ns}/{name}"
         if key not in wanted:
             continue
-        if math.isfinite(row.timestamp):
-            newest[key] = max(newest.get(key, -math.inf), row.timestamp)
-        value = None if math.isnan(row.value) else row.value
-        problem = sample_problem(q.field, row.value)
-        if problem is not None:
-            pod = row.labels.get(lb.pod)
-            where = f"{q.field}{{{lb.pod}={pod!r}}}" if pod else q.field
-            rejected[key].append(f"{where}={row.value:g}: {problem}")
+        t = row.timestamp
+        if t > newest.get(key, -math.inf) and t != math.inf:
+            newest[key] = t
+        value: float | None = row.value
+        if not lo <= row.value <= hi:  # NaN, infinite or out of bounds: the careful path
+            problem = sample_problem(field, row.value)
+            if problem is not None:
+                pod = labels.get(pod_label)
+                where = f"{field}{{{pod_label}={pod!r}}}" if pod else field
+                rejected[key].append(f"{where}={row.value:g}: {problem}")
             value = None
-        if q.field in _PER_REPLICA_FIELDS:
+        if kind == "pod":
             if value is not None:
-                per_pod[key][q.field].append((row.labels.get(lb.pod, ""), value))
-        elif q.field in _BUCKET_FIELDS:
+                per_pod[key][field].append((labels.get(pod_label, ""), value))
+        elif kind == "bucket":
             # a rejected or unreadable row still takes its place (NaN), so the histogram it
             # belongs to is known to have a hole
-            le = _bound(row.labels.get("le"))
+            le = _bound(labels.get("le"))
             ok = value is not None and le is not None
-            buckets[key][q.field].append((le, value) if ok else (math.nan, math.nan))  # type: ignore[arg-type]
-        elif q.field in _SCALAR_FIELDS:
-            if scalars[key].get(q.field) is None:
-                scalars[key][q.field] = value
+            buckets[key][field].append((le, value) if ok else (math.nan, math.nan))  # type: ignore[arg-type]
+        elif kind == "scalar":
+            scalar = scalars[key]
+            if scalar.get(field) is None:
+                scalar[field] = value
             elif value is not None:
-                log.debug("duplicate %s row for %s ignored", q.field, key)
-        # else: a field no snapshot holds (the dcgm profile's own ``gpu_memory_*_mib`` sums)
+                log.debug("duplicate %s row for %s ignored", field, key)
