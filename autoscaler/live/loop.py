@@ -49,6 +49,7 @@ from autoscaler.perf.capacity import seed_capacity, work_weights
 from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.policies.forecast import ForecastPolicy
+from autoscaler.policies.forecast.batch import ForecastBatch
 from autoscaler.replica_states import DEFAULT_LEAD_TIME_S
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,13 @@ class ControlLoop:
             for w in config.workloads
         }
         self._workloads = {workload_key(w.namespace, w.name): w for w in config.workloads}
+        self.batch = (
+            ForecastBatch(self.policies)  # type: ignore[arg-type]
+            if ForecastBatch.supports(self.policies)
+            else None
+        )
+        """All workloads' ``forecast`` policies with one array forecast (None: other policies,
+        each run on its own)."""
         self._stuck_reported: dict[str, tuple[float, ...]] = {}
         """Per workload, the creation times of the stuck replicas its last Event counted."""
         # the config is fixed for the loop's life, so the query set is built once, not per tick
@@ -271,9 +279,10 @@ class ControlLoop:
             prepared[key] = self._with_lead_time(key, snap)
         collected = time.perf_counter()
         recs: dict[str, Recommendation] = {}
+        raw = self._recommend_all(prepared, errors)
         for key, snap in prepared.items():
             self.coverage.observe(key, now, fresh=not snap.stale, pods=scraped_pods(snap))
-            rec = no_scale_down_on_partial_scrape(self._recommend(key, snap, errors), snap)
+            rec = no_scale_down_on_partial_scrape(raw[key], snap)
             if rec.holds and prometheus_problems:  # say why: name Prometheus and the query
                 rec = hold(key, now, f"{prometheus_problems[0]}; holding (fail static)")
             rec = self._no_scale_down_until_complete(key, rec, snap, now)
@@ -342,6 +351,14 @@ class ControlLoop:
         except Exception:  # same reason as in tick(): another thread's state
             return snap
         return snap if ttr is None else replace(snap, time_to_ready_s=ttr)
+
+    def _recommend_all(
+        self, snapshots: Mapping[str, SignalSnapshot], errors: list[str]
+    ) -> dict[str, Recommendation]:
+        """Every workload's policy on its snapshot: at once where the policies allow it."""
+        if self.batch is not None:
+            return self.batch.recommend(snapshots, errors)
+        return {key: self._recommend(key, snap, errors) for key, snap in snapshots.items()}
 
     def _recommend(self, key: str, snap: SignalSnapshot, errors: list[str]) -> Recommendation:
         try:
@@ -439,9 +456,7 @@ class ControlLoop:
             if not any(not s.stale for s in snapshots.values()):
                 continue
             replayed += 1
-            for key, snap in snapshots.items():
-                if not snap.stale:
-                    self._recommend(key, snap, [])
+            self._recommend_all({k: s for k, s in snapshots.items() if not s.stale}, [])
         # Where the history runs up to now without a hole, the first live tick's window is whole.
         for t, snapshots in history:
             for key, snap in snapshots.items():
