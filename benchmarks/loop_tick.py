@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
 import subprocess
@@ -205,6 +206,7 @@ def measure(n: int, ticks: int, url: str) -> dict[str, Any]:
         clock=lambda: clock[0],
     )
     rows: dict[str, list[float]] = {k: [] for k in ("tick", "fetch", "decode", "snapshot")}
+    cpu: list[float] = []
     with PrometheusClient(url, timeout_s=60.0) as api:
         loop = ControlLoop(
             config,
@@ -217,9 +219,10 @@ def measure(n: int, ticks: int, url: str) -> dict[str, Any]:
         held = 0
         for _ in range(ticks):
             before_fetch, before_decode = api.spent.fetch_s, api.spent.decode_s
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             report = loop.tick()
             rows["tick"].append(time.perf_counter() - start)
+            cpu.append(time.process_time() - cpu_start)
             fetch = api.spent.fetch_s - before_fetch
             decode = api.spent.decode_s - before_decode
             rows["fetch"].append(fetch)
@@ -243,7 +246,9 @@ def measure(n: int, ticks: int, url: str) -> dict[str, Any]:
         "stages_p50_ms": {
             k: round(1e3 * statistics.median(v), 1) for k, v in rows.items() if k != "tick"
         },
+        "tick_cpu_p50_ms": round(1e3 * statistics.median(cpu), 1),
         "rss_mib": round(rss_mib, 1),
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -286,8 +291,9 @@ def run_child(mode: str, n: int, ticks: int) -> dict[str, Any]:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     stages = ("fetch", "decode", "snapshot", "policy", "store", "metrics")
-    head = "| workloads | tick p50 | tick p99 | " + " | ".join(stages) + " | RSS | goal |"
-    md = [head, "|" + "---|" * (len(stages) + 5)]
+    head = "| workloads | tick p50 | tick p99 | CPU p50 | "
+    head += " | ".join(stages) + " | RSS | load avg | goal |"
+    md = [head, "|" + "---|" * (len(stages) + 7)]
     for r in rows:
         goal = GOALS.get(r["workloads"])
         met = "—"
@@ -297,11 +303,16 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             met = "met" if ok else "missed"
         md.append(
             f"| {r['workloads']:,} | {r['tick_p50_ms']:.0f} ms | {r['tick_p99_ms']:.0f} ms | "
+            f"{r['tick_cpu_p50_ms']:.0f} ms | "
             + " | ".join(f"{r['stages_p50_ms'][s]:.0f}" for s in stages)
-            + f" | {r['rss_mib']:.0f} MiB | {met} |"
+            + f" | {r['rss_mib']:.0f} MiB | {r['load_average_1m']:.1f} | {met} |"
         )
     md.append("")
-    md.append("Stage columns: median ms per tick. RSS: peak of the measuring process.")
+    md.append(
+        "Stage columns: median ms per tick. CPU: the measuring process' CPU time per tick (less "
+        "disturbed by other load than wall time). RSS: peak of the measuring process. Load avg: "
+        "the machine's 1-minute load when the size finished (2 cores: above 2, others compete)."
+    )
     return "\n".join(md)
 
 
