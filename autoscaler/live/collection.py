@@ -136,14 +136,14 @@ def collect(
     lb = labels or GroupingLabels()
     profile_of = _profiles(workloads, engines)
     fleet = build_fleet_queries(profile_of, lb, window, extra_matchers, gpu_memory=gpu_memory)
-    results: dict[tuple[str, str], list[Sample]] = {}
+    filed = _Filed(profile_of)
     stopped: str | None = None
     for engine_name, queries in fleet.items():
         for q in queries:
             if stopped is not None:
                 break  # no connection, or no time: every other query would wait in vain too
             try:
-                results[(engine_name, q.field)] = api.query(q.promql, at=now, deadline=deadline)
+                filed.file(engine_name, q, api.query(q.promql, at=now, deadline=deadline), lb)
             except PrometheusUnreachable as exc:
                 stopped = f"Prometheus unreachable: {exc}"
             except PrometheusSlow as exc:
@@ -169,7 +169,7 @@ def collect(
         log.warning("%s; skipped this tick's other queries", stopped)
         if problems is not None:
             problems.append(stopped)
-    snaps = _assemble(workloads, profile_of, fleet, results, lb, now, staleness_s, replicas)
+    snaps = _snapshots(workloads, profile_of, fleet, filed, now, staleness_s, replicas)
     return _with_gateway(snaps, joins, gateway_rows, lb, now, staleness_s)
 
 
@@ -306,6 +306,39 @@ def _profiles(
     return profile_of
 
 
+class _Filed:
+    """Rows filed by workload as the queries answer (:func:`_assign`), until the snapshots are
+    built: each query's rows are filed and dropped as soon as it answers, so a tick holds one
+    query's decoded answer at a time, not all of them."""
+
+    def __init__(self, profile_of: Mapping[str, EngineProfile]) -> None:
+        self.members: dict[str, set[str]] = defaultdict(set)
+        for key, profile in profile_of.items():
+            self.members[profile.name].add(key)
+        self.scalars: dict[str, dict[str, float | None]] = defaultdict(dict)
+        self.per_pod: dict[str, dict[str, list[tuple[str, float]]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        self.buckets: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        self.newest: dict[str, float] = {}
+        self.rejected: dict[str, list[str]] = defaultdict(list)
+
+    def file(self, engine_name: str, q: Query, rows: list[Sample], lb: GroupingLabels) -> None:
+        _assign(
+            q,
+            rows,
+            self.members[engine_name],
+            lb,
+            self.scalars,
+            self.per_pod,
+            self.buckets,
+            self.newest,
+            self.rejected,
+        )
+
+
 def _assemble(
     workloads: Sequence[WorkloadConfig],
     profile_of: Mapping[str, EngineProfile],
@@ -317,29 +350,33 @@ def _assemble(
     replicas: Mapping[str, ReplicaCounts] | None,
 ) -> dict[str, SignalSnapshot]:
     """Build every workload's snapshot from the rows of the queries that answered."""
-    members: dict[str, set[str]] = defaultdict(set)
-    for key, profile in profile_of.items():
-        members[profile.name].add(key)
-    scalars: dict[str, dict[str, float | None]] = defaultdict(dict)
-    per_pod: dict[str, dict[str, list[tuple[str, float]]]] = defaultdict(lambda: defaultdict(list))
-    buckets: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
-    newest: dict[str, float] = {}
-    rejected: dict[str, list[str]] = defaultdict(list)
+    filed = _Filed(profile_of)
     for engine_name, queries in fleet.items():
         for q in queries:
             rows = results.get((engine_name, q.field))
             if rows is not None:
-                _assign(
-                    q, rows, members[engine_name], lb, scalars, per_pod, buckets, newest, rejected
-                )
+                filed.file(engine_name, q, rows, lb)
+    return _snapshots(workloads, profile_of, fleet, filed, now, staleness_s, replicas)
 
+
+def _snapshots(
+    workloads: Sequence[WorkloadConfig],
+    profile_of: Mapping[str, EngineProfile],
+    fleet: Mapping[str, Sequence[Query]],
+    filed: _Filed,
+    now: float,
+    staleness_s: float,
+    replicas: Mapping[str, ReplicaCounts] | None,
+) -> dict[str, SignalSnapshot]:
+    """Every workload's snapshot from the rows filed for it."""
+    scalars, per_pod, buckets = filed.scalars, filed.per_pod, filed.buckets
+    newest, rejected = filed.newest, filed.rejected
+    queried_of = {name: {q.field for q in queries} for name, queries in fleet.items()}
     out: dict[str, SignalSnapshot] = {}
     for w in workloads:
         key = workload_key(w.namespace, w.name)
         profile = profile_of[key]
-        queried = {q.field for q in fleet[profile.name]}
+        queried = queried_of[profile.name]
         values = scalars.get(key, {})
         core = [f for f in CORE_FIELDS if f in queried]
         missing_core = [f for f in core if values.get(f) is None]
