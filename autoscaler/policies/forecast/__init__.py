@@ -50,23 +50,14 @@ observed with latency comfortably within budget allow. ``setting`` scales the le
 The forecaster is built in one place, :func:`default_forecaster`.
 """
 
-from forecasting.base import Forecaster
-from forecasting.holt import DampedHolt
-
-
-def default_forecaster() -> Forecaster:
-    """The forecaster the policy runs on token-work demand (1-minute means, one per tick).
-
-    The policy looks it up here at construction (``benchmarks/forecaster_in_policy.py`` swaps
-    it); :mod:`autoscaler.policies.forecast.batch` runs the same model on arrays.
-    """
-    return DampedHolt()
-
-
-from autoscaler.core.wire_names import DESIRED_METRIC, FORECAST_METRIC, LOAD_METRIC  # noqa: E402
-from autoscaler.policies.forecast.band import RelativeBand, band_quantile_for  # noqa: E402
-from autoscaler.policies.forecast.capacity import CapacityLearner  # noqa: E402
-from autoscaler.policies.forecast.decision import NO_GPU_MEMORY, ForecastPolicy  # noqa: E402
+from autoscaler.core.wire_names import DESIRED_METRIC, FORECAST_METRIC, LOAD_METRIC
+from autoscaler.policies.forecast.band import RelativeBand, band_quantile_for
+from autoscaler.policies.forecast.capacity import CapacityLearner
+from autoscaler.policies.forecast.decision import (
+    NO_GPU_MEMORY,
+    ForecastPolicy,
+    default_forecaster,
+)
 
 __all__ = [
     "DESIRED_METRIC",

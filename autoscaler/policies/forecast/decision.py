@@ -8,7 +8,6 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import autoscaler.policies.forecast as forecast_package
 from autoscaler.core.attainment import observed_attainment
 from autoscaler.core.recommendation import Candidate, PublishedMetric, Recommendation, hold
 from autoscaler.core.signals import SignalSnapshot
@@ -20,6 +19,17 @@ from autoscaler.policies.fallbacks import fill_demand
 from autoscaler.policies.forecast.band import RelativeBand, band_quantile_for
 from autoscaler.policies.forecast.capacity import CapacityLearner
 from autoscaler.policies.forecast.demand import ARRIVALS, Demand, DemandEstimator
+from forecasting.base import Forecaster
+from forecasting.holt import DampedHolt
+
+
+def default_forecaster() -> Forecaster:
+    """The forecaster the policy runs on token-work demand (1-minute means, one per tick).
+
+    Built here and nowhere else (``benchmarks/forecaster_in_policy.py`` swaps it on this
+    module); :mod:`autoscaler.policies.forecast.batch` runs the same model on arrays.
+    """
+    return DampedHolt()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +106,7 @@ class ForecastPolicy:
             band_quantile_for(ctx.slo.attainment_target) if band_quantile is None else band_quantile
         )
         self.min_headroom = min_headroom
-        self.forecaster = forecast_package.default_forecaster()  # looked up there: the one seam
+        self.forecaster = default_forecaster()
         self.capacity = CapacityLearner(
             ctx.replica_token_capacity,
             attainment_target=ctx.slo.attainment_target,
