@@ -41,7 +41,7 @@ removes unscheduled pods first. Stale or missing data -> hold (fail static).
 Capacity is learned online (:class:`CapacityLearner`) from (load per replica, SLO attainment)
 pairs observed while the fleet and its load were steady (the share of requests within the
 budgets, read from the TTFT and per-request TPOT buckets; p90 latency ratios where an engine lacks
-them): an isotonic (scikit-learn) fit against load says where the misses reach what the target
+them): an isotonic (scipy) fit against load says where the misses reach what the target
 allows, and the capacity rises
 above the engine profile's seed (``PolicyContext.replica_token_capacity``) only as far as loads
 observed with latency comfortably within budget allow. ``setting`` scales the learned capacity

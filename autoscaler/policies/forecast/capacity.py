@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.isotonic import isotonic_regression  # type: ignore[import-untyped]
+from scipy.optimize import isotonic_regression  # type: ignore[import-untyped]
 
 
 class CapacityLearner:
@@ -144,7 +144,10 @@ class CapacityLearner:
             self.limit_, self.trusted_ = math.inf, self.seed
             return
         x = self.centers_[seen]
-        fitted = np.asarray(isotonic_regression(values, sample_weight=weights), dtype=float)
+        # scipy's, which scikit-learn's isotonic_regression calls after validating its input
+        # (same result; the validation was 95% of a fit's time, and a steady learner fits every
+        # tick: 3.6 s a tick at 10,000 workloads)
+        fitted = np.asarray(isotonic_regression(values, weights=weights).x, dtype=float)
         if by_attainment:
             spans = float(x[-1]) >= (1.0 + self.trust_margin) * float(x[0])
             self.miss_floor_ = float(fitted[0]) if spans else 0.0
