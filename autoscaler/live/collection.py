@@ -32,6 +32,7 @@ the ``rate`` window drop it), which this step reports as stale.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import sys
@@ -404,8 +405,11 @@ def _snapshots(
     return out
 
 
+@functools.lru_cache(maxsize=4096)
 def _bound(text: str | None) -> float | None:
-    """A bucket's ``le`` label as a number (``+Inf`` included); None when absent or garbage."""
+    """A bucket's ``le`` label as a number (``+Inf`` included); None when absent or garbage.
+
+    Cached: a tick reads the same few dozen bounds once per workload (600,000 times at 10,000)."""
     try:
         le = float(text) if text is not None else math.nan
     except ValueError:
