@@ -102,9 +102,75 @@ def build_store(n: int) -> RecommendationStore:
 # --- the server (child process) -----------------------------------------------------------------
 
 
-def serve(n: int, *, reuse_port: int | None, loop: str = "auto") -> None:
+class Ticking:
+    """``--ticking``: the control loop of ``serve`` ticking back to back in this process (a
+    worker thread, as in the service) over ``n`` workloads, against ``loop_tick.py``'s
+    Prometheus stand-in, writing the store the API answers from."""
+
+    def __init__(self, n: int) -> None:
+        from loop_tick import start_server
+        from prometheus_client import CollectorRegistry
+
+        from autoscaler.clients.prometheus import PrometheusClient
+        from autoscaler.config import ServiceConfig, WorkloadConfig
+        from autoscaler.core.wire_names import PUBLISHED_METRICS
+        from autoscaler.engines.registry import ENGINES
+        from autoscaler.live.loop import ControlLoop, workload_info
+        from autoscaler.live.loop_metrics import LoopMetrics
+        from autoscaler.live.store import RecommendationStore
+
+        self.prometheus_server, url = start_server(n)
+        config = ServiceConfig(
+            service={"tick_budget_s": 14.9},  # whole ticks, as loop_tick.py measures them
+            workloads=tuple(
+                WorkloadConfig(namespace=ns, name=name, engine="vllm", selector={"app": name})
+                for ns, name in tick_workload_names(n)
+            ),
+        )
+        self.store = RecommendationStore(
+            [workload_info(config, w, ENGINES[w.engine]) for w in config.workloads],
+            staleness_s=24 * 3600,
+            clock=time.time,
+            metric_names=PUBLISHED_METRICS,
+        )
+        self.api = PrometheusClient(url, timeout_s=60.0)
+        self.loop = ControlLoop(
+            config,
+            prometheus=self.api,
+            store=self.store,
+            engines=ENGINES,
+            metrics=LoopMetrics(CollectorRegistry()),
+        )
+        self.durations: list[float] = []
+        self.loop.tick()  # the API starts with answers, as after the service's first tick
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            report = await asyncio.to_thread(self.loop.tick)
+            self.durations.append(report.duration_s)
+
+    def close(self) -> dict[str, Any]:
+        self.api.close()
+        self.prometheus_server.kill()
+        self.prometheus_server.wait()
+        d = sorted(self.durations)
+        return {
+            "ticks": len(d),
+            "tick_p50_ms": round(1e3 * d[len(d) // 2], 1) if d else None,
+            "tick_max_ms": round(1e3 * d[-1], 1) if d else None,
+        }
+
+
+def tick_workload_names(n: int) -> list[tuple[str, str]]:
+    from loop_tick import workload_names
+
+    return workload_names(n)
+
+
+def serve(n: int, *, reuse_port: int | None, ticking: bool = False, loop: str = "auto") -> None:
     """Serve the store over TLS as the service does, or with ``reuse_port`` (a port, 0: any)
-    on an ``SO_REUSEPORT`` socket (the ``--processes`` prototype)."""
+    on an ``SO_REUSEPORT`` socket (the ``--processes`` prototype); with ``ticking``, while the
+    control loop ticks (:class:`Ticking`)."""
     from aiohttp import web
 
     from autoscaler.cli import event_loop
@@ -112,7 +178,8 @@ def serve(n: int, *, reuse_port: int | None, loop: str = "auto") -> None:
     from external_metrics.self_signed import self_signed_pair
     from external_metrics.tls import server_ssl_context
 
-    store = build_store(n)
+    ticker = Ticking(n) if ticking else None
+    store = ticker.store if ticker is not None else build_store(n)
     with tempfile.TemporaryDirectory() as tmp:
         cert, key = self_signed_pair(("127.0.0.1", "localhost"))
         (Path(tmp) / "tls.crt").write_bytes(cert)
@@ -135,10 +202,15 @@ def serve(n: int, *, reuse_port: int | None, loop: str = "auto") -> None:
                 await site.start()
                 port = int(runner.addresses[0][1])
             print(f"READY {port}", flush=True)
+            ticks = asyncio.create_task(ticker.run(stop)) if ticker is not None else None
             await stop.wait()
+            if ticks is not None:
+                await ticks
             await runner.cleanup()
 
         event_loop.run(main(), loop=loop)  # type: ignore[arg-type]
+        if ticker is not None:
+            print(f"TICKS {json.dumps(ticker.close())}", flush=True)
 
 
 # --- the driver ---------------------------------------------------------------------------------
@@ -174,17 +246,18 @@ end
 """
 
 
-def paths_for(target: str, n: int) -> list[str]:
+def paths_for(target: str, n: int, ticking: bool = False) -> list[str]:
+    names = tick_workload_names(n) if ticking else [(w.namespace, w.name) for w in workloads(n)]
     out = []
-    for i, info in enumerate(workloads(n)):
+    for i, (namespace, name) in enumerate(names):
         if target == "metrics":
             metric = METRICS[i % len(METRICS)]
             out.append(
-                f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{info.namespace}/{metric}"
-                f"?labelSelector=workload%3D{info.name}"
+                f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric}"
+                f"?labelSelector=workload%3D{name}"
             )
         else:
-            out.append(f"/v1/workloads/{info.namespace}/{info.name}")
+            out.append(f"/v1/workloads/{namespace}/{name}")
     return out
 
 
@@ -228,7 +301,7 @@ def comma_list(kind: type, allowed: tuple[str, ...] = ()) -> Any:
 
 
 def start_servers(
-    workloads: int, processes: int, loop: str = "auto"
+    workloads: int, processes: int, ticking: bool = False, loop: str = "auto"
 ) -> tuple[list[subprocess.Popen[str]], int]:
     """The server process(es) and their port; more than one share it with SO_REUSEPORT."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -239,6 +312,8 @@ def start_servers(
         cmd += ["--event-loop", loop]
         if processes > 1:
             cmd += ["--reuse-port", str(port)]
+        if ticking:
+            cmd += ["--ticking"]
         server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
         servers.append(server)
         assert server.stdout is not None
@@ -250,14 +325,21 @@ def start_servers(
     return servers, port
 
 
-def stop_servers(servers: list[subprocess.Popen[str]]) -> None:
+def stop_servers(servers: list[subprocess.Popen[str]]) -> dict[str, Any] | None:
+    """Stop the servers; what a ticking server reports of its ticks (None: not ticking)."""
     for server in servers:
         server.send_signal(signal.SIGTERM)
+    ticks = None
     for server in servers:
         try:
-            server.wait(timeout=10)
+            out, _ = server.communicate(timeout=120)
         except subprocess.TimeoutExpired:
             server.kill()
+            continue
+        for line in out.splitlines():
+            if line.startswith("TICKS "):
+                ticks = dict(json.loads(line.removeprefix("TICKS ")))
+    return ticks
 
 
 def measure(
@@ -270,11 +352,12 @@ def measure(
     duration: int,
     threads: int,
     conns: int,
+    ticking: bool = False,
 ) -> dict[str, Any]:
     """One wrk run (after a 2 s warm-up on the same connections count) and the servers' CPU."""
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "cycle.lua"
-        paths = paths_for(target, workloads)
+        paths = paths_for(target, workloads, ticking)
         script.write_text(
             LUA % {"paths": ",".join(json.dumps(p) for p in paths), "accept": HPA_ACCEPT}
         )
@@ -306,7 +389,13 @@ def markdown_table(payload: dict[str, Any]) -> str:
     lines = [
         f"HTTPS API load: {payload['workloads']} workloads, auth off, {servers}, "
         f"wrk -t{payload['wrk_threads']}, {payload['duration_s_per_run']} s per run; "
-        "goal per run: >= 1,000 req/s, p99 <= 20 ms, 0 errors.",
+        "goal per run: >= 1,000 req/s, p99 <= 20 ms, 0 errors."
+        + (
+            f" While ticking back to back: {t['ticks']} ticks, p50 {t['tick_p50_ms']} ms, "
+            f"max {t['tick_max_ms']} ms."
+            if (t := payload.get("ticking"))
+            else ""
+        ),
         "",
         "| target | conns | req/s | p50 ms | p90 ms | p99 ms | p99.9 / max ms | errors "
         "| server CPU ms/req | goal met |",
@@ -341,6 +430,12 @@ def main() -> None:
         "--processes", type=int, default=1, help="server processes (> 1: SO_REUSEPORT prototype)"
     )
     parser.add_argument(
+        "--ticking",
+        action="store_true",
+        help="serve while the control loop ticks back to back over --workloads workloads "
+        "(loop_tick.py's Prometheus stand-in)",
+    )
+    parser.add_argument(
         "--event-loop",
         choices=("auto", "asyncio", "uvloop"),
         default="auto",
@@ -350,7 +445,8 @@ def main() -> None:
     parser.add_argument("--reuse-port", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.workloads, reuse_port=args.reuse_port, loop=args.event_loop)
+        loop = args.event_loop
+        serve(args.workloads, reuse_port=args.reuse_port, ticking=args.ticking, loop=loop)
         return
     if args.processes < 1:
         parser.error("--processes must be >= 1")
@@ -358,8 +454,9 @@ def main() -> None:
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
-    servers, port = start_servers(args.workloads, args.processes, args.event_loop)
+    servers, port = start_servers(args.workloads, args.processes, args.ticking, args.event_loop)
     runs = []
+    ticks = None
     try:
         for target in args.target:
             for conns in args.connections:
@@ -372,10 +469,11 @@ def main() -> None:
                     duration=args.duration,
                     threads=args.threads,
                     conns=conns,
+                    ticking=args.ticking,
                 )
                 runs.append(run)
     finally:
-        stop_servers(servers)
+        ticks = stop_servers(servers)
 
     payload = {
         "workloads": args.workloads,
@@ -387,8 +485,11 @@ def main() -> None:
         "goal": GOAL,
         "runs": runs,
         "goal_met": all(run["goal_met"] for run in runs),
+        "ticking": ticks,
     }
     name = "api_load" if args.processes == 1 else f"api_load_{args.processes}proc"
+    if args.ticking:
+        name += "_ticking"
     emit(name, payload, markdown_table(payload))
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from _common import emit, shared_or_exit
 
-import autoscaler.policies.forecast as forecast_policy
+import autoscaler.policies.forecast.decision as forecast_policy
 from autoscaler.perf.profiles import get_profile
 from autoscaler.simulation.fleet_oracle import default_cache_dir
 from autoscaler.simulation.runner import ORACLE_LATE, RunRequest, run_seed

@@ -491,13 +491,13 @@ def test_the_mix_scale_moves_slowly_and_holds_on_stale_data():
     policy = ForecastPolicy(replace(CTX, profile=get_profile()))
     policy.recommend(replace(snap(0.0), mean_prompt_tokens=1154.0, mean_output_tokens=210.0,
                              p90_prompt_tokens=2525.0))  # fmt: skip
-    first = policy._mix_scale
+    first = policy.mix.scale
     assert first is not None
     # one minute of a 16k-token mix moves the scale by a few percent, not all the way
     for k in range(1, 5):
         policy.recommend(replace(snap(15.0 * k), mean_prompt_tokens=16000.0,
                                  mean_output_tokens=300.0, p90_prompt_tokens=31000.0))  # fmt: skip
-    moved = policy._mix_scale
+    moved = policy.mix.scale
     assert moved is not None and 0.8 * first < moved < first
     policy.recommend(snap(75.0, stale=True))  # stale data holds, the mix with it
-    assert policy._mix_scale == moved
+    assert policy.mix.scale == moved

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from autoscaler.core.slo import SloSpec
@@ -150,10 +148,6 @@ def test_table_is_read_only() -> None:
         registry.POLICIES["x"] = POLICIES["kpa"]  # type: ignore[index]
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("autoscaler.policies.forecast") is None,
-    reason="autoscaler/policies/forecast.py not written yet",
-)
 def test_forecast_is_built_lazily() -> None:
     policy = make_policy("forecast", CTX)
     assert policy.name == "forecast"

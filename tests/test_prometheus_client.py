@@ -247,3 +247,39 @@ def test_a_timeout_raises_unavailable(prom, sleeps):
     with PrometheusClient(prom.url, timeout_s=0.1, retries=0, sleep=sleeps.append) as c:
         with pytest.raises(PrometheusUnavailable, match="did not answer within 0.1s"):
             c.query("slow")
+
+
+@pytest.mark.parametrize("partial", [True, False])
+def test_thanos_partial_response_is_sent_when_configured(prom, partial):
+    prom.replies["up"] = [Reply(body=vector())]
+    with PrometheusClient(prom.url, partial_response=partial) as c:
+        c.query("up", at=1000.0)
+    assert prom.seen[-1]["partial_response"] == ("true" if partial else "false")
+
+
+def test_no_partial_response_parameter_unless_configured(prom, client):
+    prom.replies["up"] = [Reply(body=vector())]
+    client.query("up", at=1000.0)
+    assert "partial_response" not in prom.seen[-1]
+
+
+def test_the_configured_timeout_and_partial_response_reach_the_client():
+    from autoscaler.config import GlobalConfig
+
+    service = GlobalConfig(prometheus_timeout_s=30.0, prometheus_partial_response=False)
+    assert (service.prometheus_timeout_s, service.prometheus_partial_response) == (30.0, False)
+    for bad in (0.0, -1.0, math.inf):
+        with pytest.raises(ValueError, match="prometheus_timeout_s"):
+            GlobalConfig(prometheus_timeout_s=bad)
+
+
+def test_fetch_and_decode_time_are_counted(prom, client):
+    prom.replies["up"] = [Reply(body=vector(({"a": "b"}, 1000.0, "1")))]
+    client.query("up", at=1000.0)
+    assert client.spent.fetch_s > 0 and client.spent.decode_s > 0
+
+
+def test_a_garbage_sample_value_is_a_malformed_answer_not_a_crash(prom, client):
+    prom.replies["up"] = [Reply(body=vector(({"a": "b"}, 1000.0, "1"), ({"a": "c"}, 1000.0, "x")))]
+    with pytest.raises(PrometheusUnavailable, match="non-numeric"):
+        client.query("up", at=1000.0)

@@ -147,7 +147,11 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
             )
 
     with (
-        PrometheusClient(config.service.prometheus_url) as prometheus,
+        PrometheusClient(
+            config.service.prometheus_url,
+            timeout_s=config.service.prometheus_timeout_s,
+            partial_response=config.service.prometheus_partial_response,
+        ) as prometheus,
         tempfile.TemporaryDirectory() as tmp,
     ):
         if config.service.replica_source == "kube-state-metrics":

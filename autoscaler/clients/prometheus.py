@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, TypedDict
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import requests
@@ -122,6 +123,14 @@ class Sample:
     labels: Mapping[str, str]
     timestamp: float
     value: float
+
+
+@dataclass(slots=True)
+class TimeSpent:
+    """Seconds a client spent so far: waiting for HTTP answers and decoding them."""
+
+    fetch_s: float = 0.0
+    decode_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +243,8 @@ class PrometheusClient:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        decode: Callable[[bytes], Any] | None = None,
+        partial_response: bool | None = None,
     ) -> None:
         if retries < 0:
             raise ValueError("retries must be >= 0")
@@ -245,6 +256,13 @@ class PrometheusClient:
         self.max_retry_after_s = max_retry_after_s
         self._sleep = sleep
         self._clock = clock
+        self._decode = decode or json_loads
+        self.partial_response = partial_response
+        """Thanos Querier's ``partial_response`` form parameter (None: not sent, the querier's
+        default; Prometheus and Mimir ignore it). False: a store that does not answer fails the
+        query (the tick holds); True: the answer leaves that store's series out."""
+        self.spent = TimeSpent()
+        """Cumulative seconds in HTTP and in decoding (the loop's per-stage timings)."""
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
         if headers:
@@ -272,8 +290,14 @@ class PrometheusClient:
         form = {"query": promql}
         if at is not None:
             form["time"] = _fmt_time(at)
+        if self.partial_response is not None:
+            form["partial_response"] = "true" if self.partial_response else "false"
         data = self._request("/api/v1/query", form, promql, deadline)
-        return _parse_instant(data, promql)
+        started = time.perf_counter()
+        try:
+            return _parse_instant(data, promql)
+        finally:
+            self.spent.decode_s += time.perf_counter() - started
 
     def query_range(self, promql: str, start: float, end: float, step: float) -> list[RangeSeries]:
         form = {
@@ -282,8 +306,14 @@ class PrometheusClient:
             "end": _fmt_time(end),
             "step": _fmt_time(step),
         }
+        if self.partial_response is not None:
+            form["partial_response"] = "true" if self.partial_response else "false"
         data = self._request("/api/v1/query_range", form, promql)
-        return _parse_range(data, promql)
+        started = time.perf_counter()
+        try:
+            return _parse_range(data, promql)
+        finally:
+            self.spent.decode_s += time.perf_counter() - started
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -333,6 +363,7 @@ class PrometheusClient:
     ) -> RawData:
         url = self.url + path
         timeout = self.timeout_s if timeout_s is None else timeout_s
+        started = time.perf_counter()
         try:
             response = self._session.post(url, data=dict(form), timeout=timeout)
         except requests.Timeout as e:
@@ -345,8 +376,12 @@ class PrometheusClient:
                 f"cannot reach Prometheus at {self.url}: {type(e).__name__}", promql=promql
             ) from e
         with response:
+            content = response.content
+            decoding = time.perf_counter()
+            self.spent.fetch_s += decoding - started
             status = response.status_code
-            body = _json_body(response)
+            body = _json_body(content, self._decode)
+            self.spent.decode_s += time.perf_counter() - decoding
             if status in _RETRY_STATUSES:
                 raise PrometheusUnavailable(
                     f"Prometheus at {self.url} answered HTTP {status}"
@@ -378,10 +413,17 @@ class PrometheusClient:
             return body["data"]
 
 
-def _json_body(response: requests.Response) -> RawResponse | None:
+def json_loads(content: bytes) -> Any:
+    """The JSON decoder of Prometheus answers: msgspec's, the fastest of the standard library,
+    orjson and msgspec on a 10,000-workload tick's 89 MB of bodies (2.2 s, 2.0 s and 1.7 s on a
+    loaded 2-core machine; ``benchmarks/loop_tick.py --decoders``)."""
+    return msgspec.json.decode(content)  # its DecodeError is a ValueError, as json's is
+
+
+def _json_body(content: bytes, decode: Callable[[bytes], Any]) -> RawResponse | None:
     try:
-        body = response.json()
-    except ValueError:  # requests' JSONDecodeError is a ValueError
+        body = decode(content)
+    except ValueError:  # json.JSONDecodeError and orjson.JSONDecodeError are ValueErrors
         return None
     if not isinstance(body, dict) or body.get("status") not in ("success", "error"):
         return None
@@ -424,6 +466,14 @@ def _parse_instant(data: RawData, promql: str) -> list[Sample]:
     result = data.get("result")
     try:
         if kind == "vector":
+            try:
+                # a 10,000-workload tick decodes ~800,000 rows: no per-row call past float();
+                # the decoded label dict is this sample's own (nothing else holds it)
+                return [
+                    Sample(r["metric"], float(r["value"][0]), float(r["value"][1])) for r in result
+                ]
+            except (ValueError, KeyError):  # a garbage value, or no "metric": the slow path
+                pass  # says which
             return [
                 Sample(
                     labels=dict(r.get("metric", {})),
@@ -434,7 +484,7 @@ def _parse_instant(data: RawData, promql: str) -> list[Sample]:
             ]
         if kind == "scalar":
             return [Sample(labels={}, timestamp=float(result[0]), value=_value(result[1], promql))]
-    except (KeyError, IndexError, TypeError) as e:
+    except (KeyError, IndexError, TypeError, ValueError) as e:
         raise PrometheusUnavailable(
             f"malformed {kind} result from Prometheus", promql=promql
         ) from e

@@ -128,6 +128,11 @@ class GlobalConfig(_Strict):
     """Settings shared by every workload."""
 
     prometheus_url: str = "http://localhost:9090"
+    prometheus_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    """Per-request timeout (connect and read) for the Prometheus API; the tick budget caps it."""
+    prometheus_partial_response: bool | None = None
+    """Thanos Querier's ``partial_response`` (None: its default). false: a store that does not
+    answer fails the query and the tick holds; true: its series are left out (docs/scale.md)."""
     tick_s: float = Field(default=15.0, gt=0)
     rate_window: str = "1m"
     scrape_interval_s: float = Field(default=15.0, gt=0)

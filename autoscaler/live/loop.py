@@ -18,10 +18,12 @@ grid, so a slow tick delays the next one but never stacks them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -47,6 +49,7 @@ from autoscaler.perf.capacity import seed_capacity, work_weights
 from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.policies.forecast import ForecastPolicy
+from autoscaler.policies.forecast.batch import ForecastBatch
 from autoscaler.replica_states import DEFAULT_LEAD_TIME_S
 
 log = logging.getLogger(__name__)
@@ -145,6 +148,9 @@ class TickReport:
     recommendations: Mapping[str, Recommendation]
     queries: int
     errors: tuple[str, ...] = ()
+    stages: Mapping[str, float] = field(default_factory=dict)
+    """Seconds per stage: ``collect`` (Prometheus HTTP, decoding, snapshots), ``policy``,
+    ``store`` and ``metrics`` (metrics, Events, shadow and prefetch: the per-workload edges)."""
 
 
 @dataclass
@@ -196,6 +202,13 @@ class ControlLoop:
             for w in config.workloads
         }
         self._workloads = {workload_key(w.namespace, w.name): w for w in config.workloads}
+        self.batch = (
+            ForecastBatch(self.policies)  # type: ignore[arg-type]
+            if ForecastBatch.supports(self.policies)
+            else None
+        )
+        """All workloads' ``forecast`` policies with one array forecast (None: other policies,
+        each run on its own)."""
         self._stuck_reported: dict[str, tuple[float, ...]] = {}
         """Per workload, the creation times of the stuck replicas its last Event counted."""
         # the config is fixed for the loop's life, so the query set is built once, not per tick
@@ -219,7 +232,18 @@ class ControlLoop:
         return self._queries_per_tick
 
     def tick(self) -> TickReport:
-        """One control-loop step; never raises (a failure holds the workloads it touches)."""
+        """One control-loop step; never raises (a failure holds the workloads it touches).
+
+        The cyclic garbage collector is paused for the tick: decoding a 10,000-workload tick
+        allocates about a million objects that all live until the tick ends, and each of the
+        collections that allocation set off walked all of them again (a third of the decode
+        time in ``benchmarks/loop_tick.py``). A tick makes no cycles worth collecting early;
+        the collector runs again as soon as it ends.
+        """
+        with gc_paused():
+            return self._tick()
+
+    def _tick(self) -> TickReport:
         start = time.perf_counter()
         now = self.clock()
         # one budget for the tick's Prometheus time: replica states (kube-state-metrics) and
@@ -247,29 +271,48 @@ class ControlLoop:
             problems=prometheus_problems,
             gpu_memory=self.gpu_memory,
         )
-        recs: dict[str, Recommendation] = {}
+        prepared: dict[str, SignalSnapshot] = {}
         for key, snap in snapshots.items():
             if self.replicas is None:
                 snap = with_scraped_pods(snap)
             elif key not in counts:
                 snap = replace(snap, stale=True)
-            snap = self._with_lead_time(key, snap)
+            prepared[key] = self._with_lead_time(key, snap)
+        collected = time.perf_counter()
+        recs: dict[str, Recommendation] = {}
+        raw = self._recommend_all(prepared, errors)
+        for key, snap in prepared.items():
             self.coverage.observe(key, now, fresh=not snap.stale, pods=scraped_pods(snap))
-            rec = no_scale_down_on_partial_scrape(self._recommend(key, snap, errors), snap)
+            rec = no_scale_down_on_partial_scrape(raw[key], snap)
             if rec.holds and prometheus_problems:  # say why: name Prometheus and the query
                 rec = hold(key, now, f"{prometheus_problems[0]}; holding (fail static)")
             rec = self._no_scale_down_until_complete(key, rec, snap, now)
             if rec.desired_replicas is not None:
                 self._published[key] = rec.desired_replicas
             recs[key] = rec
-            self.store.put(rec, snap)
+        decided = time.perf_counter()
+        # one swap: readers see the whole previous tick or the whole new one, never a mix
+        self.store.put_many([(rec, prepared[key]) for key, rec in recs.items()])
+        stored = time.perf_counter()
+        currents: dict[str, CurrentAutoscaler | None] = {}
+        for key, rec in recs.items():
+            snap = prepared[key]
             self.metrics.observe_recommendation(rec, snap.data_age_s)
             self.metrics.observe_rejected(key, snap.rejected)
             self.metrics.observe_signals(snap)
             self._report_pending_timeout(key, snap)
             if self.shadow is not None and self.store.get(key).info.shadow:
-                self._observe_shadow(key, rec, errors)
+                currents[key] = self._observe_shadow(key, rec, errors)
             self._prefetch(key, rec, now, errors)
+        if currents:
+            self.store.set_current_many(currents)
+        observed = time.perf_counter()
+        stages = {
+            "collect": collected - start,
+            "policy": decided - collected,
+            "store": stored - decided,
+            "metrics": observed - stored,
+        }
         duration = time.perf_counter() - start
         queries = self.queries_per_tick()
         self.metrics.tick_seconds.observe(duration)
@@ -283,7 +326,7 @@ class ControlLoop:
         self.health.degraded = prometheus_problems[0] if held else None
         for e in errors:
             log.warning("tick: %s", e)
-        return TickReport(now, duration, recs, queries, tuple(errors))
+        return TickReport(now, duration, recs, queries, tuple(errors), stages)
 
     def _no_scale_down_until_complete(
         self, key: str, rec: Recommendation, snap: SignalSnapshot, now: float
@@ -309,6 +352,14 @@ class ControlLoop:
         except Exception:  # same reason as in tick(): another thread's state
             return snap
         return snap if ttr is None else replace(snap, time_to_ready_s=ttr)
+
+    def _recommend_all(
+        self, snapshots: Mapping[str, SignalSnapshot], errors: list[str]
+    ) -> dict[str, Recommendation]:
+        """Every workload's policy on its snapshot: at once where the policies allow it."""
+        if self.batch is not None:
+            return self.batch.recommend(snapshots, errors)
+        return {key: self._recommend(key, snap, errors) for key, snap in snapshots.items()}
 
     def _recommend(self, key: str, snap: SignalSnapshot, errors: list[str]) -> Recommendation:
         try:
@@ -360,7 +411,11 @@ class ControlLoop:
         except Exception as exc:  # prefetch is an optimisation; the tick must go on
             errors.append(f"{key}: prefetch failed: {exc}")
 
-    def _observe_shadow(self, key: str, rec: Recommendation, errors: list[str]) -> None:
+    def _observe_shadow(
+        self, key: str, rec: Recommendation, errors: list[str]
+    ) -> CurrentAutoscaler | None:
+        """What the workload's current autoscaler decided (stored by the caller, with the
+        tick's others), and the difference to ours as a metric."""
         assert self.shadow is not None
         ns, _, name = key.partition("/")
         try:
@@ -368,11 +423,11 @@ class ControlLoop:
         except Exception as exc:  # the API server may be down; shadow data is informative only
             errors.append(f"{key}: current autoscaler unavailable: {exc}")
             current = None
-        self.store.set_current(key, current)
         theirs = None if current is None else current.desired_replicas
         ours = rec.desired_replicas
         diff = None if theirs is None or ours is None else float(ours - theirs)
         self.metrics.observe_shadow(key, diff)
+        return current
 
     # -- start-up backfill -----------------------------------------------------------------
 
@@ -402,9 +457,7 @@ class ControlLoop:
             if not any(not s.stale for s in snapshots.values()):
                 continue
             replayed += 1
-            for key, snap in snapshots.items():
-                if not snap.stale:
-                    self._recommend(key, snap, [])
+            self._recommend_all({k: s for k, s in snapshots.items() if not s.stale}, [])
         # Where the history runs up to now without a hole, the first live tick's window is whole.
         for t, snapshots in history:
             for key, snap in snapshots.items():
@@ -451,6 +504,18 @@ class ControlLoop:
         leave the Service: every replica would hold alike, and the APIs' 503s already tell the
         HPA and KEDA to keep their counts; the probe's body says it for a person."""
         return self.health.degraded
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside the block (unless it was off already)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _short(rec: Recommendation) -> str:

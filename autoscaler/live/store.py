@@ -2,8 +2,11 @@
 
 The control loop is the only writer; the servers (External Metrics API, KEDA gRPC, JSON API) only
 read, and never compute on a request (DESIGN.md, "Data flow"). Reads and writes come from the
-asyncio loop and from gRPC worker threads, so every access takes one lock and readers get
-immutable values.
+asyncio loop and from gRPC worker threads. Readers take no lock: the entries live in a dict that
+is never changed once published; a write builds the next dict and swaps the reference (one
+atomic assignment), so a reader sees the whole previous tick or the whole new one, and a tick of
+10,000 workloads (:meth:`RecommendationStore.put_many`) never keeps a request waiting. The lock
+only orders writers.
 
 Fail static lives here as much as in the policy: a workload whose last tick held (stale or
 missing data) or whose last good value is older than ``staleness_s`` is *not fresh*, and every
@@ -15,8 +18,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from autoscaler.core.recommendation import Recommendation
@@ -126,62 +129,51 @@ class RecommendationStore:
         self._listeners: list[Callable[[str], None]] = []
 
     def keys(self) -> list[str]:
-        with self._lock:
-            return sorted(self._entries)
+        return sorted(self._entries)
 
     def entries(self) -> list[Entry]:
-        with self._lock:
-            return [self._entries[k] for k in sorted(self._entries)]
+        entries = self._entries  # one published dict for the whole answer
+        return [entries[k] for k in sorted(entries)]
 
     def get(self, key: str) -> Entry:
         """The entry of ``namespace/name``; KeyError for a workload not in the config."""
-        with self._lock:
-            return self._entries[key]
+        return self._entries[key]
 
     def freshness(self, key: str) -> Freshness:
         return self.get(key).freshness(self.clock(), self.staleness_s)
 
     def put(self, rec: Recommendation, snapshot: SignalSnapshot | None = None) -> Entry:
         """Record a tick's recommendation; a hold keeps the last good value but marks it stale."""
+        return self.put_many([(rec, snapshot)])[0]
+
+    def put_many(
+        self, items: Sequence[tuple[Recommendation, SignalSnapshot | None]]
+    ) -> list[Entry]:
+        """Record a whole tick at once: readers see either none of it or all of it."""
         now = self.clock()
         with self._lock:
-            old = self._entries[rec.workload]
-            if rec.holds:
-                new = Entry(
-                    info=old.info,
-                    last_good=old.last_good,
-                    latest=rec,
-                    snapshot=snapshot,
-                    updated_at=old.updated_at,
-                    current=old.current,
-                )
-            else:
-                new = Entry(
-                    info=old.info,
-                    last_good=rec,
-                    latest=rec,
-                    snapshot=snapshot,
-                    updated_at=now,
-                    current=old.current,
-                )
-            self._entries[rec.workload] = new
+            entries = dict(self._entries)
+            out = [_updated(entries[rec.workload], rec, snapshot, now) for rec, snapshot in items]
+            for entry in out:
+                entries[entry.info.key] = entry
+            self._entries = entries
             listeners = list(self._listeners)
         for listener in listeners:
-            listener(rec.workload)
-        return new
+            for rec, _ in items:
+                listener(rec.workload)
+        return out
 
     def set_current(self, key: str, current: CurrentAutoscaler | None) -> None:
         """Record what the workload's existing autoscaler decided (shadow mode)."""
+        self.set_current_many({key: current})
+
+    def set_current_many(self, currents: Mapping[str, CurrentAutoscaler | None]) -> None:
+        """:meth:`set_current` for a whole tick's shadow workloads, in one swap."""
         with self._lock:
-            old = self._entries[key]
-            self._entries[key] = Entry(
-                info=old.info,
-                last_good=old.last_good,
-                latest=old.latest,
-                snapshot=old.snapshot,
-                updated_at=old.updated_at,
-                current=current,
-            )
+            entries = dict(self._entries)
+            for key, current in currents.items():
+                entries[key] = replace(entries[key], current=current)
+            self._entries = entries
 
     def subscribe(self, listener: Callable[[str], None]) -> Callable[[], None]:
         """Call ``listener(key)`` after every put (from the writer's thread); returns unsubscribe.
@@ -197,3 +189,11 @@ class RecommendationStore:
                     self._listeners.remove(listener)
 
         return unsubscribe
+
+
+def _updated(old: Entry, rec: Recommendation, snapshot: SignalSnapshot | None, now: float) -> Entry:
+    """``old`` after ``rec``: a hold keeps the last good value (and its time) but not its
+    freshness."""
+    if rec.holds:
+        return Entry(old.info, old.last_good, rec, snapshot, old.updated_at, old.current)
+    return Entry(old.info, rec, rec, snapshot, now, old.current)
