@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEV_LOCK = ROOT / "requirements/dev.txt"
 APP_LOCK = ROOT / "requirements/app.txt"
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+?)\s*\\?$")
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+?)\s*(?:;[^\\]*)?\\?$")
+"""``name==version``, optionally with an environment marker (``; sys_platform != "win32"``)."""
 
 
 def read_lock(path: Path) -> dict[str, tuple[Version, int]]:
