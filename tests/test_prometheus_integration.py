@@ -85,6 +85,8 @@ def test_the_recommendation_follows_a_load_step_fails_static_and_recovers(stack)
     )
     before_desired = metric(url, "llm_autoscaler_desired_replicas", WORKLOAD)
     assert isinstance(before_load, float) and before_desired is not None
+    # the service runs on uvloop (a locked dependency; autoscaler/cli/event_loop.py)
+    assert "event loop uvloop" in serve.tail()
     assert api_status(str(stack["api"])) == 200
 
     def stepped() -> float | None:
