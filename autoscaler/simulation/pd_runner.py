@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from autoscaler.core.slo import SloSpec
-from autoscaler.errors import InputError
 from autoscaler.perf.shapes import model_shape
 from autoscaler.policies.base import Policy
 from autoscaler.policies.roles import make_role_policies, role_contexts
@@ -46,9 +45,9 @@ from autoscaler.simulation.runner import (
     ORACLE_LATE,
     REFERENCES,
     RunRequest,
-    default_warmup_s,
     describe_request,
     policy_context,
+    resolve_warmup_s,
 )
 from autoscaler.traces.records import Trace
 from autoscaler.traces.scaling import scale_rate
@@ -118,16 +117,7 @@ def run_pd_seed(
     kv_bytes = model_shape(profile.model).kv_bytes_per_token
     yard = pd_oracle(trace, profile, slo, weights, kv_bytes_per_token=kv_bytes,
                      link_gbps=pd.link_gbps, tick_s=req.tick_s)  # fmt: skip
-    warmup = (
-        req.warmup_s
-        if req.warmup_s is not None
-        else default_warmup_s(req.lead_s(), trace.duration_s)
-    )
-    if warmup >= trace.duration_s:
-        raise InputError(
-            f"a warm-up of {warmup:g}s leaves nothing of the {trace.duration_s:g}s trace to "
-            "score (--warmup-s 0 scores the whole run)"
-        )
+    warmup = resolve_warmup_s(req.warmup_s, req.lead_s(), trace.duration_s)
     scored = trace.arriving_from(warmup)
     bound = work_bound_gpu_hours(scored, profile, slo)
     oracle_hours = yard.gpu_hours_between(warmup, trace.duration_s, profile.tp)

@@ -87,6 +87,18 @@ def default_warmup_s(lead_s: float, duration_s: float) -> float:
     return float(min(want, 60.0 * math.floor(duration_s / 2.0 / 60.0)))
 
 
+def resolve_warmup_s(requested: float | None, lead_s: float, duration_s: float) -> float:
+    """The warm-up a run uses (``requested``, else :func:`default_warmup_s`); an error when it
+    leaves nothing of the trace to score."""
+    warmup = default_warmup_s(lead_s, duration_s) if requested is None else requested
+    if warmup >= duration_s:
+        raise InputError(
+            f"a warm-up of {warmup:g}s leaves nothing of the {duration_s:g}s trace to "
+            "score (--warmup-s 0 scores the whole run)"
+        )
+    return warmup
+
+
 @dataclass
 class SeedRun:
     seed: int
@@ -157,14 +169,7 @@ def run_seed(
     yard = fleet_oracle(trace, profile, slo, weights, replica_capacity=capacity,
                         tick_s=req.tick_s, cache_dir=req.oracle_cache)  # fmt: skip
     plan = yard.plan
-    warmup = req.warmup_s
-    if warmup is None:
-        warmup = default_warmup_s(req.lead_s(), trace.duration_s)
-    if warmup >= trace.duration_s:
-        raise InputError(
-            f"a warm-up of {warmup:g}s leaves nothing of the {trace.duration_s:g}s trace to "
-            "score (--warmup-s 0 scores the whole run)"
-        )
+    warmup = resolve_warmup_s(req.warmup_s, req.lead_s(), trace.duration_s)
     scored = trace.arriving_from(warmup)
     bound = work_bound_gpu_hours(scored, profile, slo)
     oracle_hours = plan.gpu_hours_between(warmup, trace.duration_s, profile.tp)
