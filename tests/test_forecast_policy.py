@@ -258,15 +258,45 @@ def test_the_band_quantile_follows_the_attainment_target():
     loose = ForecastPolicy(CTX)
     strict = ForecastPolicy(replace(CTX, slo=SloSpec(attainment_target=0.999)))
     assert (loose.band_quantile, strict.band_quantile) == (0.75, 0.875)
-    # the same history of noisy demand: the stricter target plans for more
+    # the same history of noisy demand: the stricter target plans for more (the band scored
+    # against the point alone; the HPA's hold would cover most of this noise: next test)
     minutes = 2000.0 * np.random.default_rng(3).lognormal(0.0, 0.5, size=60)
     last = {}
     for policy in (loose, strict):
+        policy.band = RelativeBand(hold_ticks=0)
         for k in range(240):  # a level that changes every minute, by ~50%
             rec = policy.recommend(snap(15.0 * k, prompt_rate=float(minutes[k // 4])))
         last[policy.band_quantile] = rec.candidates[0].replicas
         assert "band x" in rec.candidates[0].detail
     assert last[0.875] > 1.1 * last[0.75]
+
+
+def test_a_burst_within_the_hpas_hold_does_not_widen_the_band():
+    """Demand back at a level seen within the scale-down window finds the fleet still sized for
+    it: the band scores against the held level, so recurring bursts do not widen it."""
+    burst = [4000.0] * 8 + [1000.0] * 8  # 2 min on, 2 min off: within the 5-minute hold
+    held, point_only = RelativeBand(hold_ticks=20), RelativeBand(hold_ticks=0)
+    for band in (held, point_only):
+        for k in range(160):
+            actual = burst[k % len(burst)]
+            band.observe(actual)
+            band.forecast(8, actual)  # a last-value forecast, two minutes ahead
+    assert point_only.factor(0.75) > 3.0  # an off tick's forecast, scored in the burst
+    assert held.factor(0.75) <= 1.0 + 1e-9  # the burst was held: no shortfall
+    # a new high is a shortfall whatever the hold
+    held.observe(9000.0)
+    for _ in range(4):
+        held.forecast(4, 9000.0)
+        held.observe(20000.0)
+    assert max(held._log_ratios) > 0.5
+
+
+def test_the_hold_is_the_shipped_scale_down_window():
+    from autoscaler.hpa.behavior import SHIPPED_BEHAVIOR
+    from autoscaler.policies.forecast.decision import held_ticks
+
+    assert held_ticks(15.0) == SHIPPED_BEHAVIOR.scale_down.stabilization_window_s / 15.0 == 20
+    assert ForecastPolicy(CTX).band.hold_ticks == 20
 
 
 def test_an_overload_teaches_no_capacity():

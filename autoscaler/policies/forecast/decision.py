@@ -24,6 +24,13 @@ from forecasting.base import Forecaster
 from forecasting.holt import DampedHolt
 
 
+def held_ticks(tick_s: float) -> int:
+    """Ticks of the shipped HPA scale-down window (300 s: 20 ticks of 15 s): how long the fleet
+    stays sized for a demand it has seen (:class:`RelativeBand`'s ``hold_ticks``)."""
+    window = SHIPPED_BEHAVIOR.scale_down.stabilization_window_s
+    return max(0, round(window / tick_s)) if tick_s > 0 else 0
+
+
 def default_forecaster() -> Forecaster:
     """The forecaster the policy runs on token-work demand (1-minute means, one per tick).
 
@@ -113,7 +120,7 @@ class ForecastPolicy:
             attainment_target=ctx.slo.attainment_target,
             **(learner_options or {}),
         )
-        self.band = RelativeBand()
+        self.band = RelativeBand(hold_ticks=held_ticks(ctx.tick_s))
         self._demand: deque[float] = deque(maxlen=4)
         """The forecaster sees demand averaged over 4 samples (1 min of 15 s ticks): short
         bursts are absorbed by queues within the TTFT budget, and the band stays meaningful."""
