@@ -59,3 +59,22 @@ def test_a_heavier_prompt_tail_lowers_the_capacity_at_the_same_mean():
 
 def test_an_empty_mix_has_no_capacity_rather_than_an_error():
     assert mix_capacity(PROFILE, SLO, 0.0, None, 0.0) == 0.0
+
+
+@pytest.mark.parametrize("context", [1.0, 300.0, 1500.0, 16_000.0, 120_000.0])
+def test_the_decode_batch_bisection_finds_what_a_scan_of_every_batch_finds(context):
+    from dataclasses import replace
+
+    from autoscaler.perf.capacity import decode_batch_at_slo
+
+    def scan(profile, slo):
+        kv_cap = max(1, int(profile.kv_capacity_tokens // max(context, 1.0)))
+        ok = [b for b in range(1, min(profile.max_num_seqs, kv_cap) + 1)
+              if profile.decode_step_s(b, b * context) <= slo.tpot_s]  # fmt: skip
+        return max(ok, default=1)
+
+    for tpot in (0.02, 0.05, 0.1, 0.3):
+        slo = SloSpec(tpot_s=tpot)
+        assert decode_batch_at_slo(PROFILE, slo, context) == scan(PROFILE, slo)
+        odd = replace(PROFILE, decode_per_seq_s=-1e-4)  # not monotone: scanned
+        assert decode_batch_at_slo(odd, slo, context) == scan(odd, slo)

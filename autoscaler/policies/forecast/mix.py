@@ -30,7 +30,12 @@ class MixScale:
         """The current scale (None: no mix seen yet, or no profile)."""
         self._seed_mix = (
             mix_capacity(
-                ctx.profile, ctx.slo, ctx.seed_mean_prompt_tokens, None, ctx.seed_mean_output_tokens
+                ctx.profile,
+                ctx.slo,
+                ctx.seed_mean_prompt_tokens,
+                None,
+                ctx.seed_mean_output_tokens,
+                weights=(ctx.prefill_weight, ctx.decode_weight),
             )
             if ctx.profile is not None
             else 0.0
@@ -41,7 +46,14 @@ class MixScale:
         profile = self.ctx.profile
         prompt, output = snap.mean_prompt_tokens, snap.mean_output_tokens
         if profile is not None and self._seed_mix > 0 and prompt and output:
-            now = mix_capacity(profile, self.ctx.slo, prompt, snap.p90_prompt_tokens, output)
+            now = mix_capacity(
+                profile,
+                self.ctx.slo,
+                prompt,
+                snap.p90_prompt_tokens,
+                output,
+                weights=(self.ctx.prefill_weight, self.ctx.decode_weight),
+            )
             if now > 0:
                 ratio = now / self._seed_mix
                 if self.scale is None:
