@@ -21,10 +21,10 @@ figure least disturbed by other load on a shared machine.
 Goal (issue "Serving"; issue 15 "Serving tail" adds the 64-connection run): every run
 >= 1,000 req/s, p99 <= 20 ms, zero errors, on the 2-core machine.
 
-``--processes N`` (N > 1) is a **prototype that exists only in this benchmark**: N server
-processes, each with its own copy of the store, share the port through ``SO_REUSEPORT`` (the
-kernel spreads connections over them). It shows what more serving processes would reach; the
-service itself is one process whose store the control loop writes, and does not run this way.
+``--processes N`` (N > 1) runs the service's own API processes (``service.api_processes``,
+``autoscaler/cli/api_workers.py``): one process holds the store (and ticks, with ``--ticking``)
+and N processes answer on one port through ``SO_REUSEPORT``, each from the copy of the store the
+first sends after every write. Server CPU then counts every process of the group.
 
     .venv/bin/python benchmarks/api_load.py [--duration 60] [--connections 8,64]
         [--target metrics,json] [--processes 1] [--threads 1]
@@ -167,13 +167,12 @@ def tick_workload_names(n: int) -> list[tuple[str, str]]:
     return workload_names(n)
 
 
-def serve(n: int, *, reuse_port: int | None, ticking: bool = False, loop: str = "auto") -> None:
-    """Serve the store over TLS as the service does, or with ``reuse_port`` (a port, 0: any)
-    on an ``SO_REUSEPORT`` socket (the ``--processes`` prototype); with ``ticking``, while the
-    control loop ticks (:class:`Ticking`)."""
-    from aiohttp import web
-
+def serve(n: int, *, api_processes: int, ticking: bool = False, loop: str = "auto") -> None:
+    """Serve the store over TLS as the service does: in this process, or (``api_processes`` >
+    1) from the service's API processes; with ``ticking``, while the control loop ticks
+    (:class:`Ticking`)."""
     from autoscaler.cli import event_loop
+    from autoscaler.cli.api_workers import ApiWorkers, WorkerSpec
     from external_metrics.app import create_api_app, start_https
     from external_metrics.self_signed import self_signed_pair
     from external_metrics.tls import server_ssl_context
@@ -190,23 +189,31 @@ def serve(n: int, *, reuse_port: int | None, ticking: bool = False, loop: str = 
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGTERM, stop.set)
-            app = create_api_app(store, None)
-            if reuse_port is None:
-                runner, port = await start_https(app, ctx, host="127.0.0.1", port=0)
-            else:
-                runner = web.AppRunner(app, access_log=None)
-                await runner.setup()
-                site = web.TCPSite(
-                    runner, "127.0.0.1", reuse_port, ssl_context=ctx, reuse_port=True
+            workers = None
+            if api_processes == 1:
+                runner, port = await start_https(
+                    create_api_app(store, None), ctx, host="127.0.0.1", port=0
                 )
-                await site.start()
-                port = int(runner.addresses[0][1])
+            else:
+                spec = WorkerSpec(
+                    workloads=tuple(e.info for e in store.entries()),
+                    staleness_s=store.staleness_s,
+                    metric_names=store.metric_names,
+                    cert_file=str(Path(tmp) / "tls.crt"),
+                    key_file=str(Path(tmp) / "tls.key"),
+                    kube=None,
+                )
+                workers = ApiWorkers(store, spec, api_processes)
+                port = await workers.start("127.0.0.1", 0)
             print(f"READY {port}", flush=True)
             ticks = asyncio.create_task(ticker.run(stop)) if ticker is not None else None
             await stop.wait()
             if ticks is not None:
                 await ticks
-            await runner.cleanup()
+            if workers is not None:
+                await workers.stop()
+            else:
+                await runner.cleanup()
 
         event_loop.run(main(), loop=loop)  # type: ignore[arg-type]
         if ticker is not None:
@@ -262,9 +269,20 @@ def paths_for(target: str, n: int, ticking: bool = False) -> list[str]:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of ``pid`` and its live descendants (the API processes)."""
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except FileNotFoundError:
+            continue
+        utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+        total += (utime + stime) / os.sysconf("SC_CLK_TCK")
+        todo += [int(c) for c in children]
+    return total
 
 
 def run_wrk(
@@ -303,26 +321,20 @@ def comma_list(kind: type, allowed: tuple[str, ...] = ()) -> Any:
 def start_servers(
     workloads: int, processes: int, ticking: bool = False, loop: str = "auto"
 ) -> tuple[list[subprocess.Popen[str]], int]:
-    """The server process(es) and their port; more than one share it with SO_REUSEPORT."""
+    """The server process (with ``processes`` > 1 it starts that many API processes) and its
+    port."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    servers: list[subprocess.Popen[str]] = []
-    port = 0
-    for _ in range(processes):
-        cmd = [sys.executable, __file__, "--serve", "--workloads", str(workloads)]
-        cmd += ["--event-loop", loop]
-        if processes > 1:
-            cmd += ["--reuse-port", str(port)]
-        if ticking:
-            cmd += ["--ticking"]
-        server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
-        servers.append(server)
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        if not line.startswith("READY "):
-            stop_servers(servers)
-            raise SystemExit(f"server did not start: {line!r}")
-        port = int(line.split()[1])
-    return servers, port
+    cmd = [sys.executable, __file__, "--serve", "--workloads", str(workloads)]
+    cmd += ["--event-loop", loop, "--processes", str(processes)]
+    if ticking:
+        cmd += ["--ticking"]
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    if not line.startswith("READY "):
+        stop_servers([server])
+        raise SystemExit(f"server did not start: {line!r}")
+    return [server], int(line.split()[1])
 
 
 def stop_servers(servers: list[subprocess.Popen[str]]) -> dict[str, Any] | None:
@@ -385,7 +397,7 @@ def measure(
 
 def markdown_table(payload: dict[str, Any]) -> str:
     procs = payload["processes"]
-    servers = "1 server process" if procs == 1 else f"{procs} server processes (SO_REUSEPORT)"
+    servers = "1 server process" if procs == 1 else f"{procs} API processes (api_processes)"
     lines = [
         f"HTTPS API load: {payload['workloads']} workloads, auth off, {servers}, "
         f"wrk -t{payload['wrk_threads']}, {payload['duration_s_per_run']} s per run; "
@@ -427,7 +439,10 @@ def main() -> None:
         help="metrics, json or both (default metrics,json)",
     )
     parser.add_argument(
-        "--processes", type=int, default=1, help="server processes (> 1: SO_REUSEPORT prototype)"
+        "--processes",
+        type=int,
+        default=1,
+        help="API processes (service.api_processes)",
     )
     parser.add_argument(
         "--ticking",
@@ -442,11 +457,10 @@ def main() -> None:
         help="the server's event loop (default auto: uvloop where installed, as serve runs)",
     )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--reuse-port", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         loop = args.event_loop
-        serve(args.workloads, reuse_port=args.reuse_port, ticking=args.ticking, loop=loop)
+        serve(args.workloads, api_processes=args.processes, ticking=args.ticking, loop=loop)
         return
     if args.processes < 1:
         parser.error("--processes must be >= 1")

@@ -36,6 +36,15 @@ class GrpcServer(Protocol):
     def stop(self, grace: float | None) -> object: ...
 
 
+class ApiServers(Protocol):
+    """The HTTPS API served by other processes (``service.api_processes`` > 1): started once
+    the backfill is done, stopped on the way out; ``start`` returns the bound port."""
+
+    async def start(self, host: str, port: int) -> int: ...
+
+    async def stop(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Listeners:
     """What ``serve`` exposes; ``api``/``grpc`` may be None (e.g. a metrics-only run)."""
@@ -44,6 +53,8 @@ class Listeners:
     api: web.Application | None = None
     ssl_context: ssl.SSLContext | None = None
     grpc: GrpcServer | None = None
+    api_servers: ApiServers | None = None
+    """Instead of ``api``: API processes fed with copies of the store."""
     tls_reload: Callable[[], object] | None = None
     """Called every ``TLS_RELOAD_S`` while serving: loads a renewed certificate into
     ``ssl_context`` (``CertificateFiles.reload_into``)."""
@@ -92,6 +103,7 @@ async def run_service(
     """Serve until ``stop`` is set. Raises :class:`InputError` when a port cannot be bound."""
     runners: list[web.AppRunner] = []
     grpc_started = False
+    api_servers_started = False
     try:
         health_runner, health_port = await _site(
             listeners.health, host, ports.metrics, None, "/metrics and probes"
@@ -115,6 +127,9 @@ async def run_service(
             )
             runners.append(api_runner)
             log.info("External Metrics API and /v1 on https://%s:%d", host, api_port)
+        if listeners.api_servers is not None:
+            api_servers_started = True
+            api_port = await listeners.api_servers.start(host, ports.https)
         if listeners.grpc is not None:
             listeners.grpc.start()
             grpc_started = True
@@ -122,7 +137,7 @@ async def run_service(
         if on_bound is not None and not on_bound.done():
             on_bound.set_result(BoundPorts(health=health_port, api=api_port))
         reloader = (
-            asyncio.create_task(_reload_tls(listeners.tls_reload, stop))
+            asyncio.create_task(reload_tls_periodically(listeners.tls_reload, stop))
             if listeners.tls_reload is not None
             else None
         )
@@ -137,11 +152,13 @@ async def run_service(
         log.info("shutting down")
         if grpc_started and listeners.grpc is not None:
             listeners.grpc.stop(2.0)
+        if api_servers_started and listeners.api_servers is not None:
+            await listeners.api_servers.stop()
         for runner in reversed(runners):
             await runner.cleanup()
 
 
-async def _reload_tls(reload: Callable[[], object], stop: asyncio.Event) -> None:
+async def reload_tls_periodically(reload: Callable[[], object], stop: asyncio.Event) -> None:
     """Check the certificate files every ``TLS_RELOAD_S`` until ``stop``; never raises."""
     while not stop.is_set():
         with contextlib.suppress(asyncio.TimeoutError):

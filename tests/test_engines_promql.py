@@ -195,7 +195,7 @@ def test_gpu_memory_is_joined_to_each_engines_replicas_by_namespace_and_pod():
     # the pod-mapped join first; pods it leaves out get their node's fullest GPU
     # (tests/test_gpu_memory_node_join.py runs both in the real Prometheus)
     assert per_pod.startswith(f"{mapped} or max by ({W}, pod) (")
-    assert 'on (node) group_right ()' in per_pod and 'kube_pod_info{node!=""}' in per_pod
+    assert "on (node) group_right ()" in per_pod and 'kube_pod_info{node!=""}' in per_pod
     assert queries["gpu_memory_usage"] == f"avg by ({W}) ({per_pod})"
     assert queries["gpu_memory_usage_max"] == f"max by ({W}) ({per_pod})"
 

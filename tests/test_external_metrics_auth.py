@@ -16,7 +16,7 @@ import pytest_asyncio
 from kmock import KubernetesError as KmockError
 from multidict import CIMultiDict
 
-from autoscaler.cli.serve_assembly import build_authenticator
+from autoscaler.cli.authenticator import build_authenticator
 from autoscaler.clients.kube import KubernetesError, build_api_client, reviews
 from autoscaler.live.store import WorkloadInfo
 from external_metrics.app import create_api_app

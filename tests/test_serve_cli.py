@@ -96,3 +96,47 @@ def test_kube_state_metrics_as_the_replica_source_runs_without_a_cluster(tmp_pat
     assert proc.returncode == 0, proc.stderr
     assert "replica states from kube-state-metrics in Prometheus (10 more queries" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_api_processes_serve_the_api_and_stop_with_serve(tmp_path):
+    """``service.api_processes: 2``: the HTTPS API answers from processes of its own, and
+    SIGTERM to ``serve`` stops them too (no orphan keeps the port)."""
+    import signal
+    import time
+
+    from tests.live_stack import api_get, wait_for
+
+    path = _config(tmp_path)
+    path.write_text(path.read_text().replace("service:\n", "service:\n  api_processes: 2\n"))
+    https = int(path.read_text().split("https: ")[1].split(",")[0])
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "autoscaler.cli", "serve", "--config", str(path),
+             "--host", "127.0.0.1", "--no-kubernetes", "--insecure-skip-auth",
+             "--backfill", "0s"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for(
+            "the workload list from an API process",
+            lambda: api_get(f"https://127.0.0.1:{https}/v1/workloads")[0] == 200,
+        )
+        status, body = api_get(f"https://127.0.0.1:{https}/v1/workloads/llm/a")
+        assert status == 503, body  # Prometheus is unreachable: no recommendation, fail static
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    text = log.read_text()
+    assert code == 0, text
+    assert "(2 API processes)" in text
+    assert "Traceback" not in text
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", https), timeout=1).close()
+        except OSError:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"port {https} still answers after serve stopped:\n{text}")

@@ -2,4 +2,5 @@
 
 from autoscaler.cli.commands import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # API processes (``spawn``) import this module again: no second run
+    raise SystemExit(main())

@@ -28,7 +28,9 @@ from kubernetes import client
 from prometheus_client import CollectorRegistry
 
 from autoscaler.cli import event_loop
-from autoscaler.clients.kube import build_api_client, reviews
+from autoscaler.cli.api_workers import ApiWorkers, KubeAccess, WorkerSpec
+from autoscaler.cli.authenticator import build_authenticator
+from autoscaler.clients.kube import build_api_client
 from autoscaler.clients.kube.leases import LeaseClient
 from autoscaler.clients.kube.pods import PodWatcher, WatchedWorkload
 from autoscaler.clients.kube.workloads import CurrentAutoscalerReader, EventRecorder
@@ -241,6 +243,20 @@ def _listeners(
         tls_files=CertificateFiles(cert_file, key_file),
         max_workers=config.service.grpc_workers,
     )
+    if config.service.api_processes > 1:
+        spec = WorkerSpec(
+            workloads=tuple(entry.info for entry in store.entries()),
+            staleness_s=store.staleness_s,
+            metric_names=store.metric_names,
+            cert_file=cert_file,
+            key_file=key_file,
+            kube=None
+            if options.skip_auth
+            else KubeAccess(host=options.kube_api, kubeconfig=options.kubeconfig),
+            log_level=logging.getLogger().getEffectiveLevel(),
+        )
+        workers = ApiWorkers(store, spec, config.service.api_processes)
+        return Listeners(health=health, grpc=grpc_server, api_servers=workers)
     https_files = CertificateFiles(cert_file, key_file)
     return Listeners(
         health=health,
@@ -248,31 +264,6 @@ def _listeners(
         ssl_context=ssl_context,
         grpc=grpc_server,
         tls_reload=lambda: https_files.reload_into(ssl_context),
-    )
-
-
-def build_authenticator(api: client.ApiClient, config: AuthConfig) -> Authenticator | None:
-    """The Authenticator for ``serve``: reads the requestheader ConfigMap once, at start-up.
-
-    None when ``insecure_skip_auth`` is set (the
-    caller then passes None to :func:`external_metrics.app.create_api_app`). Synchronous: call
-    it before the event loop serves, or through ``asyncio.to_thread``. A rotated front-proxy CA
-    is picked up on restart.
-    """
-    if config.insecure_skip_auth:
-        log.warning("authentication and authorization are OFF (insecure_skip_auth)")
-        return None
-    settings = reviews.read_requestheader_settings(api, timeout_s=config.review_timeout_s)
-    if settings is None:
-        log.warning(
-            "the cluster publishes no requestheader-client-ca-file: requests through the "
-            "kube-aggregator cannot be authenticated, only bearer tokens"
-        )
-    reviewer = reviews.KubeReviewer(
-        api, audiences=config.token_audiences, timeout_s=config.review_timeout_s
-    )
-    return Authenticator(
-        reviewer, settings, cache_ttl_s=config.cache_ttl_s, cache_size=config.cache_size
     )
 
 
@@ -305,4 +296,4 @@ async def _main(
         print("llm-autoscaler: stopped", file=sys.stderr, flush=True)
 
 
-__all__ = ["PUBLISHED_METRICS", "ServeOptions", "build_authenticator", "serve"]
+__all__ = ["PUBLISHED_METRICS", "ServeOptions", "serve"]

@@ -159,6 +159,12 @@ class GlobalConfig(_Strict):
     grpc_workers: int = Field(default=16, ge=1, le=1024)
     """Worker threads of the KEDA gRPC server. Each open ``StreamIsActive`` stream (one per
     ``external-push`` ScaledObject) holds one for its lifetime; the unary calls share the rest."""
+    api_processes: int = Field(default=1, ge=1, le=64)
+    """Processes serving the HTTPS API (External Metrics and ``/v1``). 1: the control loop's
+    own process. More: that many processes on one port (``SO_REUSEPORT``), each answering from
+    a copy of the store the loop's process sends after every write, so requests neither wait
+    for a tick (the GIL) nor for each other past one core (``autoscaler/cli/api_workers.py``,
+    docs/serve.md "API processes")."""
 
     @field_validator("prometheus_url")
     @classmethod

@@ -127,6 +127,29 @@ class RecommendationStore:
         self.metric_names = metric_names
         """Names of the external metrics every workload publishes (the APIResourceList)."""
         self._listeners: list[Callable[[str], None]] = []
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        """Bumped by every write: a copy of the store (an API process) is behind while its
+        version is lower."""
+        return self._version
+
+    def published(self) -> tuple[int, dict[str, Entry]]:
+        """The current version and entries, as one consistent pair (the dict is never mutated:
+        every write swaps in a new one), for copying the store into another process."""
+        with self._lock:
+            return self._version, self._entries
+
+    def load(self, version: int, entries: Mapping[str, Entry]) -> None:
+        """Replace every entry by another store's :meth:`published` ones (API processes keep
+        such a copy); the workloads must be the same, so a config mismatch is an error."""
+        if entries.keys() != self._entries.keys():
+            missing = sorted(self._entries.keys() ^ entries.keys())[:3]
+            raise ValueError(f"store copy with other workloads than this one's: {missing}")
+        with self._lock:
+            self._entries = dict(entries)
+            self._version = version
 
     def keys(self) -> list[str]:
         return sorted(self._entries)
@@ -157,6 +180,7 @@ class RecommendationStore:
             for entry in out:
                 entries[entry.info.key] = entry
             self._entries = entries
+            self._version += 1
             listeners = list(self._listeners)
         for listener in listeners:
             for rec, _ in items:
@@ -174,6 +198,7 @@ class RecommendationStore:
             for key, current in currents.items():
                 entries[key] = replace(entries[key], current=current)
             self._entries = entries
+            self._version += 1
 
     def subscribe(self, listener: Callable[[str], None]) -> Callable[[], None]:
         """Call ``listener(key)`` after every put (from the writer's thread); returns unsubscribe.
