@@ -178,3 +178,32 @@ def test_a_store_copy_must_hold_the_same_workloads():
     copy.load(*store.published())
     assert copy.version == store.version == 1
     assert copy.get("llm/a").metric(DESIRED) == 3
+
+
+def test_a_store_copy_in_chunks_is_the_store():
+    """What the API processes rebuild from the chunks is the loop's store, entry for entry, and
+    a newer version's chunk drops an unfinished older copy."""
+    from autoscaler.cli.api_workers import CopyAssembler, encode_copy
+
+    infos = [WorkloadInfo("llm", f"w{i}", {"workload": f"w{i}"}) for i in range(10)]
+    store = RecommendationStore(infos, staleness_s=60.0, clock=time.time, metric_names=METRICS)
+    for i in range(0, 10, 2):
+        put_fresh(store, f"llm/w{i}", desired=i + 1)
+    version, entries = store.published()
+    messages = encode_copy(version, entries, chunk=3)
+    assert len(messages) == 4
+    assembler = CopyAssembler()
+    assert [assembler.add(m) for m in messages[:-1]] == [None, None, None]
+    whole = assembler.add(messages[-1])
+    assert whole == (version, entries)
+    # an unfinished copy, then a newer one: only the newer one is put together
+    put_fresh(store, "llm/w1", desired=9)
+    newer_version, newer = store.published()
+    assert assembler.add(messages[0]) is None
+    parts = encode_copy(newer_version, newer, chunk=3)
+    results = [assembler.add(m) for m in parts]
+    assert results[:-1] == [None] * 3
+    assert results[-1] == (newer_version, newer)
+    copy = RecommendationStore(infos, staleness_s=60.0, clock=time.time, metric_names=METRICS)
+    copy.load(*results[-1])
+    assert copy.get("llm/w1").metric(DESIRED) == 9

@@ -6,10 +6,12 @@ connections puts the p99 right at its 20 ms goal on two cores; and the control l
 that same interpreter, so a long tick (thousands of workloads) holds the GIL away from the
 requests. With N API processes the kernel spreads connections over N listening sockets on one
 port (``SO_REUSEPORT``). Each answers from its own copy of the store, which this (the loop's)
-process sends after every write: the whole published entry map, pickled, over a pipe, only
-the newest (a copy that falls behind skips versions, it never queues them). The loop, the gRPC
-port (KEDA) and the probes stay here. A copy is as fresh as the loop's store within the poll
-interval (0.2 s), far below the staleness bound every answer is checked against.
+process sends after every write: the whole published entry map over a pipe, in msgpack chunks of
+:data:`CHUNK` entries, only the newest (a copy that falls behind skips versions, it never queues
+them). Chunks, because decoding is one C call that holds the GIL: 10,000 entries in one piece
+stalled an API process's requests for about half a second, a chunk for a few milliseconds.
+The loop, the gRPC port (KEDA) and the probes stay here. A copy is as fresh as the loop's store
+within the poll interval (0.2 s), far below the staleness bound every answer is checked against.
 
 An API process that dies is started again (and gets the current store at once); a process that
 cannot bind or build its authenticator stops ``serve`` at start-up with one line, as the
@@ -23,7 +25,6 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
-import pickle
 import signal
 import socket
 import threading
@@ -33,11 +34,12 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Final
 
+import msgspec
 from aiohttp import web
 
 from autoscaler.cli import event_loop
 from autoscaler.errors import InputError
-from autoscaler.live.store import RecommendationStore, WorkloadInfo
+from autoscaler.live.store import Entry, RecommendationStore, WorkloadInfo
 from external_metrics.app import create_api_app
 from external_metrics.auth import AuthConfig, Authenticator
 from external_metrics.request_log import RequestErrorLog
@@ -51,6 +53,47 @@ POLL_S: Final = 0.2
 START_TIMEOUT_S: Final = 60.0
 """An API process that has not bound its port by then is a start-up failure."""
 STOP_GRACE_S: Final = 5.0
+CHUNK: Final = 256
+"""Entries per message of a store copy."""
+
+Chunk = tuple[int, int, int, dict[str, Entry]]
+"""``(version, index, count, entries)``: one message of a store copy."""
+
+
+def encode_copy(version: int, entries: dict[str, Entry], chunk: int = CHUNK) -> list[bytes]:
+    """The messages that carry ``entries`` of ``version`` (at least one, even when empty)."""
+    encoder = msgspec.msgpack.Encoder()
+    keys = list(entries)
+    count = max(1, -(-len(keys) // chunk))
+    return [
+        encoder.encode(
+            (version, i, count, {k: entries[k] for k in keys[i * chunk : (i + 1) * chunk]})
+        )
+        for i in range(count)
+    ]
+
+
+class CopyAssembler:
+    """Puts a store copy back together from its chunks; a chunk of a newer version drops an
+    unfinished older one (the sender only ever sends the newest)."""
+
+    def __init__(self) -> None:
+        self._decoder = msgspec.msgpack.Decoder(Chunk)
+        self._version = -1
+        self._parts: dict[str, Entry] = {}
+        self._seen = 0
+
+    def add(self, message: bytes) -> tuple[int, dict[str, Entry]] | None:
+        """The whole copy once its last chunk is in, else None."""
+        version, _, count, entries = self._decoder.decode(message)
+        if version != self._version:
+            self._version, self._parts, self._seen = version, {}, 0
+        self._parts.update(entries)
+        self._seen += 1
+        if self._seen < count:
+            return None
+        whole, self._parts, self._seen = self._parts, {}, 0
+        return version, whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,18 +202,22 @@ class ApiWorkers:
             version, entries = self.store.published()
             stale = [w for w in self._workers if w.sent_version != version]
             if stale:
-                blob = await asyncio.to_thread(pickle.dumps, (version, entries), 5)
+                messages = await asyncio.to_thread(encode_copy, version, entries)
                 for worker in stale:
-                    await self._send(worker, version, entries, blob)
+                    await self._send(worker, version, entries, messages)
             await asyncio.sleep(POLL_S)
 
     async def _send(
-        self, worker: _Worker, version: int, entries: object, blob: bytes | None = None
+        self,
+        worker: _Worker,
+        version: int,
+        entries: dict[str, Entry],
+        messages: list[bytes] | None = None,
     ) -> None:
-        if blob is None:
-            blob = await asyncio.to_thread(pickle.dumps, (version, entries), 5)
+        if messages is None:
+            messages = await asyncio.to_thread(encode_copy, version, entries)
         try:
-            await asyncio.to_thread(worker.conn.send_bytes, blob)
+            await asyncio.to_thread(_send_all, worker.conn, messages)
         except (BrokenPipeError, ConnectionResetError, OSError):
             return  # the process is gone: _watch starts another
         worker.sent_version = version
@@ -216,6 +263,11 @@ def _reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
             f"cannot listen on {host}:{port} for the External Metrics API: {exc.strerror}"
         ) from exc
     return sock, int(sock.getsockname()[1])
+
+
+def _send_all(conn: Connection, messages: list[bytes]) -> None:
+    for message in messages:
+        conn.send_bytes(message)
 
 
 def _first_message(conn: Connection, timeout_s: float) -> tuple[str, object] | None:
@@ -321,15 +373,18 @@ def _follow(
 ) -> None:
     """Load every store copy that arrives (a daemon thread: a blocked read never holds up the
     process's exit); the pipe closing means the loop's process is gone."""
+    assembler = CopyAssembler()
     while True:
         try:
-            version, entries = pickle.loads(conn.recv_bytes())
+            message = conn.recv_bytes()
         except (EOFError, OSError):
             if not stop.is_set():
                 log.warning("the control loop's process is gone: stopping")
             loop.call_soon_threadsafe(stop.set)
             return
-        loop.call_soon_threadsafe(store.load, version, entries)
+        whole = assembler.add(message)
+        if whole is not None:
+            loop.call_soon_threadsafe(store.load, *whole)
 
 
-__all__ = ["ApiWorkers", "KubeAccess", "WorkerSpec", "worker_main"]
+__all__ = ["ApiWorkers", "CopyAssembler", "KubeAccess", "WorkerSpec", "encode_copy", "worker_main"]
