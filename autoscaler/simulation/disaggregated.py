@@ -28,7 +28,7 @@ from autoscaler.hpa.controller import HpaController
 from autoscaler.perf.model import PerfProfile
 from autoscaler.policies.base import Policy
 from autoscaler.simulation.engine import TickRecord, _decide
-from autoscaler.simulation.fleet import LifecycleConfig
+from autoscaler.simulation.lifecycle import LifecycleConfig
 from autoscaler.simulation.observation import PrometheusView
 from autoscaler.simulation.pd_replicas import (
     DECODE_ROLE,

@@ -20,8 +20,9 @@ from autoscaler.core.signals import SignalSnapshot
 from autoscaler.hpa.controller import HpaController
 from autoscaler.perf.model import PerfProfile
 from autoscaler.policies.base import Policy
-from autoscaler.simulation.fleet import Fleet, LifecycleConfig
+from autoscaler.simulation.fleet import Fleet
 from autoscaler.simulation.gateway import GatewaySim
+from autoscaler.simulation.lifecycle import LifecycleConfig
 from autoscaler.simulation.observation import PrometheusView
 from autoscaler.simulation.prefetch import PrefetchSim, SimPrefetcher
 from autoscaler.simulation.replica import Replica
@@ -136,7 +137,7 @@ def simulate(
     fleet = Fleet(profile=profile, lifecycle=config.lifecycle, num_nodes=nodes, reqs=reqs)
     prefetcher = _prefetcher(config, nodes, tp)
     if prefetcher is not None:
-        fleet.prefetch_until = prefetcher.pull_until
+        fleet.pods.prefetch_until = prefetcher.pull_until
     view = PrometheusView(
         reqs,
         fleet,
@@ -275,13 +276,9 @@ def simulate(
             settle(now)
             if prefetcher is not None:
                 fleet.expire_images(now)
-                gpr = fleet.gpus_per_replica
+                pods = fleet.pods
                 pulls = prefetcher.plan(
-                    now,
-                    rec_,
-                    used=[node.used for node in fleet.nodes],
-                    warm=[node.holds(fleet.image) for node in fleet.nodes],
-                    pods_on={node.index: node.used // gpr for node in fleet.nodes if node.used},
+                    now, rec_, used=pods.used, warm=pods.warm, pods_on=pods.pods_on()
                 )
                 for node_index, until in pulls:
                     seq += 1

@@ -20,18 +20,18 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from autoscaler.core.replica_states import lead_time_s
 from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
-from autoscaler.replica_states import lead_time_s
-from autoscaler.simulation.fleet import (
+from autoscaler.simulation.fleet import Fleet
+from autoscaler.simulation.gateway import GatewaySim
+from autoscaler.simulation.lifecycle import (
     DRAINING,
     INITIALIZING,
     PENDING,
     PROVISIONING,
     PULLING,
     READY,
-    Fleet,
 )
-from autoscaler.simulation.gateway import GatewaySim
 from autoscaler.simulation.requests import RequestTable
 
 # vLLM V1 default buckets (vllm/v1/metrics/buckets.py as listed in engines/METRICS.md)

@@ -25,9 +25,9 @@ from autoscaler.perf.model import PerfProfile
 from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.policies.registry import make_policy
 from autoscaler.simulation.engine import RunOutput, SimConfig, simulate
-from autoscaler.simulation.fleet import LifecycleConfig
 from autoscaler.simulation.fleet_oracle import fleet_oracle
 from autoscaler.simulation.gateway import GatewaySim
+from autoscaler.simulation.lifecycle import LifecycleConfig
 from autoscaler.simulation.oracle import (
     INSTANT,
     PlanPolicy,
