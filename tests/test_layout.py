@@ -149,6 +149,28 @@ def test_the_pod_lifecycle_is_defined_once():
     assert defining == ["autoscaler/simulation/lifecycle.py"]
 
 
+def _defined_with_a_number(pattern: str) -> list[str]:
+    found = []
+    for package in OURS:
+        for path in _sources(package):
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if re.search(pattern, line):
+                    found.append(f"{path.relative_to(ROOT)}:{number}")
+    return found
+
+
+def test_the_lead_time_and_the_pending_timeout_are_defined_once():
+    """Their defaults are numbers in ``core/replica_states.py`` only (everything else names those
+    constants), and a cold start's length is summed only by ``LifecycleConfig.cold_s``."""
+    given = r"(pending_timeout_s|lead_time_s|LEAD_TIME_S|PENDING_TIMEOUT_S)\s*(:[^=]+)?=\s*[0-9]"
+    assert [p.split(":")[0] for p in _defined_with_a_number(given)] == [
+        "autoscaler/core/replica_states.py",
+        "autoscaler/core/replica_states.py",
+    ]
+    summed = _defined_with_a_number(r"provision_s \+ [\w.]*pull_s \+ [\w.]*init_s")
+    assert [p.split(":")[0] for p in summed] == ["autoscaler/simulation/lifecycle.py"]
+
+
 def test_external_metrics_never_imports_the_clients():
     """The servers only read the store: what talks to Prometheus or Kubernetes (the pod watch,
     the TokenReview and SubjectAccessReview calls) is built by the composition root of ``serve``

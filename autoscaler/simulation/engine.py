@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from heapq import heappop, heappush
 
 from autoscaler.core.recommendation import Recommendation
+from autoscaler.core.replica_states import DEFAULT_PENDING_TIMEOUT_S
 from autoscaler.core.signals import SignalSnapshot
 from autoscaler.hpa.controller import HpaController
 from autoscaler.perf.model import PerfProfile
@@ -44,7 +45,7 @@ class SimConfig:
     start_replicas: int = 1
     tick_s: float = 15.0
     rate_window_s: float = 60.0
-    pending_timeout_s: float = 600.0
+    pending_timeout_s: float = DEFAULT_PENDING_TIMEOUT_S
     num_nodes: int | None = None
     """Size of the fixed node pool; default: enough GPUs for ``max_replicas`` replicas."""
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)

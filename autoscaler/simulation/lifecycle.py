@@ -73,6 +73,17 @@ class LifecycleConfig:
     every this many seconds, so the workload's image, unused, is evicted (LRU) after
     ``image_slots`` of them. 0: no other tenants (a visited node stays warm for good)."""
 
+    @property
+    def cold_s(self) -> float:
+        """A cold start: provisioning + image pull + engine init (the lead time a scale-up
+        waits when no node holds the image; the simulator's and the report's one definition)."""
+        return self.provision_s + self.pull_s + self.init_s
+
+    @property
+    def warm_s(self) -> float:
+        """A start on a node that already holds the image: no pull."""
+        return self.provision_s + self.init_s
+
 
 @dataclass(slots=True)
 class Pod:

@@ -75,8 +75,7 @@ class RunRequest:
 
     def lead_s(self) -> float:
         """A cold start's duration: provisioning + pull + init."""
-        lc = self.lifecycle
-        return lc.provision_s + lc.pull_s + lc.init_s
+        return self.lifecycle.cold_s
 
 
 def default_warmup_s(lead_s: float, duration_s: float) -> float:
