@@ -3,8 +3,8 @@
 ``lifecycle`` is the one pod lifecycle both use (node pool, scheduler, start-up phases, image
 caches, scale-down rank). ``replica`` models one vLLM-like model server (continuous batching,
 chunked prefill, KV-limited admission, decode stretches advanced in closed form); ``fleet`` the
-lifecycle's pods with a replica each, draining and the router; ``observation`` what Prometheus and the Kubernetes API would show;
-``engine`` the event loop that ties them to a policy and the HPA emulation; ``oracle`` the
+lifecycle's pods with a replica each, draining and the router; ``observation`` what Prometheus
+and the Kubernetes API would show; ``engine`` the event loop that ties them to a policy and the HPA emulation; ``oracle`` the
 clairvoyant plan and the work bound; ``runner`` seeds, sweeps and the JSON contract.
 ``pd_*`` and ``disaggregated`` are the same for prefill and decode pools (docs/disaggregation.md).
 ``fluid*`` is the rate-level simulator for multi-day traces (``fluid_model`` the tabulated
