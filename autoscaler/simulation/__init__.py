@@ -10,7 +10,7 @@ the JSON contract. ``pd_*`` and ``disaggregated`` are the same for prefill and d
 (docs/disaggregation.md). ``fluid*`` is the rate-level simulator for multi-day traces
 (``fluid_model`` the tabulated replica, ``fluid_dynamics`` the ready fleet over an interval,
 ``fluid_fleet`` the lifecycle's pods without request state, ``fluid`` the run; docs/simulator.md,
-"Fluid mode")."""
+"Fluid mode").
 
 May import: the core, the policies it evaluates, ``autoscaler.perf``, ``autoscaler.hpa``,
 ``autoscaler.traces``, ``autoscaler.engines`` (to export what engines export) and ``forecasting``.
