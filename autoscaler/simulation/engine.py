@@ -227,16 +227,7 @@ def simulate(
                 if server is None:
                     fleet.backlog.append(rid)  # flow control: wait at the gateway, in order
                     continue
-            server = server or fleet.route()
-            if server is None:
-                fleet.backlog.append(rid)
-                continue
-            fleet.dispatched += 1
-            load[server.slot] += work[rid]
-            end = server.enqueue(rid, now)
-            if end is not None:
-                seq += 1
-                heappush(heap, (end, seq, STEP, server.slot, server.version))
+            assign(rid, now, server)
             continue
         now, _, kind, slot, version = heappop(heap)
         if now > end_limit:
