@@ -7,17 +7,13 @@ policies stand on), ``live/`` (the control loop of ``serve``), ``clients/`` (the
 talks to Prometheus or Kubernetes), ``simulation/`` and ``emulation/``, ``traces/``, ``offline/``
 (report, forecast-eval) and ``cli/`` (one module per verb; ``serve``'s composition root).
 
-Five modules stay at this level, on purpose, because every room (or most) uses them and none
+Four modules stay at this level, on purpose, because every room (or most) uses them and none
 owns them:
 
 - ``errors``: the project's exception tree; every room raises these and the CLI maps them to
   exit codes, so it sits below all of them.
 - ``config``: the service configuration (``serve``'s YAML), read by the live loop, the CLI, the
   cache, the gateway's PromQL and the report; a pydantic schema, not a room's logic.
-- ``replica_states``: pure pod → replica-state classification and the lead-time constants, shared
-  by the live loop, the pod-watch client, the simulator and the policies. Its natural home is
-  ``core/``; it moves there once the simulator and policy refactors in flight have landed (the
-  move edits their imports).
 - ``kubernetes_support``: the Kubernetes versions ``deploy/`` and the report's manifests
   support, shared by ``hpa/``, ``offline/report/`` and the deploy tests.
 - ``shared_data``: where the shared traces and measurements are found (``$LLM_AUTOSCALER_DATA``),

@@ -38,7 +38,7 @@ from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.policies.forecast import ForecastPolicy
 from autoscaler.simulation.engine import RunOutput
-from autoscaler.simulation.fleet import INITIALIZING, PROVISIONING, PULLING
+from autoscaler.simulation.lifecycle import INITIALIZING, PROVISIONING, PULLING
 from autoscaler.simulation.prefetch import PrefetchSim
 from autoscaler.simulation.runner import ORACLE_LATE, RunRequest, run_seed
 from autoscaler.traces.families import FAMILIES

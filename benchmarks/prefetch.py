@@ -39,13 +39,10 @@ from autoscaler.core.slo import SloSpec
 from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.registry import make_policy
 from autoscaler.simulation.engine import SimConfig, simulate
-from autoscaler.simulation.fleet import LifecycleConfig
-from autoscaler.simulation.fluid import (
-    build_replica_model,
-    fluid_figures,
-    simulate_fluid,
-)
+from autoscaler.simulation.fluid import fluid_figures, simulate_fluid
+from autoscaler.simulation.fluid_model import build_replica_model
 from autoscaler.simulation.fluid_runner import fluid_setup
+from autoscaler.simulation.lifecycle import LifecycleConfig
 from autoscaler.simulation.oracle import oracle_plan, replica_capacity, work_weights
 from autoscaler.simulation.prefetch import PrefetchSim
 from autoscaler.simulation.results import run_figures

@@ -31,9 +31,10 @@ from typing import Any
 
 from aiohttp import web
 
+from autoscaler.core.current_autoscaler import CurrentAutoscaler
 from autoscaler.core.recommendation import Recommendation
 from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
-from autoscaler.live.store import CurrentAutoscaler, Entry, Freshness
+from autoscaler.live.store import Entry, Freshness
 from external_metrics.appkeys import STORE
 from external_metrics.metrics_api import RESPONSES, not_fresh_reason, rfc3339
 from external_metrics.response_cache import split_around

@@ -12,8 +12,10 @@ from autoscaler.core.wire_names import DESIRED_METRIC, FORECAST_METRIC, LOAD_MET
 from autoscaler.hpa.spec import HpaSpec
 from autoscaler.simulation import prefetch as sim_prefetch
 from autoscaler.simulation.engine import SimConfig, simulate
-from autoscaler.simulation.fleet import PULLING, Fleet, LifecycleConfig
-from autoscaler.simulation.fluid import build_replica_model, length_sample, simulate_fluid
+from autoscaler.simulation.fleet import Fleet
+from autoscaler.simulation.fluid import simulate_fluid
+from autoscaler.simulation.fluid_model import build_replica_model, length_sample
+from autoscaler.simulation.lifecycle import PULLING, LifecycleConfig
 from autoscaler.simulation.prefetch import PrefetchSim
 from autoscaler.simulation.requests import RequestTable
 from autoscaler.traces.synthetic import AZURE_CONV_LENGTHS
@@ -120,19 +122,19 @@ def test_a_replica_joins_a_running_prefetch_and_other_tenants_evict_idle_images(
                   reqs=RequestTable(trace, (1.0, 1.0)))  # fmt: skip
     fleet.create_ready(0.0)
     fleet.create_ready(0.0)  # node 0 full and warm
-    fleet.prefetch_until[1] = 60.0  # our pull on node 1 ends at 60
+    fleet.pods.prefetch_until[1] = 60.0  # our pull on node 1 ends at 60
     fleet.scale_to(3, 20.0)
     joined = fleet.records[2]
     assert joined.node == 1 and joined.phase == PULLING and not joined.warm
-    assert joined.phase_until == 60.0  # the rest of the running pull, not 20 + 100
+    assert joined.until == 60.0  # the rest of the running pull, not 20 + 100
     # node 1 idle from 200 on: two foreign images (50 s apart) push ours out at 300
     fleet.prefetch_done(1, 60.0)
     fleet.scale_to(2, 200.0)
-    assert fleet.nodes[1].holds(fleet.image)
+    assert fleet.pods.warm[1]
     fleet.expire_images(299.0)
-    assert fleet.nodes[1].holds(fleet.image)
+    assert fleet.pods.warm[1]
     fleet.expire_images(300.0)
-    assert not fleet.nodes[1].holds(fleet.image)
+    assert not fleet.pods.warm[1]
 
 
 def test_fluid_mode_takes_prefetch_too():

@@ -12,9 +12,10 @@ import pytest
 import pytest_asyncio
 import yarl
 
+from autoscaler.core.current_autoscaler import CurrentAutoscaler
 from autoscaler.engines.guards import guards_of
 from autoscaler.engines.registry import ENGINES
-from autoscaler.live.store import CurrentAutoscaler, WorkloadInfo
+from autoscaler.live.store import WorkloadInfo
 from external_metrics import selectors
 from external_metrics.app import create_api_app
 from external_metrics.quantity import parse_quantity

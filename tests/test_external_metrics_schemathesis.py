@@ -14,7 +14,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from autoscaler.live.store import CurrentAutoscaler, WorkloadInfo
+from autoscaler.core.current_autoscaler import CurrentAutoscaler
+from autoscaler.live.store import WorkloadInfo
 from external_metrics.app import create_api_app, start_https
 from external_metrics.json_api import openapi_document
 from tests.external_metrics_support import Clock, make_pki, make_store, put_fresh, put_hold

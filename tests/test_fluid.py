@@ -10,14 +10,9 @@ import pytest
 from autoscaler.core.slo import SloSpec
 from autoscaler.perf.profiles import get_profile
 from autoscaler.simulation.engine import SimConfig, simulate
-from autoscaler.simulation.fleet import LifecycleConfig
-from autoscaler.simulation.fluid import (
-    build_replica_model,
-    fill_gaps,
-    fluid_figures,
-    length_sample,
-    simulate_fluid,
-)
+from autoscaler.simulation.fluid import fill_gaps, fluid_figures, simulate_fluid
+from autoscaler.simulation.fluid_model import build_replica_model, length_sample
+from autoscaler.simulation.lifecycle import LifecycleConfig
 from autoscaler.simulation.oracle import INSTANT, PlanPolicy
 from autoscaler.simulation.results import FIGURES
 from autoscaler.traces.records import from_columns

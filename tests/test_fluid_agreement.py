@@ -51,19 +51,15 @@ from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.policies.registry import make_policy, policy_names
 from autoscaler.simulation.engine import SimConfig, simulate
-from autoscaler.simulation.fleet import LifecycleConfig
-from autoscaler.simulation.fluid import (
-    build_replica_model,
-    fluid_figures,
-    length_sample,
-    simulate_fluid,
-)
+from autoscaler.simulation.fluid import fluid_figures, simulate_fluid
+from autoscaler.simulation.fluid_model import build_replica_model, length_sample
 from autoscaler.simulation.fluid_runner import (
     NOT_REPORTED,
     NOT_REPORTED_WITHOUT_LENGTHS,
     not_reported,
     run_fluid,
 )
+from autoscaler.simulation.lifecycle import LifecycleConfig
 from autoscaler.simulation.oracle import (
     INSTANT,
     PlanPolicy,

@@ -56,9 +56,9 @@ from autoscaler.clients.kube.workloads import (
     find_current_autoscaler,
     read_current_autoscaler,
 )
+from autoscaler.core.current_autoscaler import CurrentAutoscaler
+from autoscaler.core.replica_states import ReplicaState
 from autoscaler.errors import ExternalSystemError, InputError
-from autoscaler.live.store import CurrentAutoscaler
-from autoscaler.replica_states import ReplicaState
 from tests.ports import free_port
 
 T = TypeVar("T")

@@ -12,13 +12,14 @@ from prometheus_client import CollectorRegistry
 from autoscaler.clients.fake_prometheus import FakePrometheus
 from autoscaler.clients.prometheus import PrometheusUnavailable, RangeSeries, Sample
 from autoscaler.config import ServiceConfig, WorkloadConfig
+from autoscaler.core.current_autoscaler import CurrentAutoscaler
 from autoscaler.core.recommendation import Recommendation
 from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.engines.promql import build_queries
 from autoscaler.engines.registry import ENGINES
 from autoscaler.live.loop import ControlLoop, workload_context, workload_info
 from autoscaler.live.loop_metrics import LoopMetrics
-from autoscaler.live.store import CurrentAutoscaler, Freshness, RecommendationStore
+from autoscaler.live.store import Freshness, RecommendationStore
 from autoscaler.policies.forecast import ForecastPolicy
 
 VLLM = {q.field: q.promql for q in build_queries(ENGINES["vllm"])}

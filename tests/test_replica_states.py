@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import autoscaler.replica_states
-from autoscaler.replica_states import (
+import autoscaler.core.replica_states
+from autoscaler.core.replica_states import (
     MalformedPodError,
     PodView,
     ReplicaState,
@@ -174,7 +174,7 @@ def test_parse_pods_skips_malformed_and_finished_with_a_warning(caplog):
         42,
         pod("b", node=None),
     ]
-    with caplog.at_level(logging.WARNING, logger="autoscaler.replica_states"):
+    with caplog.at_level(logging.WARNING, logger="autoscaler.core.replica_states"):
         views = parse_pods(objs)
     assert [v.name for v in views] == ["a", "b"]
     warnings = [r.getMessage() for r in caplog.records]
@@ -185,7 +185,7 @@ def test_parse_pods_skips_malformed_and_finished_with_a_warning(caplog):
 def test_bad_ready_transition_time_keeps_the_pod_but_not_its_time_to_ready(caplog):
     obj = pod(phase="Running", ready=True)
     obj["status"]["conditions"][0]["lastTransitionTime"] = "later"
-    with caplog.at_level(logging.WARNING, logger="autoscaler.replica_states"):
+    with caplog.at_level(logging.WARNING, logger="autoscaler.core.replica_states"):
         view = parse_pod(obj)
     assert view is not None and view.state is ReplicaState.READY
     assert view.ready_at is None and view.time_to_ready_s is None
@@ -399,7 +399,7 @@ def test_arbitrary_objects_never_crash_the_parser(objs):
 
 def test_the_module_is_pure():
     """No Kubernetes client (or other I/O) import: the simulator uses it without a cluster."""
-    source = Path(autoscaler.replica_states.__file__).read_text()
+    source = Path(autoscaler.core.replica_states.__file__).read_text()
     imported: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):

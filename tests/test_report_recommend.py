@@ -13,12 +13,12 @@ from autoscaler.offline.report.recommend import (
     SCALE_TO_ZERO_IDLE_S,
     CurvePoint,
     Evidence,
-    Lifecycle,
     choose_headroom,
     curve_points,
     longest_idle_s,
     recommend,
 )
+from autoscaler.simulation.lifecycle import LifecycleConfig
 
 HOUR = 3600.0
 
@@ -68,7 +68,7 @@ def evidence(
         interval_s=15.0,
         duration_s=HOUR,
         gpus_per_replica=4,
-        lifecycle=Lifecycle(provision_s=0.0, pull_s=pull_s, init_s=60.0),
+        lifecycle=LifecycleConfig(provision_s=0.0, pull_s=pull_s, init_s=60.0),
         accuracy=None,
         replica_cap=cap,
     )

@@ -13,7 +13,8 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web import Application, Request
 
-from autoscaler.live.store import CurrentAutoscaler, RecommendationStore, WorkloadInfo
+from autoscaler.core.current_autoscaler import CurrentAutoscaler
+from autoscaler.live.store import RecommendationStore, WorkloadInfo
 from external_metrics.app import AcceptMemo, create_api_app
 from external_metrics.json_api import workload_doc
 from external_metrics.metrics_api import RESPONSES

@@ -8,7 +8,7 @@ import pytest
 
 from autoscaler.errors import InputError
 from autoscaler.perf.profiles import get_profile
-from autoscaler.simulation.fleet import LifecycleConfig
+from autoscaler.simulation.lifecycle import LifecycleConfig
 from autoscaler.simulation.results import FIGURES
 from autoscaler.simulation.runner import (
     ORACLE,

@@ -9,14 +9,8 @@ import pytest
 
 from autoscaler.core.slo import SloSpec
 from autoscaler.simulation.engine import SimConfig, simulate
-from autoscaler.simulation.fleet import (
-    DRAINING,
-    GONE,
-    PULLING,
-    READY,
-    Fleet,
-    LifecycleConfig,
-)
+from autoscaler.simulation.fleet import Fleet
+from autoscaler.simulation.lifecycle import DRAINING, GONE, PULLING, READY, LifecycleConfig
 from autoscaler.simulation.oracle import (
     INSTANT,
     PlanPolicy,

@@ -7,8 +7,8 @@ import pytest
 
 from autoscaler.core.signals import SignalSnapshot
 from autoscaler.simulation.engine import SimConfig, simulate
-from autoscaler.simulation.fleet import LifecycleConfig
 from autoscaler.simulation.gateway import GatewaySim
+from autoscaler.simulation.lifecycle import LifecycleConfig
 from autoscaler.simulation.oracle import INSTANT, PlanPolicy
 from tests.simhelpers import poisson_trace, toy_profile
 

@@ -25,7 +25,7 @@ def slo_from_flags(args: argparse.Namespace) -> Any:
 def run_request(
     args: argparse.Namespace, policies: list[str], seeds: int, rate_scale: float
 ) -> Any:
-    from autoscaler.simulation.fleet import LifecycleConfig
+    from autoscaler.simulation.lifecycle import LifecycleConfig
     from autoscaler.simulation.runner import RunRequest
 
     if seeds < 1:

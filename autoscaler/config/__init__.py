@@ -7,7 +7,7 @@ default; ``loading`` reads a file and turns every failure into one
 the package's interface, so callers import ``autoscaler.config`` and not its modules.
 
 May import: the core, the engine registry (which engines a workload may name),
-``autoscaler.replica_states`` (the pending timeout's default) and ``autoscaler.errors``.
+``autoscaler.core.replica_states`` (the pending timeout's default) and ``autoscaler.errors``.
 """
 
 from autoscaler.config.loading import describe, format_validation_error, load_config, parse_config

@@ -31,9 +31,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from autoscaler.core.replica_states import DEFAULT_PENDING_TIMEOUT_S
 from autoscaler.core.slo import SloSpec
 from autoscaler.engines.registry import GPU_MEMORY, engine_names
-from autoscaler.replica_states import DEFAULT_PENDING_TIMEOUT_S
 
 KNOWN_ENGINES: Final[tuple[str, ...]] = tuple(n for n in engine_names() if n != GPU_MEMORY.name)
 """Engine profile names accepted by default: the registry's serving engines (``dcgm`` supplies

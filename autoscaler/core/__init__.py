@@ -1,6 +1,7 @@
 """The decision core: what a policy reads, what it returns, and how runs are scored.
 
-Pure: no I/O, no clock, no global state. The live loop, the simulator, the report and the
+Pure: no I/O, no clock, no global state (``replica_states`` logs a warning when it skips a
+malformed pod, nothing more). The live loop, the simulator, the report and the
 benchmarks all build the same :class:`~autoscaler.core.signals.SignalSnapshot` and read the same
 :class:`~autoscaler.core.recommendation.Recommendation`, so what the benchmarks measure is what
 production runs; keeping this room free of everything else is what makes that true.

@@ -29,8 +29,9 @@ import numpy.typing as npt
 from autoscaler.engines.gateway import INPUT_TOKEN_BUCKETS, OUTPUT_TOKEN_BUCKETS
 from autoscaler.errors import InputError
 from autoscaler.perf.model import PerfProfile
-from autoscaler.simulation.fleet import Fleet, LifecycleConfig
+from autoscaler.simulation.fleet import Fleet
 from autoscaler.simulation.gateway import GatewaySim
+from autoscaler.simulation.lifecycle import LifecycleConfig
 from autoscaler.simulation.observation import (
     ITL_BUCKETS,
     LATENCY_BUCKETS,

@@ -9,7 +9,7 @@ for the servers, and ``loop_metrics`` exports the loop's own health.
 
 May import: the core, the policies and what they stand on (engines, perf), the Prometheus
 client's protocol in ``autoscaler.clients``, ``autoscaler.config``, ``autoscaler.errors`` and the
-pure ``autoscaler.replica_states`` and ``autoscaler.core.sample_checks``. The simulator and the
+pure ``autoscaler.core.replica_states`` and ``autoscaler.core.sample_checks``. The simulator and the
 decision side never import this room: they share the core with it, not the loop
 (``tests/test_layout.py``).
 """

@@ -2,7 +2,7 @@
 
 For clusters where the service may not list and watch pods (or runs with ``--no-kubernetes``)
 but Prometheus scrapes kube-state-metrics (KSM). Config ``service.replica_source:
-kube-state-metrics``. The same states as the watch (:mod:`autoscaler.replica_states`), in the
+kube-state-metrics``. The same states as the watch (:mod:`autoscaler.core.replica_states`), in the
 same order:
 
 1. phase ``Succeeded``/``Failed``: not a replica;
@@ -41,8 +41,8 @@ from typing import Final
 
 from autoscaler.clients.prometheus import PrometheusAPI, Sample
 from autoscaler.config import WorkloadConfig
+from autoscaler.core.replica_states import PodView, ReplicaState, TimeToReadyWindow, replica_counts
 from autoscaler.core.signals import ReplicaCounts
-from autoscaler.replica_states import PodView, ReplicaState, TimeToReadyWindow, replica_counts
 
 __all__ = ["KubeStateMetricsReplicas", "KsmPod", "ksm_queries", "pods_by_workload"]
 

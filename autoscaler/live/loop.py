@@ -29,7 +29,9 @@ from typing import Protocol
 
 from autoscaler.clients.prometheus import PrometheusAPI
 from autoscaler.config import ServiceConfig, WorkloadConfig
+from autoscaler.core.current_autoscaler import CurrentAutoscaler
 from autoscaler.core.recommendation import Recommendation, hold
+from autoscaler.core.replica_states import DEFAULT_LEAD_TIME_S
 from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
 from autoscaler.core.wire_names import DESIRED_METRIC
 from autoscaler.engines.base import EngineProfile
@@ -44,13 +46,12 @@ from autoscaler.live.collection import (
 )
 from autoscaler.live.completeness import default_coverage, raise_to_floor
 from autoscaler.live.loop_metrics import LoopMetrics
-from autoscaler.live.store import CurrentAutoscaler, RecommendationStore, WorkloadInfo
+from autoscaler.live.store import RecommendationStore, WorkloadInfo
 from autoscaler.perf.capacity import seed_capacity, work_weights
 from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.policies.forecast import ForecastPolicy
 from autoscaler.policies.forecast.batch import ForecastBatch
-from autoscaler.replica_states import DEFAULT_LEAD_TIME_S
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from autoscaler.core.current_autoscaler import CurrentAutoscaler
 from autoscaler.core.recommendation import Recommendation
 from autoscaler.core.signals import SignalSnapshot
 
@@ -55,16 +56,6 @@ class WorkloadInfo:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
-
-
-@dataclass(frozen=True, slots=True)
-class CurrentAutoscaler:
-    """What the workload's existing autoscaler decided (its HPA status), for shadow mode."""
-
-    kind: str
-    name: str
-    current_replicas: int | None
-    desired_replicas: int | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ history) in, a :class:`~autoscaler.core.recommendation.Recommendation` with reas
 Policies that publish to an HPA declare an :class:`~autoscaler.hpa.spec.HpaSpec`; the others act
 natively, as their own controllers would in a cluster. ``registry`` lists them alphabetically.
 
-May import: the core, ``autoscaler.hpa`` (the HPA specs they publish to), ``autoscaler.perf`` (the
-capacity model), ``forecasting``, ``autoscaler.replica_states`` and ``autoscaler.errors``. Never
+May import: the core (``replica_states`` included), ``autoscaler.hpa`` (the HPA specs they publish
+to), ``autoscaler.perf`` (the capacity model), ``forecasting`` and ``autoscaler.errors``. Never
 a client, the live loop, the simulator or the CLI (``tests/test_layout.py``).
 """

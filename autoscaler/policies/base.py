@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
 from autoscaler.core.recommendation import Recommendation
+from autoscaler.core.replica_states import DEFAULT_LEAD_TIME_S, DEFAULT_PENDING_TIMEOUT_S
 from autoscaler.core.signals import SignalSnapshot
 from autoscaler.core.slo import SloSpec
 from autoscaler.hpa.spec import HpaSpec
 from autoscaler.perf.model import PerfProfile
-from autoscaler.replica_states import DEFAULT_LEAD_TIME_S, DEFAULT_PENDING_TIMEOUT_S
 
 Actuation = Literal["hpa", "native"]
 

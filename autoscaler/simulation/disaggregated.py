@@ -24,11 +24,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
 
+from autoscaler.core.replica_states import DEFAULT_PENDING_TIMEOUT_S
 from autoscaler.hpa.controller import HpaController
 from autoscaler.perf.model import PerfProfile
 from autoscaler.policies.base import Policy
 from autoscaler.simulation.engine import TickRecord, _decide
-from autoscaler.simulation.fleet import LifecycleConfig
+from autoscaler.simulation.lifecycle import LifecycleConfig
 from autoscaler.simulation.observation import PrometheusView
 from autoscaler.simulation.pd_replicas import (
     DECODE_ROLE,
@@ -59,7 +60,7 @@ class PdConfig:
     min_replicas: int = 1
     tick_s: float = 15.0
     rate_window_s: float = 60.0
-    pending_timeout_s: float = 600.0
+    pending_timeout_s: float = DEFAULT_PENDING_TIMEOUT_S
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     drain_grace_s: float = 1800.0
     work_weights: tuple[float, float] = (1.0, 1.0)

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from heapq import heappop, heappush
 
 from autoscaler.core.recommendation import Recommendation
+from autoscaler.core.replica_states import DEFAULT_PENDING_TIMEOUT_S
 from autoscaler.core.signals import SignalSnapshot
 from autoscaler.hpa.controller import HpaController
 from autoscaler.perf.model import PerfProfile
 from autoscaler.policies.base import Policy
-from autoscaler.simulation.fleet import Fleet, LifecycleConfig
+from autoscaler.simulation.fleet import Fleet
 from autoscaler.simulation.gateway import GatewaySim
+from autoscaler.simulation.lifecycle import LifecycleConfig
 from autoscaler.simulation.observation import PrometheusView
 from autoscaler.simulation.prefetch import PrefetchSim, SimPrefetcher
 from autoscaler.simulation.replica import Replica
@@ -43,7 +45,7 @@ class SimConfig:
     start_replicas: int = 1
     tick_s: float = 15.0
     rate_window_s: float = 60.0
-    pending_timeout_s: float = 600.0
+    pending_timeout_s: float = DEFAULT_PENDING_TIMEOUT_S
     num_nodes: int | None = None
     """Size of the fixed node pool; default: enough GPUs for ``max_replicas`` replicas."""
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
@@ -136,7 +138,7 @@ def simulate(
     fleet = Fleet(profile=profile, lifecycle=config.lifecycle, num_nodes=nodes, reqs=reqs)
     prefetcher = _prefetcher(config, nodes, tp)
     if prefetcher is not None:
-        fleet.prefetch_until = prefetcher.pull_until
+        fleet.pods.prefetch_until = prefetcher.pull_until
     view = PrometheusView(
         reqs,
         fleet,
@@ -225,16 +227,7 @@ def simulate(
                 if server is None:
                     fleet.backlog.append(rid)  # flow control: wait at the gateway, in order
                     continue
-            server = server or fleet.route()
-            if server is None:
-                fleet.backlog.append(rid)
-                continue
-            fleet.dispatched += 1
-            load[server.slot] += work[rid]
-            end = server.enqueue(rid, now)
-            if end is not None:
-                seq += 1
-                heappush(heap, (end, seq, STEP, server.slot, server.version))
+            assign(rid, now, server)
             continue
         now, _, kind, slot, version = heappop(heap)
         if now > end_limit:
@@ -275,13 +268,9 @@ def simulate(
             settle(now)
             if prefetcher is not None:
                 fleet.expire_images(now)
-                gpr = fleet.gpus_per_replica
+                pods = fleet.pods
                 pulls = prefetcher.plan(
-                    now,
-                    rec_,
-                    used=[node.used for node in fleet.nodes],
-                    warm=[node.holds(fleet.image) for node in fleet.nodes],
-                    pods_on={node.index: node.used // gpr for node in fleet.nodes if node.used},
+                    now, rec_, used=pods.used, warm=pods.warm, pods_on=pods.pods_on()
                 )
                 for node_index, until in pulls:
                     seq += 1

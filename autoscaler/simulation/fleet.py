@@ -1,95 +1,40 @@
-"""Nodes, replica lifecycle, scheduling and routing of a simulated fleet.
+"""The request-level fleet: the workload's pods with their servers, and the router.
 
-Lifecycle of a replica (DESIGN.md, "Replica lifecycle"): created -> pending (no node with enough
-free GPUs) -> provisioning (optional, ``provision_s``) -> image pull (``pull_s``, skipped on a node
-that already holds the modelcar image) -> engine init (``init_s``) -> ready -> draining (deleted:
-finishes its in-flight requests, gets no new ones) -> gone.
-
-Scheduling model: kube-scheduler scores feasible nodes; we use the sum of NodeResourcesFit's
-default ``LeastAllocated`` score (free GPU fraction x 100) and ImageLocality (100 when the node
-holds the image, which a 100+ GB modelcar saturates). ImageLocality is only a score: a warm node
-wins over an empty cold node unless it is more than full by the same margin. Ties go to the lowest
-node index, which keeps runs deterministic.
-
-Prefetch (``autoscaler.simulation.prefetch``): a pull the planner started on a node lives in
-``prefetch_until`` (node -> end); a replica scheduled there meanwhile joins it (containerd fetches
-one reference once) and waits only for its rest; :meth:`Fleet.prefetch_done` puts the image in
-the node's cache when it ends.
-
-Scale-down follows the ReplicaSet's ranking (``controller.ActivePodsWithRanks``): unscheduled
-pods first, then not-ready ones (newest first), then ready ones with the most recent Ready time.
-Not-ready pods go away at once; ready ones drain.
+The pods' lifecycle, the node pool, the scheduler and the scale-down ranking are
+:mod:`autoscaler.simulation.lifecycle`'s (the fluid simulator uses the same one); this module
+adds what only request-level replay has: a :class:`~autoscaler.simulation.replica.Replica`
+per ready pod, draining that ends when its last in-flight request does, lifecycle timers handed
+to the engine's event heap (``pending_events``), and the least-outstanding-work router.
+Not-ready pods go away at once on a scale-down; ready ones drain.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from autoscaler.perf.model import PerfProfile
-from autoscaler.replica_states import DEFAULT_TIME_TO_READY_WINDOW
+from autoscaler.simulation.lifecycle import (
+    DRAINING,
+    GONE,
+    PENDING,
+    READY,
+    STARTING,
+    LifecycleConfig,
+    Pod,
+    PodLifecycle,
+    deletion_rank,
+)
 from autoscaler.simulation.replica import Replica, ReplicaSink
 from autoscaler.simulation.requests import RequestTable
 
-PENDING = "pending"
-PROVISIONING = "provisioning"
-PULLING = "pulling"
-INITIALIZING = "initializing"
-READY = "ready"
-DRAINING = "draining"
-GONE = "gone"
-
-_UNREADY_ORDER = {PENDING: 0, PROVISIONING: 1, PULLING: 2, INITIALIZING: 3}
-
-
-@dataclass(frozen=True, slots=True)
-class LifecycleConfig:
-    """Start-up times and the node pool. Defaults: DESIGN.md (pull 180 s, init 60 s)."""
-
-    pull_s: float = 180.0
-    init_s: float = 60.0
-    provision_s: float = 0.0
-    node_gpus: int = 8
-    image_slots: int = 4
-    """How many modelcar images a node's disk keeps (LRU beyond that)."""
-    foreign_image_interval_s: float = 0.0
-    """Other tenants' churn: a node running none of the workload's pods gets another image
-    every this many seconds, so the workload's image, unused, is evicted (LRU) after
-    ``image_slots`` of them. 0: no other tenants (a visited node stays warm for good)."""
+__all__ = ["Fleet", "ReplicaRecord"]
 
 
 @dataclass(slots=True)
-class Node:
-    index: int
-    gpus: int
-    used: int = 0
-    images: deque[str] = field(default_factory=deque)
-    idle_since: float | None = None
-    """When the workload's image was last used here while no pod of it runs (churn model)."""
+class ReplicaRecord(Pod):
+    """One pod of the workload and, once ready, its server."""
 
-    def holds(self, image: str) -> bool:
-        return image in self.images
-
-    def store(self, image: str, slots: int) -> None:
-        if image in self.images:
-            self.images.remove(image)
-        self.images.append(image)
-        while len(self.images) > slots:
-            self.images.popleft()
-
-
-@dataclass(slots=True)
-class ReplicaRecord:
-    """One pod of the workload, from creation to deletion."""
-
-    slot: int
-    created: float
-    phase: str
-    node: int | None = None
-    phase_until: float = 0.0
-    ready_at: float | None = None
-    deleted_at: float | None = None
-    warm: bool = False
     server: Replica | None = None
 
 
@@ -103,14 +48,13 @@ class Fleet:
         lifecycle: LifecycleConfig,
         num_nodes: int,
         reqs: RequestTable,
-        image: str = "modelcar",
     ) -> None:
         self.profile = profile
         self.lifecycle = lifecycle
         self.gpus_per_replica = profile.tp
-        self.nodes = [Node(i, lifecycle.node_gpus) for i in range(num_nodes)]
+        self.pods = PodLifecycle(lifecycle, num_nodes, profile.tp)
+        """The node pool and the start-up of every pod (shared with the fluid simulator)."""
         self.reqs = reqs
-        self.image = image
         self.records: list[ReplicaRecord] = []
         self.load: list[float] = []
         self.sink = ReplicaSink(self.load)
@@ -119,18 +63,25 @@ class Fleet:
         """Requests that arrived while no replica was ready (the gateway holds them)."""
         self.dispatched = 0
         """Requests routed to a replica so far: what a gateway's request counter counts."""
-        self.cold_starts = 0
-        self.warm_starts = 0
         self.retired_gen_tokens = 0
         self.retired_prompt_tokens = 0
-        self.time_to_ready: deque[float] = deque(maxlen=DEFAULT_TIME_TO_READY_WINDOW)
-        """The latest times to ready: the window ``serve`` summarises (``lead_time_s``)."""
         self.pending_events: list[tuple[float, int]] = []
         """(time, slot) lifecycle transitions the engine must schedule."""
-        self.prefetch_until: dict[int, float] = {}
-        """Prefetch pulls running now: node index -> when they end (shared with the planner)."""
 
     # -- views -----------------------------------------------------------------------------
+    @property
+    def cold_starts(self) -> int:
+        return self.pods.cold_starts
+
+    @property
+    def warm_starts(self) -> int:
+        return self.pods.warm_starts
+
+    @property
+    def time_to_ready(self) -> deque[float]:
+        """The latest times to ready: the window ``serve`` summarises (``lead_time_s``)."""
+        return self.pods.time_to_ready
+
     def live(self) -> list[ReplicaRecord]:
         """Pods that count towards ``spec.replicas`` (not draining, not gone)."""
         return [r for r in self.records if r.phase not in (DRAINING, GONE)]
@@ -153,7 +104,7 @@ class Fleet:
             for _ in range(desired - len(live)):
                 self._create(now, instant)
         elif desired < len(live):
-            victims = sorted(live, key=self._deletion_rank)[: len(live) - desired]
+            victims = sorted(live, key=deletion_rank)[: len(live) - desired]
             for rec in victims:
                 self._delete(rec, now)
 
@@ -162,12 +113,6 @@ class Fleet:
         rec = self._create(now, instant=True)
         if rec.phase != READY:
             raise RuntimeError("node pool too small for the starting fleet")
-
-    @staticmethod
-    def _deletion_rank(rec: ReplicaRecord) -> tuple[int, float, int]:
-        if rec.phase in _UNREADY_ORDER:
-            return (_UNREADY_ORDER[rec.phase], -rec.created, -rec.slot)
-        return (10, -(rec.ready_at or 0.0), -rec.slot)
 
     def _create(self, now: float, instant: bool = False) -> ReplicaRecord:
         slot = len(self.records)
@@ -179,101 +124,33 @@ class Fleet:
 
     def expire_images(self, now: float) -> None:
         """Other tenants' images evict ours from nodes idle for ``image_slots`` arrivals."""
-        interval = self.lifecycle.foreign_image_interval_s
-        if interval <= 0:
-            return
-        horizon = self.lifecycle.image_slots * interval
-        for node in self.nodes:
-            since = node.idle_since
-            if since is not None and now - since >= horizon and self.image in node.images:
-                node.images.remove(self.image)
-
-    def _pick_node(self) -> Node | None:
-        need = self.gpus_per_replica
-        best: Node | None = None
-        best_score = -1.0
-        for node in self.nodes:
-            free = node.gpus - node.used
-            if free < need:
-                continue
-            score = 100.0 * (free - need) / node.gpus + (100.0 if node.holds(self.image) else 0.0)
-            if score > best_score:
-                best, best_score = node, score
-        return best
+        self.pods.expire_images(now)
 
     def _try_schedule(self, rec: ReplicaRecord, now: float, instant: bool = False) -> bool:
-        self.expire_images(now)
-        node = self._pick_node()
-        if node is None:
+        if not self.pods.schedule(rec, now, instant):
             return False
-        node.used += self.gpus_per_replica
-        node.idle_since = None
-        rec.node = node.index
-        rec.warm = node.holds(self.image)
-        if instant:
-            node.store(self.image, self.lifecycle.image_slots)
-            self._become_ready(rec, now, count_start=False)
-            return True
-        if rec.warm:
-            self.warm_starts += 1
-        else:
-            self.cold_starts += 1
-        lc = self.lifecycle
-        if lc.provision_s > 0:
-            self._enter(rec, PROVISIONING, now + lc.provision_s)
-        elif not rec.warm and lc.pull_s > 0:
-            self._enter(rec, PULLING, self._pull_end(node.index, now))
-        elif lc.init_s > 0:
-            self._enter(rec, INITIALIZING, now + lc.init_s)
-        else:
+        if rec.phase == READY:
             self._become_ready(rec, now)
+        else:
+            self.pending_events.append((rec.until, rec.slot))
         return True
-
-    def _pull_end(self, node: int, now: float) -> float:
-        """When a pull started at ``now`` on ``node`` ends: at the running prefetch's end if any."""
-        end = now + self.lifecycle.pull_s
-        joined = self.prefetch_until.get(node)
-        return joined if joined is not None and now <= joined < end else end
 
     def prefetch_done(self, node: int, now: float) -> None:
         """A prefetch pull on ``node`` finished: the image is in its cache (and just used)."""
-        target = self.nodes[node]
-        target.store(self.image, self.lifecycle.image_slots)
-        if target.used == 0:
-            target.idle_since = now
-
-    def _enter(self, rec: ReplicaRecord, phase: str, until: float) -> None:
-        rec.phase = phase
-        rec.phase_until = until
-        self.pending_events.append((until, rec.slot))
+        self.pods.prefetch_done(node, now)
 
     def advance(self, slot: int, now: float) -> None:
         """A lifecycle timer of ``slot`` fired at ``now``."""
         rec = self.records[slot]
-        if rec.phase_until != now or rec.phase not in _UNREADY_ORDER:
+        if rec.until != now or rec.phase not in STARTING:
             return  # the pod was deleted meanwhile, or this timer is outdated
-        lc = self.lifecycle
-        if rec.phase == PROVISIONING and not rec.warm and lc.pull_s > 0:
-            assert rec.node is not None
-            self._enter(rec, PULLING, self._pull_end(rec.node, now))
-        elif rec.phase in (PROVISIONING, PULLING) and lc.init_s > 0:
-            if rec.phase == PULLING:
-                self._mark_warm(rec)
-            self._enter(rec, INITIALIZING, now + lc.init_s)
-        else:
-            if rec.phase == PULLING:
-                self._mark_warm(rec)
+        if self.pods.fire(rec):
             self._become_ready(rec, now)
+        else:
+            self.pending_events.append((rec.until, rec.slot))
 
-    def _mark_warm(self, rec: ReplicaRecord) -> None:
-        if rec.node is not None:
-            self.nodes[rec.node].store(self.image, self.lifecycle.image_slots)
-
-    def _become_ready(self, rec: ReplicaRecord, now: float, count_start: bool = True) -> None:
-        rec.phase = READY
-        rec.ready_at = now
-        if count_start:
-            self.time_to_ready.append(now - rec.created)
+    def _become_ready(self, rec: ReplicaRecord, now: float) -> None:
+        """``rec`` just became ready: it gets a server and takes requests."""
         rec.server = Replica(rec.slot, self.profile, self.reqs, self.sink)
         self.load[rec.slot] = 0.0
         self.routable.append(rec.slot)
@@ -300,16 +177,14 @@ class Fleet:
             self.retired_gen_tokens += rec.server.gen_tokens
             self.retired_prompt_tokens += rec.server.prompt_tokens
         if rec.node is not None:
-            node = self.nodes[rec.node]
-            node.used -= self.gpus_per_replica
-            if node.used == 0:
-                node.idle_since = now
+            self.pods.release(rec.node, now)
             rec.node = None
-            for other in self.records:
-                if other.phase == PENDING and self._try_schedule(other, now):
-                    continue
-                if other.phase == PENDING:
-                    break
+            waiting = [r for r in self.records if r.phase == PENDING]
+            for started in self.pods.schedule_waiting(waiting, now):
+                self._become_ready(started, now)
+            for other in waiting:
+                if other.phase in STARTING:
+                    self.pending_events.append((other.until, other.slot))
 
     # -- routing ---------------------------------------------------------------------------
     def route(self) -> Replica | None:

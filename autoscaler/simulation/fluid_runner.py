@@ -30,13 +30,8 @@ from autoscaler.perf.model import PerfProfile
 from autoscaler.policies.base import Policy
 from autoscaler.policies.registry import make_policy, parse_policy_name
 from autoscaler.simulation.engine import SimConfig
-from autoscaler.simulation.fluid import (
-    build_replica_model,
-    fill_gaps,
-    fluid_figures,
-    length_sample,
-    simulate_fluid,
-)
+from autoscaler.simulation.fluid import fill_gaps, fluid_figures, simulate_fluid
+from autoscaler.simulation.fluid_model import build_replica_model, length_sample
 from autoscaler.simulation.oracle import (
     INSTANT,
     PlanPolicy,

@@ -20,18 +20,18 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from autoscaler.core.replica_states import DEFAULT_PENDING_TIMEOUT_S, lead_time_s
 from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
-from autoscaler.replica_states import lead_time_s
-from autoscaler.simulation.fleet import (
+from autoscaler.simulation.fleet import Fleet
+from autoscaler.simulation.gateway import GatewaySim
+from autoscaler.simulation.lifecycle import (
     DRAINING,
     INITIALIZING,
     PENDING,
     PROVISIONING,
     PULLING,
     READY,
-    Fleet,
 )
-from autoscaler.simulation.gateway import GatewaySim
 from autoscaler.simulation.requests import RequestTable
 
 # vLLM V1 default buckets (vllm/v1/metrics/buckets.py as listed in engines/METRICS.md)
@@ -148,7 +148,7 @@ class PrometheusView:
         workload: str = "default/llm",
         rate_window_s: float = 60.0,
         scrape_s: float = 15.0,
-        pending_timeout_s: float = 600.0,
+        pending_timeout_s: float = DEFAULT_PENDING_TIMEOUT_S,
         gateway: GatewaySim | None = None,
     ) -> None:
         self.reqs = reqs

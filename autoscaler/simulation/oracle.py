@@ -30,7 +30,7 @@ from autoscaler.perf.capacity import decode_batch_at_slo, seed_capacity, work_we
 from autoscaler.perf.model import PerfProfile
 from autoscaler.policies.base import Actuation
 from autoscaler.simulation.engine import SimConfig, simulate
-from autoscaler.simulation.fleet import LifecycleConfig
+from autoscaler.simulation.lifecycle import LifecycleConfig
 from autoscaler.simulation.results import requests_met
 from autoscaler.traces.records import Trace
 

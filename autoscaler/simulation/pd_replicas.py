@@ -29,7 +29,8 @@ from __future__ import annotations
 from heapq import heappush
 
 from autoscaler.perf.model import PerfProfile
-from autoscaler.simulation.fleet import READY, Fleet, LifecycleConfig, ReplicaRecord
+from autoscaler.simulation.fleet import Fleet, ReplicaRecord
+from autoscaler.simulation.lifecycle import READY, LifecycleConfig
 from autoscaler.simulation.replica import DECODE, IDLE, MIXED, Replica, ReplicaSink
 from autoscaler.simulation.requests import RequestTable
 
@@ -200,16 +201,14 @@ class PoolFleet(Fleet):
         reqs: RequestTable,
         xfer_s_per_token: float = 0.0,
     ) -> None:
-        super().__init__(
-            profile=profile, lifecycle=lifecycle, num_nodes=num_nodes, reqs=reqs, image="modelcar"
-        )
+        super().__init__(profile=profile, lifecycle=lifecycle, num_nodes=num_nodes, reqs=reqs)
         self.role = role
         self.xfer_s_per_token = xfer_s_per_token
         self.pd_sink = PdSink(self.load)
         self.sink = self.pd_sink
 
-    def _become_ready(self, rec: ReplicaRecord, now: float, count_start: bool = True) -> None:
-        super()._become_ready(rec, now, count_start)
+    def _become_ready(self, rec: ReplicaRecord, now: float) -> None:
+        super()._become_ready(rec, now)
         if self.role == PREFILL:
             rec.server = PrefillReplica(
                 rec.slot, self.profile, self.reqs, self.sink, self.xfer_s_per_token

@@ -15,11 +15,11 @@ What is modelled (``docs/prefetch.md``, "In the simulator"):
   our pull is still running joins it (containerd fetches a reference once) and waits only for
   the rest of it; it still counts as a cold start.
 - **Node image caches with a capacity**: ``LifecycleConfig.image_slots`` images per node,
-  LRU beyond that (:class:`~autoscaler.simulation.fleet.Node`); the planner sees the node's
+  LRU beyond that (:mod:`autoscaler.simulation.lifecycle`); the planner sees the node's
   disk as that many images' worth (``on_disk_factor`` x size each) under the GC threshold, so it
   plans a pull only where the cache has room. A simulated run has one workload image, so the
   cache never evicts it.
-- **ImageLocality is only a score**: the simulated scheduler (``fleet.py``) adds 100 to a node
+- **ImageLocality is only a score**: the simulated scheduler (``lifecycle.py``) adds 100 to a node
   that holds the image, on top of NodeResourcesFit's LeastAllocated (0 to 100 x the free GPU
   fraction after placement). A warm node with room therefore beats any cold one, but a warm node
   without room is not a candidate at all; which is why prefetch must keep warm *room*, not just

@@ -25,9 +25,9 @@ from autoscaler.perf.model import PerfProfile
 from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.policies.registry import make_policy
 from autoscaler.simulation.engine import RunOutput, SimConfig, simulate
-from autoscaler.simulation.fleet import LifecycleConfig
 from autoscaler.simulation.fleet_oracle import fleet_oracle
 from autoscaler.simulation.gateway import GatewaySim
+from autoscaler.simulation.lifecycle import LifecycleConfig
 from autoscaler.simulation.oracle import (
     INSTANT,
     PlanPolicy,
@@ -75,8 +75,7 @@ class RunRequest:
 
     def lead_s(self) -> float:
         """A cold start's duration: provisioning + pull + init."""
-        lc = self.lifecycle
-        return lc.provision_s + lc.pull_s + lc.init_s
+        return self.lifecycle.cold_s
 
 
 def default_warmup_s(lead_s: float, duration_s: float) -> float:

@@ -22,7 +22,7 @@ of these, with a message that says which call, against which server, and what we
 the cause stays chained for a debugger.
 
 Reads use ``_preload_content=False`` and :func:`read_json`: the callers work on the API's plain
-camelCase dicts (as :mod:`autoscaler.replica_states` does), and skipping the generated models
+camelCase dicts (as :mod:`autoscaler.core.replica_states` does), and skipping the generated models
 also skips their client-side validation, which would reject a whole list because one object
 lacks a field the classifier does not even need.
 """

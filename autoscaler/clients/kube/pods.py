@@ -31,7 +31,7 @@ return more than was asked for; a pod that stops matching is dropped like a dele
 The scale target's ``spec.replicas`` (the ``apps/v1`` Deployment or StatefulSet named like the
 workload, ``WatchedWorkload.kind``) is read by one more thread every ``spec_interval_s``; a
 missing one (404) means "unknown"
-and :func:`~autoscaler.replica_states.replica_counts` falls back to the pods it sees.
+and :func:`~autoscaler.core.replica_states.replica_counts` falls back to the pods it sees.
 
 Accessors are thread-safe and cheap (no I/O): they read the cache under one lock. Before the
 first list of a workload completes, :meth:`PodWatcher.synced` is False and :meth:`counts`
@@ -61,8 +61,7 @@ from autoscaler.clients.kube import (
     read_json,
     read_workload_call,
 )
-from autoscaler.core.signals import ReplicaCounts
-from autoscaler.replica_states import (
+from autoscaler.core.replica_states import (
     DEFAULT_TIME_TO_READY_WINDOW,
     MalformedPodError,
     PodView,
@@ -72,6 +71,7 @@ from autoscaler.replica_states import (
     replica_counts,
     selector_matches,
 )
+from autoscaler.core.signals import ReplicaCounts
 
 __all__ = ["NotSyncedError", "PodWatcher", "WatchedWorkload"]
 

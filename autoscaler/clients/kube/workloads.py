@@ -43,7 +43,7 @@ from autoscaler.clients.kube import (
     kubernetes_error,
     read_json,
 )
-from autoscaler.live.store import CurrentAutoscaler
+from autoscaler.core.current_autoscaler import CurrentAutoscaler
 
 __all__ = [
     "CurrentAutoscalerReader",

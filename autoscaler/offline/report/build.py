@@ -34,7 +34,6 @@ from autoscaler.offline.report.engine_settings import EngineSettings, compare_bu
 from autoscaler.offline.report.history import History
 from autoscaler.offline.report.recommend import (
     Evidence,
-    Lifecycle,
     curve_points,
     recommend,
 )
@@ -87,8 +86,7 @@ def build_report(
     step(BACKTEST, 0.0)
     from autoscaler.policies.forecast import default_forecaster
 
-    lc = request.lifecycle
-    lifecycle = Lifecycle(provision_s=lc.provision_s, pull_s=lc.pull_s, init_s=lc.init_s)
+    lifecycle = request.lifecycle
     accuracy: Accuracy | None
     note: str | None = None
     try:

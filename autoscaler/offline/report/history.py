@@ -168,7 +168,7 @@ def _format_unix(t: float) -> str:
 
 def mean_request_work(weights: tuple[float, float]) -> float:
     """Mean token work of one request of the fluid runner's length mixture (``run_fluid``)."""
-    from autoscaler.simulation.fluid import length_sample
+    from autoscaler.simulation.fluid_model import length_sample
     from autoscaler.traces.synthetic import AZURE_CONV_LENGTHS
 
     prompts, outputs = length_sample(AZURE_CONV_LENGTHS)

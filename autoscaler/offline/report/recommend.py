@@ -37,6 +37,7 @@ from autoscaler.core.slo import SloSpec
 from autoscaler.core.wire_names import DESIRED_METRIC
 from autoscaler.offline.report.accuracy import POLICY_MODEL, Accuracy
 from autoscaler.policies.registry import parse_policy_name
+from autoscaler.simulation.lifecycle import LifecycleConfig
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -105,24 +106,6 @@ def curve_points(policies: Mapping[str, Mapping[str, object]]) -> list[CurvePoin
 
 
 @dataclass(frozen=True)
-class Lifecycle:
-    """Replica start-up, seconds: provisioning (a new node), image pull, engine init."""
-
-    provision_s: float
-    pull_s: float
-    init_s: float
-
-    @property
-    def cold_s(self) -> float:
-        return self.provision_s + self.pull_s + self.init_s
-
-    @property
-    def warm_s(self) -> float:
-        """On a node that already holds the image: no pull."""
-        return self.provision_s + self.init_s
-
-
-@dataclass(frozen=True)
 class Evidence:
     """What the recommendations rest on (all measured by the report)."""
 
@@ -136,7 +119,7 @@ class Evidence:
     duration_s: float
     """Duration of the replayed history."""
     gpus_per_replica: int
-    lifecycle: Lifecycle
+    lifecycle: LifecycleConfig
     accuracy: Accuracy | None
     replica_cap: int | None = None
     """The replay's replica cap (None: the runner's default, 2x the oracle's peak)."""
