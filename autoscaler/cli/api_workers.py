@@ -312,6 +312,9 @@ def worker_main(spec: WorkerSpec, host: str, port: int, conn: Connection, index:
     except OSError as exc:
         with contextlib.suppress(OSError):
             conn.send(("error", f"cannot serve on {host}:{port}: {exc}"))
+    except Exception as exc:  # e.g. the API server refused the authenticator's first read
+        with contextlib.suppress(OSError):
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
 async def _serve_copy(spec: WorkerSpec, host: str, port: int, conn: Connection) -> None:
