@@ -155,6 +155,12 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
         tempfile.TemporaryDirectory() as tmp,
     ):
         if config.service.replica_source == "kube-state-metrics":
+            lws = [f"{w.namespace}/{w.name}" for w in config.targets if w.kind == "LeaderWorkerSet"]
+            if lws:
+                raise InputError(
+                    f"replica_source kube-state-metrics cannot count LeaderWorkerSet groups "
+                    f"({', '.join(lws)}): use replica_source kubernetes (the pod watch)"
+                )
             ksm = KubeStateMetricsReplicas(
                 prometheus,
                 config.targets,
