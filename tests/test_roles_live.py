@@ -251,6 +251,14 @@ async def test_each_role_is_decided_published_and_held_on_its_own(stack, tmp_pat
                 status, body = await external("workload=chat")
                 assert status == 200 and "role" not in body["items"][0]["metricLabels"]
 
+                # /v1: one document per role, with its labels and value
+                async with session.get(f"{b}/v1/workloads", params={"namespace": "llm"}) as r:
+                    docs = {d["name"]: d for d in json.loads(await r.text())["workloads"]}
+                assert docs["llama-prefill"]["labels"]["role"] == "prefill"
+                assert docs["llama-prefill"]["desired_replicas"] == prefill
+                assert docs["llama-decode"]["labels"]["role"] == "decode"
+                assert docs["llama-decode"]["desired_replicas"] == decode
+
                 # KEDA: the trigger's role metadata picks the role's target
                 assert keda_value(workload="llm/llama-pd", role="prefill") == prefill
                 assert keda_value(workload="llm/llama-pd", role="decode") == decode
