@@ -116,14 +116,30 @@ class JobTemplate:
     tolerations: tuple[Mapping[str, Any], ...] = ()
     pod_spec: Mapping[str, Any] = field(default_factory=dict)
     """The workload's whole pod template spec (the planner reads placement from it)."""
+    pods_per_replica: int = 1
+    """Pods one replica runs: a LeaderWorkerSet group's size (every pod of a group lands on
+    nodes that need the image), 1 otherwise."""
+
+
+_OWNER_API = {"LeaderWorkerSet": "leaderworkerset.x-k8s.io/v1"}
+"""``apiVersion`` of an owner kind that is not ``apps/v1``."""
 
 
 def template_from_workload(workload: Mapping[str, Any]) -> JobTemplate:
     """The :class:`JobTemplate` of a raw ``apps/v1`` Deployment or StatefulSet dict (both keep
-    their pods' template under ``spec.template``)."""
+    their pods' template under ``spec.template``), or of a LeaderWorkerSet (its workers' template
+    ``spec.leaderWorkerTemplate.workerTemplate``, which the leader also runs unless it has a
+    ``leaderTemplate``; one replica is ``size`` pods)."""
     metadata = workload.get("metadata") or {}
-    spec = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
     kind = workload.get("kind")
+    pods = 1
+    if kind == "LeaderWorkerSet":
+        lws = (workload.get("spec") or {}).get("leaderWorkerTemplate") or {}
+        spec = (lws.get("workerTemplate") or {}).get("spec") or {}
+        size = lws.get("size", 1)
+        pods = size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 1
+    else:
+        spec = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
     secrets = tuple(
         str(s["name"])
         for s in spec.get("imagePullSecrets") or ()
@@ -134,11 +150,12 @@ def template_from_workload(workload: Mapping[str, Any]) -> JobTemplate:
     return JobTemplate(
         owner_name=str(metadata.get("name") or ""),
         owner_uid=uid if isinstance(uid, str) and uid else None,
-        owner_kind=kind if kind == "StatefulSet" else "Deployment",
+        owner_kind=kind if kind in ("StatefulSet", "LeaderWorkerSet") else "Deployment",
         image_pull_secrets=secrets,
         service_account=account if isinstance(account, str) and account else None,
         tolerations=tuple(t for t in spec.get("tolerations") or () if isinstance(t, Mapping)),
         pod_spec=spec,
+        pods_per_replica=pods,
     )
 
 
@@ -241,7 +258,7 @@ def prefetch_job(
     if template.owner_uid is not None:
         metadata["ownerReferences"] = [
             {
-                "apiVersion": "apps/v1",
+                "apiVersion": _OWNER_API.get(template.owner_kind, "apps/v1"),
                 "kind": template.owner_kind,
                 "name": template.owner_name or workload_name,
                 "uid": template.owner_uid,

@@ -148,6 +148,11 @@ def job_settings(workload: WorkloadConfig) -> JobSettings:
     )
 
 
+def _times(value: float | None, k: int) -> float | None:
+    """``value`` in pods when it counts replicas of ``k`` pods (None stays None)."""
+    return None if value is None else value * k
+
+
 def _metric(recommendation: Recommendation, name: str) -> float | None:
     for metric in recommendation.metrics:
         if metric.name == name:
@@ -368,16 +373,22 @@ class Prefetcher:
         while state.history and state.history[0][0] < now - 3600.0:
             state.history.popleft()
         rise = recent_rise(state.history, now, span_s=self.rise_span_s)
+        k = template.pods_per_replica
         demand = (
-            demand_from(
-                None if recommendation.holds else recommendation.desired_replicas,
-                forecast_replicas
-                if forecast_replicas is not None
-                else _metric(recommendation, FORECAST_METRIC),
-                _metric(recommendation, LOAD_METRIC),
+            demand_from(  # in pods: a LeaderWorkerSet replica is a group of k pods
+                None
+                if recommendation.holds or recommendation.desired_replicas is None
+                else recommendation.desired_replicas * k,
+                _times(
+                    forecast_replicas
+                    if forecast_replicas is not None
+                    else _metric(recommendation, FORECAST_METRIC),
+                    k,
+                ),
+                _times(_metric(recommendation, LOAD_METRIC), k),
                 bound,
-                min_replicas=workload.min_replicas,
-                max_replicas=workload.max_replicas,
+                min_replicas=workload.min_replicas * k,
+                max_replicas=workload.max_replicas * k,
                 rise=rise,
             )
             if recommendation is not None

@@ -156,19 +156,24 @@ def running(procs: Sequence[Proc]) -> Iterator[None]:
 
 
 @contextmanager
-def prometheus_scraping(binary: str, tmp_path: Path, exposition: str) -> Iterator[str]:
-    """The real Prometheus (1 s scrape, ``honor_labels``) scraping one static exposition served
-    on 127.0.0.1: the URL of Prometheus. For PromQL that only the real engine can check (joins
-    across exporters, kube-state-metrics' series)."""
+def prometheus_scraping(
+    binary: str, tmp_path: Path, exposition: str | Callable[[], str]
+) -> Iterator[str]:
+    """The real Prometheus (1 s scrape, ``honor_labels``) scraping one exposition served on
+    127.0.0.1: the URL of Prometheus. For PromQL that only the real engine can check (joins
+    across exporters, kube-state-metrics' series). A callable ``exposition`` is called on every
+    scrape (counters that grow, series that go away)."""
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
     from tests.ports import free_ports
 
-    body = exposition.encode()
+    def render() -> bytes:
+        return (exposition() if callable(exposition) else exposition).encode()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            body = render()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
             self.end_headers()

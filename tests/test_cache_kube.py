@@ -101,6 +101,7 @@ RESOURCES = (
     "apps/v1/deployments",
     "apps/v1/statefulsets",
     "coordination.k8s.io/v1/leases",
+    "leaderworkerset.x-k8s.io/v1/leaderworkersets",
 )
 
 
@@ -449,6 +450,57 @@ def test_a_statefulset_workload_owns_its_jobs_and_gets_the_events(cluster):
     prefetcher.reconcile(workload("StatefulSet"), recommendation(4), 3.2, now=1015.0)
     (event,) = events(cluster, "PrefetchFailed")
     assert event["involvedObject"]["kind"] == "StatefulSet"
+
+
+def test_a_leaderworkerset_warms_a_node_for_every_pod_of_its_groups(cluster):
+    """One LWS replica is a group of ``size`` pods, each on its own node: the plan counts pods
+    (2 groups of 2 = 4 pods, as 4 Deployment replicas), the Job copies the workers' template
+    and is owned by the LeaderWorkerSet (the LWS CRD's shape, kubernetes-sigs/lws)."""
+    standard_cluster(cluster)
+    cluster.apps.delete_namespaced_deployment(NAME, NS)
+    lws_body = {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1",
+        "kind": "LeaderWorkerSet",
+        "metadata": {"name": NAME, "namespace": NS},
+        "spec": {
+            "replicas": 1,
+            "leaderWorkerTemplate": {
+                "size": 2,
+                "workerTemplate": copy.deepcopy(DEPLOYMENT["spec"]["template"]),
+            },
+        },
+    }
+    client.CustomObjectsApi(cluster.api).create_namespaced_custom_object(
+        "leaderworkerset.x-k8s.io", "v1", NS, "leaderworkersets", lws_body
+    )
+    uid = cluster.objects("leaderworkerset.x-k8s.io/v1/leaderworkersets", NS)[0]["metadata"]["uid"]
+    prefetcher = Prefetcher(
+        cluster.api,
+        CollectorRegistry(),
+        inventory=WatchedInventory(NodeClient(cluster.api)),
+        workload_kinds={f"{NS}/{NAME}": "LeaderWorkerSet"},
+    )
+    prefetcher.inventory.resync()
+    lws_workload = workload("LeaderWorkerSet")
+    # 2 groups (1.6 forecast) x 2 pods: the Deployment test's 4 replicas (3.2 forecast)
+    report = prefetcher.reconcile(lws_workload, recommendation(2), 1.6, now=1000.0)
+    assert report.status == "pull", report
+    assert report.plan is not None and report.plan.target_room_replicas == 4  # pods: 3 + 1
+    jobs = jobs_in(cluster)
+    assert sorted(jobs) == ["n2", "n3"]
+    (owner,) = jobs["n2"]["metadata"]["ownerReferences"]
+    assert (owner["apiVersion"], owner["kind"], owner["uid"]) == (
+        "leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", uid,
+    )  # fmt: skip
+    assert jobs["n2"]["spec"]["template"]["spec"]["imagePullSecrets"] == [
+        {"name": "registry-creds"}
+    ]
+    # a failed pull's Event is about the LeaderWorkerSet
+    cluster.finish_job(jobs["n2"]["metadata"]["name"], failed="DeadlineExceeded")
+    prefetcher.reconcile(lws_workload, recommendation(2), 1.6, now=1015.0)
+    (event,) = events(cluster, "PrefetchFailed")
+    assert event["involvedObject"]["apiVersion"] == "leaderworkerset.x-k8s.io/v1"
+    assert event["involvedObject"]["kind"] == "LeaderWorkerSet"
 
 
 def test_an_image_without_a_shell_gets_the_static_helper(cluster):

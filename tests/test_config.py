@@ -92,7 +92,7 @@ BAD_CASES = [
     ("list-slo", ("workloads", 1, "slo"), [1, 2], "workloads[1].slo", "dictionary"),
     ("bool-shadow", ("workloads", 1, "shadow"), "maybe", "workloads[1].shadow", "maybe"),
     ("no-engine", ("workloads", 0, "engine"), _DELETE, "workloads[0].engine", "missing"),
-    ("no-selector", ("workloads", 0, "selector"), {}, "workloads[0].selector", "1"),
+    ("no-selector", ("workloads", 0, "selector"), {}, "workloads[0].selector", "pod selector"),
     ("bad-label", ("workloads", 0, "selector"), {"a b": "x"}, "workloads[0].selector", "label"),
     ("bad-ns", ("workloads", 0, "namespace"), "Inference", "workloads[0].namespace", "DNS"),
     ("bad-model", ("workloads", 0, "profile"), {"model": "gpt4"}, "profile.model", "llama2-70b"),

@@ -85,8 +85,16 @@ def _violations(package: str, forbidden: tuple[str, ...]) -> list[str]:
         ("cache", ("autoscaler.policies",)),
         ("external_metrics", ("autoscaler.simulation",)),
         ("autoscaler/offline", (*LIVE_LOOP, "autoscaler.cli")),
-        ("autoscaler/clients", (*LIVE_LOOP, "autoscaler.policies", "autoscaler.simulation",
-                                "autoscaler.offline", "autoscaler.cli")),
+        (
+            "autoscaler/clients",
+            (
+                *LIVE_LOOP,
+                "autoscaler.policies",
+                "autoscaler.simulation",
+                "autoscaler.offline",
+                "autoscaler.cli",
+            ),
+        ),
     ],
 )
 def test_package_respects_its_import_contract(package, forbidden):
@@ -144,7 +152,7 @@ def test_the_pod_lifecycle_is_defined_once():
         str(path.relative_to(ROOT))
         for package in OURS
         for path in _sources(package)
-        if re.search(r'^(PULLING|_?UNREADY_ORDER)\b.*=', path.read_text(), re.M)
+        if re.search(r"^(PULLING|_?UNREADY_ORDER)\b.*=", path.read_text(), re.M)
     )
     assert defining == ["autoscaler/simulation/lifecycle.py"]
 

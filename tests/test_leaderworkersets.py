@@ -19,7 +19,8 @@ import pytest
 
 from autoscaler.clients.kube import KubernetesError, build_api_client
 from autoscaler.clients.kube import leaderworkersets as lws
-from tests.test_kube_client import NS, PODS, Emulator, ts
+from autoscaler.clients.kube.pods import NotSyncedError, PodWatcher, WatchedWorkload
+from tests.test_kube_client import NS, PODS, Emulator, Kubectl, eventually, start_watcher, ts
 
 LWS = "leaderworkerset.x-k8s.io/v1/leaderworkersets"
 T0 = 1_714_564_800.0
@@ -66,7 +67,7 @@ def _pod(group: int, worker: int, created: float, ready: float | None, node: str
                 lws.WORKER_INDEX_LABEL: str(worker),
             },  # fmt: skip
         },
-        "spec": {"nodeName": node},
+        "spec": {"nodeName": node, "containers": []},
         "status": {"phase": "Running", "conditions": conditions},
     }
 
@@ -162,3 +163,67 @@ def test_a_scale_up_of_groups_warms_every_node_they_use():
     assert lws.nodes_to_warm(2, 4) == 8
     assert lws.nodes_to_warm(2, 4, pods_per_node=2) == 4
     assert lws.nodes_to_warm(0, 4) == 0
+
+
+@pytest.fixture
+def pod_watchers() -> Iterator[list[PodWatcher]]:
+    started: list[PodWatcher] = []
+    yield started
+    for watcher in started:
+        watcher.stop()
+
+
+def test_the_pod_watch_counts_groups_and_times_them_from_the_lws(emulator, pod_watchers):
+    """The pod watch of a LeaderWorkerSet target: spec and size from the LWS object, readiness
+    the group's (every pod Ready), the lead time the group's; pods of another LWS ignored."""
+    emulator.put(LWS, _lws(replicas=3))
+    for worker in range(4):
+        emulator.put(PODS, _pod(0, worker, T0 + worker, T0 + 200 + 100 * (worker == 3), "n"))
+    for worker in range(4):
+        emulator.put(PODS, _pod(1, worker, T0 + 600, None if worker == 2 else T0 + 900, "n"))
+    emulator.put(PODS, _pod(0, 0, T0, T0 + 10, "n", lws_name="other"))
+    api = build_api_client(host=emulator.url)
+    key = f"{NS}/big"
+    watcher = start_watcher(
+        api, pod_watchers, [WatchedWorkload(key, NS, {lws.NAME_LABEL: "big"}, lws.KIND)]
+    )
+
+    def counts() -> tuple[int, int, int]:
+        try:
+            c = watcher.counts(key, T0 + 1200)
+        except NotSyncedError as exc:
+            raise AssertionError(f"not synced: {exc}") from exc
+        return (c.spec, c.ready, c.starting)
+
+    # spec.replicas (3 groups asked for), one group ready, one starting (a worker not Ready)
+    assert eventually(lambda: _expect(counts(), (3, 1, 1)))
+    assert watcher.time_to_ready_s(key) == pytest.approx(300.0)
+    # the last worker of group 1 turns Ready: the group does, lead time 300 s and 300 s
+    Kubectl(api).make_ready("big-1-2", T0 + 900)  # through the API: the watch sees it
+    assert eventually(lambda: _expect(counts(), (3, 2, 0)))
+    assert watcher.time_to_ready_s(key) == pytest.approx(300.0)
+
+
+def test_a_leaderworkerset_without_its_object_has_no_counts(emulator, pod_watchers):
+    """Without the group size (no LWS object) pods are not counted as replicas: that would
+    overstate the fleet size-fold. The loop holds instead (NotSyncedError)."""
+    for worker in range(4):
+        emulator.put(PODS, _pod(0, worker, T0, T0 + 100, "n"))
+    api = build_api_client(host=emulator.url)
+    key = f"{NS}/big"
+    watcher = start_watcher(
+        api, pod_watchers, [WatchedWorkload(key, NS, {lws.NAME_LABEL: "big"}, lws.KIND)]
+    )
+    eventually(lambda: watcher.synced(key) or _fail("not synced"))
+    with pytest.raises(NotSyncedError, match="group size"):
+        watcher.counts(key, T0 + 200)
+    assert watcher.time_to_ready_s(key) is None
+
+
+def _fail(why: str) -> bool:
+    raise AssertionError(why)
+
+
+def _expect(got: tuple[int, int, int], want: tuple[int, int, int]) -> bool:
+    assert got == want
+    return True

@@ -69,6 +69,12 @@ def add_parser(sub: Subparsers) -> None:
     )
     rep.add_argument("--seeds", type=int, default=1, help="seeds to average over (default 1)")
     rep.add_argument(
+        "--disaggregation",
+        action="store_true",
+        help="also compare with a prefill/decode fleet (GPU-hours at the SLO, prefill:decode "
+        "ratio, per-role manifests; a request trace only)",
+    )
+    rep.add_argument(
         "--rate-scale",
         type=positive("--rate-scale"),
         default=1.0,
@@ -164,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
             args.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"--out {args.out}: cannot create the directory: {exc}") from None
-        report = build.build_report(hist, req, progress=progress)
+        report = build.build_report(hist, req, progress=progress, disaggregated=args.disaggregation)
         files = build.write_report(report, args.out, progress=progress)
     if args.json:
         sys.stdout.write(files.json.read_text(encoding="utf-8"))

@@ -101,7 +101,7 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
         )
     registry = CollectorRegistry(auto_describe=True)
     store = RecommendationStore(
-        [workload_info(config, w, ENGINES.get(w.engine)) for w in config.workloads],
+        [workload_info(config, w, ENGINES.get(w.engine)) for w in config.targets],
         staleness_s=config.service.effective_staleness_s,
         clock=time.time,
         metric_names=PUBLISHED_METRICS,
@@ -120,12 +120,12 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
                 kube,
                 [
                     WatchedWorkload(f"{w.namespace}/{w.name}", w.namespace, w.selector, w.kind)
-                    for w in config.workloads
+                    for w in config.targets
                 ],
             )
             replicas = watcher
         shadow = CurrentAutoscalerReader(kube)
-        kinds = {f"{w.namespace}/{w.name}": w.kind for w in config.workloads}
+        kinds = {f"{w.namespace}/{w.name}": w.kind for w in config.targets}
         # One Lease decides which replica acts on the cluster: prefetch Jobs and the loop's
         # Events (every replica sees the same pods; only one should say so). The namespace
         # and the pod name come from the downward API in deploy/.
@@ -138,7 +138,7 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
             registry=registry,
         )
         events = EventRecorder(kube, kinds=kinds, instance=identity, leader=elector.is_leader)
-        if any(w.prefetch.enabled for w in config.workloads):
+        if any(w.prefetch.enabled for w in config.targets):
             prefetcher = Prefetcher(
                 kube,
                 registry,
@@ -157,9 +157,15 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
         tempfile.TemporaryDirectory() as tmp,
     ):
         if config.service.replica_source == "kube-state-metrics":
+            lws = [f"{w.namespace}/{w.name}" for w in config.targets if w.kind == "LeaderWorkerSet"]
+            if lws:
+                raise InputError(
+                    f"replica_source kube-state-metrics cannot count LeaderWorkerSet groups "
+                    f"({', '.join(lws)}): use replica_source kubernetes (the pod watch)"
+                )
             ksm = KubeStateMetricsReplicas(
                 prometheus,
-                config.workloads,
+                config.targets,
                 budget_s=0.5 * config.service.effective_tick_budget_s,  # the rest: collect's
             )
             replicas = ksm

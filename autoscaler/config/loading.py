@@ -108,11 +108,11 @@ def describe(config: ServiceConfig) -> str:
         f"ports: https {s.ports.https}, metrics {s.ports.metrics}, grpc {s.ports.grpc}; "
         f"TLS {s.tls_cert_file or 'not configured'}; KEDA client certificates "
         + (f"required (CA {s.keda_client_ca_file})" if s.keda_client_ca_file else "not checked"),
-        f"{len(config.workloads)} workload(s):",
+        f"{len(config.workloads)} workload(s), {len(config.targets)} scale target(s):",
     ]
-    for w in config.workloads:
+    for w in config.targets:
         p, slo = w.profile, w.slo
-        extras = []
+        extras = [] if w.role is None else [f"{w.role} of {w.group}, {w.kind}"]
         if config.shadow(w):
             extras.append("shadow")
         if w.prefetch.enabled:

@@ -31,6 +31,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from autoscaler.config.roles import RoleName, RolesConfig, TargetKind
 from autoscaler.core.replica_states import DEFAULT_PENDING_TIMEOUT_S
 from autoscaler.core.slo import SloSpec
 from autoscaler.engines.registry import GPU_MEMORY, engine_names
@@ -160,11 +161,8 @@ class GlobalConfig(_Strict):
     """Worker threads of the KEDA gRPC server. Each open ``StreamIsActive`` stream (one per
     ``external-push`` ScaledObject) holds one for its lifetime; the unary calls share the rest."""
     api_processes: int = Field(default=1, ge=1, le=64)
-    """Processes serving the HTTPS API (External Metrics and ``/v1``). 1: the control loop's
-    own process. More: that many processes on one port (``SO_REUSEPORT``), each answering from
-    a copy of the store the loop's process sends after every write, so requests neither wait
-    for a tick (the GIL) nor for each other past one core (``autoscaler/cli/api_workers.py``,
-    docs/serve.md "API processes")."""
+    """Processes serving the HTTPS API; more than 1 share its port, each answering from a copy
+    of the store (``autoscaler/cli/api_workers.py``, docs/serve.md "API processes")."""
 
     @field_validator("prometheus_url")
     @classmethod
@@ -397,15 +395,23 @@ class GatewayConfig(_Strict):
 
 
 class WorkloadConfig(_Strict):
-    """One scaled workload: a Deployment or StatefulSet of model-server pods."""
+    """One scaled workload: a Deployment, StatefulSet or LeaderWorkerSet of model-server pods;
+    or, with ``roles``, a disaggregated workload of two such targets (:meth:`targets`)."""
 
     namespace: str
     name: str
-    kind: Literal["Deployment", "StatefulSet"] = "Deployment"
-    """The ``apps/v1`` object the HPA scales: its ``spec.replicas`` is read, Events are recorded
-    on it and prefetch Jobs belong to it."""
+    kind: TargetKind = "Deployment"
+    """The object the HPA scales: its ``spec.replicas`` is read, Events are recorded on it and
+    prefetch Jobs belong to it."""
     engine: str
-    selector: dict[str, str] = Field(min_length=1)
+    selector: dict[str, str] = Field(default_factory=dict)
+    """The workload's pods (required unless ``roles`` gives one per role)."""
+    roles: RolesConfig | None = None
+    """Prefill and decode pools, each its own scale target (:mod:`autoscaler.config.roles`)."""
+    role: RoleName | None = None
+    """Set on the targets :meth:`targets` makes of a workload with ``roles``."""
+    group: str | None = None
+    """With ``role``: the name of the workload that declared the roles."""
     profile: ProfileConfig = ProfileConfig()
     slo: SloConfig = SloConfig()
     min_replicas: int = Field(default=1, ge=0)
@@ -482,7 +488,43 @@ class WorkloadConfig(_Strict):
             )
         if self.prefetch.enabled and self.image is None:
             raise _located("prefetch.enabled", "prefetch needs the workload's modelcar image")
+        if (self.role is None) != (self.group is None):
+            raise _located("role", "role and group are set together (by roles:), or neither")
+        if self.roles is None:
+            if not self.selector:
+                raise _located("selector", "give the workload's pod selector (or roles:)")
+            return self
+        per_role = ("selector", "kind", "min_replicas", "max_replicas")
+        for name in (*per_role, "role", "gateway", "capacity_seed"):
+            if name in self.model_fields_set:
+                why = (
+                    f"is set per role with roles: (roles.prefill.{name}, roles.decode.{name})"
+                    if name in per_role
+                    else "is not supported with roles: yet (docs/disaggregation.md)"
+                )
+                raise _located(name, why)
         return self
+
+    def targets(self) -> tuple[WorkloadConfig, ...]:
+        """The scale targets of this workload: itself, or one per role (prefill, decode), each
+        a workload of its own named after its target, with ``role`` and ``group`` set."""
+        if self.roles is None:
+            return (self,)
+        return tuple(
+            self.model_copy(
+                update={
+                    "name": r.name,
+                    "kind": r.kind,
+                    "selector": dict(r.selector),
+                    "min_replicas": r.min_replicas,
+                    "max_replicas": r.max_replicas,
+                    "roles": None,
+                    "role": role,
+                    "group": self.name,
+                }
+            )
+            for role, r in self.roles.items()
+        )
 
     @property
     def key(self) -> tuple[str, str]:
@@ -514,20 +556,32 @@ class ServiceConfig(_Strict):
     def _unique(self) -> ServiceConfig:
         if not self.workloads:
             raise _located("workloads", "the config needs at least one workload")
-        first: dict[tuple[str, str], int] = {}
+        first: dict[tuple[str, str], str] = {}
         for i, workload in enumerate(self.workloads):
-            if workload.key in first:
-                raise _located(
-                    f"workloads[{i}].name",
-                    f"duplicate workload {workload.namespace}/{workload.name} "
-                    f"(first at workloads[{first[workload.key]}])",
-                )
-            first[workload.key] = i
+            where = f"workloads[{i}].name"
+            names = [(workload.key, where)]
+            if workload.roles is not None:
+                names += [
+                    ((t.namespace, t.name), f"workloads[{i}].roles.{t.role}.name")
+                    for t in workload.targets()
+                ]
+            for key, at in names:
+                if key in first:
+                    raise _located(
+                        at, f"duplicate workload {key[0]}/{key[1]} (first at {first[key]})"
+                    )
+                first[key] = at
         return self
 
+    @property
+    def targets(self) -> tuple[WorkloadConfig, ...]:
+        """Every scale target: the workloads, each with roles replaced by its roles' targets.
+        This is what the service watches, queries, decides and publishes for."""
+        return tuple(t for w in self.workloads for t in w.targets())
+
     def workload(self, namespace: str, name: str) -> WorkloadConfig:
-        """The workload ``namespace/name``; ``KeyError`` if the config has none."""
-        for workload in self.workloads:
+        """The scale target ``namespace/name``; ``KeyError`` if the config has none."""
+        for workload in self.targets:
             if workload.namespace == namespace and workload.name == name:
                 return workload
         raise KeyError(f"no workload {namespace}/{name} in the config")
@@ -537,7 +591,7 @@ class ServiceConfig(_Strict):
         return self.service.shadow if workload.shadow is None else workload.shadow
 
     def warnings(self) -> list[str]:
-        """Non-fatal problems, each prefixed by its field path."""
+        """Non-fatal problems, each prefixed by its field path (as declared)."""
         found = []
         for i, workload in enumerate(self.workloads):
             problem = workload.image_warning()

@@ -76,10 +76,25 @@ def _metric_to_dict(metric: ExternalMetricTarget) -> dict[str, Any]:
     return {"type": "External", "external": {"metric": identifier, "target": target}}
 
 
+SCALE_TARGET_API: dict[str, str] = {
+    "Deployment": "apps/v1",
+    "StatefulSet": "apps/v1",
+    "LeaderWorkerSet": "leaderworkerset.x-k8s.io/v1",
+}
+"""``apiVersion`` of each kind a workload (or a role) can scale; a LeaderWorkerSet scales groups
+through its scale subresource (``autoscaler/clients/kube/leaderworkersets.py``)."""
+
+
 def render_hpa(
-    name: str, namespace: str, target_deployment: str, spec: HpaSpec, *, tolerance: bool = False
+    name: str,
+    namespace: str,
+    target_deployment: str,
+    spec: HpaSpec,
+    *,
+    tolerance: bool = False,
+    kind: str = "Deployment",
 ) -> dict[str, Any]:
-    """The HorizontalPodAutoscaler object (JSON-ready) scaling Deployment ``target_deployment``.
+    """The HorizontalPodAutoscaler object (JSON-ready) scaling ``kind`` ``target_deployment``.
 
     ``spec.behavior``'s per-direction tolerance is written only with ``tolerance=True``: the field
     needs Kubernetes 1.33+ (:data:`autoscaler.kubernetes_support.HPA_TOLERANCE`)."""
@@ -89,8 +104,8 @@ def render_hpa(
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "scaleTargetRef": {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
+                "apiVersion": SCALE_TARGET_API[kind],
+                "kind": kind,
                 "name": target_deployment,
             },
             "minReplicas": spec.min_replicas,

@@ -46,12 +46,15 @@ from autoscaler.live.collection import (
 )
 from autoscaler.live.completeness import default_coverage, raise_to_floor
 from autoscaler.live.loop_metrics import LoopMetrics
+from autoscaler.live.roles import with_output_mean
 from autoscaler.live.store import RecommendationStore, WorkloadInfo
 from autoscaler.perf.capacity import seed_capacity, work_weights
 from autoscaler.perf.profiles import get_profile
 from autoscaler.policies.base import Policy, PolicyContext
 from autoscaler.policies.forecast import ForecastPolicy
 from autoscaler.policies.forecast.batch import ForecastBatch
+from autoscaler.policies.role_forecast import RoleForecastPolicy
+from autoscaler.policies.roles import role_context
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +104,14 @@ def workload_info(
     """How servers find and label a workload: ``metricLabels`` are its namespace and name;
     with its ``engine`` profile, which guards are live on it (shown on ``/v1``)."""
     guards = guards_of(engine) if engine is not None else {}
+    labels = {"namespace": workload.namespace, "workload": workload.name}
+    if workload.role is not None and workload.group is not None:
+        # a role target: selected as the declaring workload's role (``role=prefill``)
+        labels = {**labels, "workload": workload.group, "role": workload.role}
     return WorkloadInfo(
         namespace=workload.namespace,
         name=workload.name,
-        labels={"namespace": workload.namespace, "workload": workload.name},
+        labels=labels,
         shadow=config.shadow(workload),
         engine=workload.engine,
         guards={g.value: reads for g, reads in guards.items()},
@@ -114,7 +121,8 @@ def workload_info(
 def workload_context(
     config: ServiceConfig, workload: WorkloadConfig, engine: EngineProfile | None = None
 ) -> PolicyContext:
-    """The policy context of a live workload: its SLO, bounds, profile seed and token weights.
+    """The policy context of a live workload: its SLO, bounds, profile seed and token weights
+    (a role target's: its role's weights and seed, :func:`autoscaler.policies.roles.role_context`).
 
     The same functions as the simulator's (``autoscaler.perf.capacity``), so the seed a benchmark
     judged is the seed production starts from; ``capacity_seed`` in the config overrides it.
@@ -124,7 +132,7 @@ def workload_context(
     slo = workload.slo.to_spec()
     wp, wd = work_weights(profile, slo)
     seed = workload.capacity_seed or seed_capacity(profile, slo)
-    return PolicyContext(
+    base = PolicyContext(
         slo=slo,
         max_replicas=workload.max_replicas,
         min_replicas=workload.min_replicas,
@@ -138,6 +146,13 @@ def workload_context(
         gpu_memory_guard=engine is not None and memory_guard(engine),
         profile=profile,
     )
+    return base if workload.role is None else role_context(base, profile, workload.role)
+
+
+def role_policy(ctx: PolicyContext, role: str) -> Policy:
+    """Ours for one pool of a disaggregated workload (the simulator's, unchanged)."""
+    assert ctx.profile is not None  # workload_context always sets it
+    return RoleForecastPolicy(ctx, role, ctx.profile)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +197,7 @@ class ControlLoop:
         prefetcher: Actuator | None = None,
         clock: Callable[[], float] = time.time,
         policy_factory: Callable[[PolicyContext], Policy] = ForecastPolicy,
+        role_policy_factory: Callable[[PolicyContext, str], Policy] = role_policy,
         gpu_memory: EngineProfile | None = None,
     ) -> None:
         self.config = config
@@ -196,20 +212,24 @@ class ControlLoop:
         self.events = events
         self.prefetcher = prefetcher
         self.clock = clock
-        self.policies: dict[str, Policy] = {
-            workload_key(w.namespace, w.name): policy_factory(
-                workload_context(config, w, engines.get(w.engine))
+        self.targets = config.targets
+        """The scale targets: the workloads, a workload with roles as one target per role."""
+        self.policies: dict[str, Policy] = {}
+        for w in self.targets:
+            ctx = workload_context(config, w, engines.get(w.engine))
+            key = workload_key(w.namespace, w.name)
+            self.policies[key] = (
+                policy_factory(ctx) if w.role is None else role_policy_factory(ctx, w.role)
             )
-            for w in config.workloads
-        }
-        self._workloads = {workload_key(w.namespace, w.name): w for w in config.workloads}
+        self._workloads = {workload_key(w.namespace, w.name): w for w in self.targets}
+        aggregated = {k: p for k, p in self.policies.items() if self._workloads[k].role is None}
         self.batch = (
-            ForecastBatch(self.policies)  # type: ignore[arg-type]
-            if ForecastBatch.supports(self.policies)
+            ForecastBatch(aggregated)  # type: ignore[arg-type]
+            if ForecastBatch.supports(aggregated)
             else None
         )
-        """All workloads' ``forecast`` policies with one array forecast (None: other policies,
-        each run on its own)."""
+        """The aggregated workloads' ``forecast`` policies with one array forecast (None: other
+        policies, each run on its own); role targets always run on their own."""
         self._stuck_reported: dict[str, tuple[float, ...]] = {}
         """Per workload, the creation times of the stuck replicas its last Event counted."""
         # the config is fixed for the loop's life, so the query set is built once, not per tick
@@ -262,7 +282,7 @@ class ControlLoop:
         prometheus_problems: list[str] = []
         snapshots = collect(
             self.prometheus,
-            self.config.workloads,
+            self.targets,
             now=now,
             staleness_s=service.effective_staleness_s,
             engines=self.engines,
@@ -278,6 +298,8 @@ class ControlLoop:
                 snap = with_scraped_pods(snap)
             elif key not in counts:
                 snap = replace(snap, stale=True)
+            if self._workloads[key].role is not None:
+                snap = with_output_mean(snap)
             prepared[key] = self._with_lead_time(key, snap)
         collected = time.perf_counter()
         recs: dict[str, Recommendation] = {}
@@ -358,9 +380,14 @@ class ControlLoop:
         self, snapshots: Mapping[str, SignalSnapshot], errors: list[str]
     ) -> dict[str, Recommendation]:
         """Every workload's policy on its snapshot: at once where the policies allow it."""
-        if self.batch is not None:
-            return self.batch.recommend(snapshots, errors)
-        return {key: self._recommend(key, snap, errors) for key, snap in snapshots.items()}
+        if self.batch is None:
+            return {key: self._recommend(key, snap, errors) for key, snap in snapshots.items()}
+        batched = {k: s for k, s in snapshots.items() if k in self.batch.policies}
+        out = self.batch.recommend(batched, errors)
+        for key, snap in snapshots.items():
+            if key not in out:
+                out[key] = self._recommend(key, snap, errors)
+        return {key: out[key] for key in snapshots}
 
     def _recommend(self, key: str, snap: SignalSnapshot, errors: list[str]) -> Recommendation:
         try:
@@ -445,7 +472,7 @@ class ControlLoop:
         start = end - lookback_s
         history = collect_history(
             self.prometheus,
-            self.config.workloads,
+            self.targets,
             start=start,
             end=end - service.tick_s,
             step=service.tick_s,
@@ -458,7 +485,12 @@ class ControlLoop:
             if not any(not s.stale for s in snapshots.values()):
                 continue
             replayed += 1
-            self._recommend_all({k: s for k, s in snapshots.items() if not s.stale}, [])
+            fresh = {
+                k: with_output_mean(s) if self._workloads[k].role is not None else s
+                for k, s in snapshots.items()
+                if not s.stale
+            }
+            self._recommend_all(fresh, [])
         # Where the history runs up to now without a hole, the first live tick's window is whole.
         for t, snapshots in history:
             for key, snap in snapshots.items():

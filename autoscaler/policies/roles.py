@@ -53,6 +53,19 @@ def role_seed_capacity(
     return SEED_UTILISATION * per_s * weights[1]
 
 
+def role_context(base: PolicyContext, profile: PerfProfile, role: str) -> PolicyContext:
+    """One pool's context: ``base``'s SLO, tick, lead time and bounds, the role's weights and
+    seed (the live loop's, for one role target whose bounds ``base`` already holds)."""
+    weights = (base.prefill_weight, base.decode_weight)
+    return replace(
+        base,
+        replica_token_capacity=role_seed_capacity(role, profile, base.slo, weights),
+        prefill_weight=weights[0] if role == PREFILL else 0.0,
+        decode_weight=weights[1] if role == DECODE else 0.0,
+        peak_replicas=None,
+    )
+
+
 def role_contexts(
     base: PolicyContext,
     profile: PerfProfile,

@@ -41,6 +41,10 @@ class PdComparison:
     """90th percentile of the same."""
     aggregated_met: bool
     disaggregated_met: bool
+    prefill_peak: int = 0
+    """Most prefill replicas the two-pool plan runs in any minute."""
+    decode_peak: int = 0
+    """Most decode replicas the same plan runs."""
 
     @property
     def saving(self) -> float:
@@ -87,6 +91,8 @@ def compare(
         ratio_high=high,
         aggregated_met=agg.target_met,
         disaggregated_met=pd.target_met,
+        prefill_peak=max(pd.plans["prefill"].replicas_per_minute, default=0),
+        decode_peak=max(pd.plans["decode"].replicas_per_minute, default=0),
     )
 
 

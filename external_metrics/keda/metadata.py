@@ -11,6 +11,10 @@ A missing namespace defaults to the ScaledObject's own namespace, the common cas
 ScaledObject living next to its Deployment. ``metric`` picks the published metric (default
 ``llm_desired_replicas``). Only malformed input is judged here (-> ``INVALID_ARGUMENT``); whether
 the workload exists is the store's business (-> ``NOT_FOUND``).
+
+A workload with roles (prefill and decode pools, docs/disaggregation.md) is two scale targets,
+each with its own ScaledObject: ``role: prefill`` or ``role: decode`` next to the workload's name
+picks one (the servicer resolves it to the role's target).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ WORKLOAD_KEY: Final = "workload"
 NAMESPACE_KEY: Final = "namespace"
 NAME_KEY: Final = "name"
 METRIC_KEY: Final = "metric"
+ROLE_KEY: Final = "role"
+ROLES: Final = ("prefill", "decode")
 
 # A namespace is a DNS-1123 label, a workload (Deployment) name a DNS-1123 subdomain; the config
 # validates the same way, so a name that fails here could never be found anyway.
@@ -41,6 +47,8 @@ class ScalerTarget:
     namespace: str
     name: str
     metric: str
+    role: str | None = None
+    """``prefill`` or ``decode`` for a workload with roles; ``name`` is then the workload's."""
 
     @property
     def workload(self) -> str:
@@ -67,7 +75,14 @@ def parse_scaler_metadata(
             f"use one of {', '.join(sorted(metrics))}",
             key=METRIC_KEY,
         )
-    return ScalerTarget(namespace=namespace, name=name, metric=metric)
+    role = metadata.get(ROLE_KEY, "").strip() or None
+    if role is not None and role not in ROLES:
+        raise BadMetadata(
+            f"scalerMetadata.{ROLE_KEY}: {quoted(role)} is not a role; use one of "
+            f"{', '.join(ROLES)}",
+            key=ROLE_KEY,
+        )
+    return ScalerTarget(namespace=namespace, name=name, metric=metric, role=role)
 
 
 def _workload(default_namespace: str, metadata: Mapping[str, str]) -> tuple[str, str]:

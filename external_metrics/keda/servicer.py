@@ -32,6 +32,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from enum import Enum
 from typing import Final, NoReturn, TypeVar
 
@@ -49,7 +50,7 @@ from external_metrics.keda.errors import (
     UnknownMetric,
     UnknownWorkload,
 )
-from external_metrics.keda.metadata import ScalerTarget, parse_scaler_metadata
+from external_metrics.keda.metadata import ROLE_KEY, ScalerTarget, parse_scaler_metadata
 from external_metrics.keda.reading import (
     DEFAULT_ACTIVATION_EPSILON,
     DEFAULT_METRIC,
@@ -108,6 +109,14 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         published = set(store.metric_names)
         self._metrics = tuple(m for m in REPLICA_UNIT_METRICS if not published or m in published)
         """What a trigger may ask for: replica-unit metrics the store's workloads publish."""
+        self._roles: dict[tuple[str, str], dict[str, str]] = {}
+        """Per workload with roles (namespace, name), each role's target (store key); the
+        configured workloads are fixed, so this is built once."""
+        for entry in store.entries():
+            info = entry.info
+            role, group = info.labels.get("role"), info.labels.get("workload")
+            if role is not None and group is not None:
+                self._roles.setdefault((info.namespace, group), {})[role] = info.name
         self._lock = threading.Lock()
         self._streams: set[queue.SimpleQueue[bool | Exception | _Stop]] = set()
         self._closed = False
@@ -238,12 +247,24 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
     # -- helpers -------------------------------------------------------------------------------
 
     def _target(self, ref: pb.ScaledObjectRef) -> ScalerTarget:
-        return parse_scaler_metadata(
+        target = parse_scaler_metadata(
             ref.namespace,
             ref.scalerMetadata,
             metrics=self._metrics,
             default_metric=DEFAULT_METRIC,
         )
+        roles = self._roles.get((target.namespace, target.name))
+        if target.role is None:
+            if roles is not None:
+                raise BadMetadata(
+                    f"workload {target.workload} has roles ({', '.join(sorted(roles))}): add "
+                    f"'{ROLE_KEY}: <role>' to the trigger's metadata, one ScaledObject per role",
+                    key=ROLE_KEY,
+                )
+            return target
+        if roles is None or target.role not in roles:
+            raise UnknownWorkload(f"{target.workload} (role {target.role})")
+        return replace(target, name=roles[target.role])
 
     def _entry(self, target: ScalerTarget) -> Entry:
         try:

@@ -52,6 +52,7 @@ class JobClient:
     ) -> None:
         self._batch = client.BatchV1Api(api_client)
         self._apps = client.AppsV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
         self._host = api_host(api_client)
         self.request_timeout = request_timeout
 
@@ -120,8 +121,24 @@ class JobClient:
     def read_workload(
         self, namespace: str, name: str, kind: str = "Deployment"
     ) -> dict[str, Any] | None:
-        """The workload (``kind``: Deployment or StatefulSet) as a raw dict, or None when there
-        is none."""
+        """The workload (``kind``: Deployment, StatefulSet or LeaderWorkerSet) as a raw dict, or
+        None when there is none."""
+        if kind == "LeaderWorkerSet":
+            api = self._custom
+            return call_json(
+                f"get leaderworkerset {namespace}/{name}",
+                lambda: api.get_namespaced_custom_object(
+                    "leaderworkerset.x-k8s.io",
+                    "v1",
+                    namespace,
+                    "leaderworkersets",
+                    name,
+                    _preload_content=False,
+                    _request_timeout=self.request_timeout,
+                ),  # fmt: skip
+                host=self._host,
+                absent=(404,),
+            )
         return call_json(
             f"get {kind.lower()} {namespace}/{name}",
             read_workload_call(self._apps, kind, namespace, name, self.request_timeout),

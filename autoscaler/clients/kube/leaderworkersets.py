@@ -37,6 +37,7 @@ from autoscaler.clients.kube import (
     api_host,
     call_json,
 )
+from autoscaler.core.replica_states import PodView, ReplicaState
 from autoscaler.core.signals import ReplicaCounts
 
 GROUP: Final = "leaderworkerset.x-k8s.io"
@@ -296,6 +297,36 @@ def group_states(pods: Iterable[Mapping[str, Any]], lws_name: str) -> list[Group
                 created=min(created) if created else None,
                 ready_at=max(ready_times) if len(ready_times) == len(group) else None,
                 nodes=nodes,
+            )
+        )
+    return out
+
+
+def view_groups(pods: Iterable[PodView], lws_name: str) -> list[GroupState]:
+    """The groups of ``lws_name`` from the pod watch's parsed pods (as :func:`group_states`
+    from raw ones; terminating pods left out, no node names: the watch does not keep them)."""
+    members: dict[int, list[PodView]] = {}
+    for pod in pods:
+        if pod.labels.get(NAME_LABEL) != lws_name or pod.state is ReplicaState.TERMINATING:
+            continue
+        try:
+            index = int(pod.labels.get(GROUP_INDEX_LABEL, ""))
+        except ValueError:
+            continue
+        members.setdefault(index, []).append(pod)
+    out: list[GroupState] = []
+    for index in sorted(members):
+        group = members[index]
+        ready = [p.ready_at for p in group if p.state is ReplicaState.READY]
+        ready_times = [t if t is not None else 0.0 for t in ready]
+        out.append(
+            GroupState(
+                index=index,
+                pods=len(group),
+                ready_pods=len(ready_times),
+                created=min(p.created_at for p in group),
+                ready_at=max(ready_times) if len(ready_times) == len(group) else None,
+                nodes=(),
             )
         )
     return out

@@ -33,6 +33,11 @@ workload, ``WatchedWorkload.kind``) is read by one more thread every ``spec_inte
 missing one (404) means "unknown"
 and :func:`~autoscaler.core.replica_states.replica_counts` falls back to the pods it sees.
 
+A **LeaderWorkerSet** counts in groups (:mod:`.leaderworkersets`): that thread also reads its
+group size; pods (leaders and workers: the selector must match both) are grouped by
+``group-index``, a group is ready when all its pods are, and its lead time runs from creation to
+its last pod's Ready. Until the size is read, counts are unknown (:class:`NotSyncedError`).
+
 Accessors are thread-safe and cheap (no I/O): they read the cache under one lock. Before the
 first list of a workload completes, :meth:`PodWatcher.synced` is False and :meth:`counts`
 raises :class:`NotSyncedError` (never "zero replicas"), so a caller that treats it as missing
@@ -46,7 +51,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import urllib3
@@ -61,11 +66,13 @@ from autoscaler.clients.kube import (
     read_json,
     read_workload_call,
 )
+from autoscaler.clients.kube import leaderworkersets as lws
 from autoscaler.core.replica_states import (
     DEFAULT_TIME_TO_READY_WINDOW,
     MalformedPodError,
     PodView,
     TimeToReadyWindow,
+    lead_time_s,
     over_pending_timeout,
     parse_pod,
     replica_counts,
@@ -77,6 +84,8 @@ __all__ = ["NotSyncedError", "PodWatcher", "WatchedWorkload"]
 
 log = logging.getLogger(__name__)
 
+WATCHED_KINDS: Final[tuple[str, ...]] = (*WORKLOAD_KINDS, lws.KIND)
+"""The ``apps/v1`` kinds, and LeaderWorkerSet (one replica = one group of pods)."""
 _GONE: Final = 410
 _LIST_PAGE: Final = 500
 
@@ -89,12 +98,12 @@ class WatchedWorkload:
     namespace: str
     selector: Mapping[str, str]
     kind: str = "Deployment"
-    """The ``apps/v1`` kind whose ``spec.replicas`` is read (``WORKLOAD_KINDS``)."""
+    """The kind whose ``spec.replicas`` is read (``WATCHED_KINDS``)."""
 
     def __post_init__(self) -> None:
-        if self.kind not in WORKLOAD_KINDS:
+        if self.kind not in WATCHED_KINDS:
             raise ValueError(
-                f"workload {self.key}: kind {self.kind!r} is not one of {', '.join(WORKLOAD_KINDS)}"
+                f"workload {self.key}: kind {self.kind!r} is not one of {', '.join(WATCHED_KINDS)}"
             )
         namespace, sep, name = self.key.partition("/")
         if not sep or not name or namespace != self.namespace:
@@ -185,6 +194,8 @@ class PodWatcher:
         self._group_of: dict[str, _Group] = {}
         self._groups: list[_Group] = []
         self._spec: dict[str, int | None] = {}
+        self._size: dict[str, int] = {}
+        """Group size of each LeaderWorkerSet target, as last read."""
         self._spec_error: dict[str, str] = {}
         self._spec_thread: threading.Thread | None = None
         by_pair: dict[tuple[str, frozenset[tuple[str, str]]], _Group] = {}
@@ -281,19 +292,38 @@ class PodWatcher:
             synced = group.synced
             pods = list(group.pods.values())
             spec = self._spec.get(key)
+            size = self._size.get(key)
         if not synced:
             raise NotSyncedError(
                 f"list pods {group.label}",
                 "no complete list yet, replica states unknown",
                 host=self._host,
             )
-        return replica_counts(pods, now, spec)
+        workload = self._workloads[key]
+        if workload.kind != lws.KIND:
+            return replica_counts(pods, now, spec)
+        if size is None:
+            raise NotSyncedError(
+                f"get leaderworkerset {key}",
+                "group size not read yet, replica states unknown",
+                host=self._host,
+            )
+        counts = lws.replica_counts(lws.view_groups(pods, workload.name), size, now)
+        return counts if spec is None else replace(counts, spec=spec)
 
     def time_to_ready_s(self, key: str) -> float | None:
-        """The observed lead time of ``key`` (median of recent replicas), None before any."""
+        """The observed lead time of ``key`` (median of recent replicas), None before any;
+        for a LeaderWorkerSet, of its ready groups (creation to the last pod's Ready)."""
         group = self._group_of[key]
+        workload = self._workloads[key]
         with self._lock:
-            return group.time_to_ready.value()
+            if workload.kind != lws.KIND:
+                return group.time_to_ready.value()
+            pods = list(group.pods.values())
+            size = self._size.get(key)
+        if size is None:
+            return None
+        return lead_time_s(lws.group_lead_times(lws.view_groups(pods, workload.name), size))
 
     def over_pending_timeout(self, key: str, now: float, pending_timeout_s: float) -> list[PodView]:
         """Unready replicas of ``key`` older than the pending timeout, oldest first."""
@@ -505,6 +535,9 @@ class PodWatcher:
     def _read_spec(self, workload: WatchedWorkload) -> None:
         """Read the workload's ``spec.replicas``; keep the last value when the read fails."""
         operation = f"get {workload.kind.lower()} {workload.key}"
+        if workload.kind == lws.KIND:
+            self._read_lws(workload)
+            return
         try:
             response = read_workload_call(
                 self._apps, workload.kind, workload.namespace, workload.name, self.request_timeout
@@ -527,6 +560,22 @@ class PodWatcher:
             self._set_spec(workload.key, None, f"{operation}: no usable spec.replicas")
         else:
             self._set_spec(workload.key, replicas, None)
+
+    def _read_lws(self, workload: WatchedWorkload) -> None:
+        """A LeaderWorkerSet's ``spec.replicas`` (groups) and group size."""
+        try:
+            target = lws.read_lws(
+                self._api, workload.namespace, workload.name, request_timeout=self.request_timeout
+            )
+        except Exception as exc:  # the thread must survive anything the stack raises
+            where = f"get leaderworkerset {workload.key}"
+            error = exc if isinstance(exc, KubernetesError) else kubernetes_error(where, exc)
+            self._set_spec_error(workload.key, error)
+            return
+        if target is not None:
+            with self._lock:
+                self._size[workload.key] = target.group_size
+        self._set_spec(workload.key, None if target is None else target.spec_replicas, None)
 
     def _set_spec(self, key: str, replicas: int | None, problem: str | None) -> None:
         with self._lock:

@@ -56,6 +56,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_EVENT_API: dict[str, str] = {
+    **{kind: "apps/v1" for kind in WORKLOAD_KINDS},
+    "LeaderWorkerSet": "leaderworkerset.x-k8s.io/v1",
+}
+"""``apiVersion`` of the object an Event is about, by its kind."""
+
 HPA_KIND: Final = "HorizontalPodAutoscaler"
 KEDA_KIND: Final = "ScaledObject"
 KEDA_LABEL: Final = "scaledobject.keda.sh/name"
@@ -260,8 +266,8 @@ class EventRecorder:
         self._host: str | None = getattr(api_client.configuration, "host", None)
         self.kinds: dict[str, str] = dict(kinds or {})
         for key, kind in self.kinds.items():
-            if kind not in WORKLOAD_KINDS:
-                raise ValueError(f"workload {key}: kind {kind!r} is not one of {WORKLOAD_KINDS}")
+            if kind not in _EVENT_API:
+                raise ValueError(f"workload {key}: kind {kind!r} is not one of {tuple(_EVENT_API)}")
         self.component = component
         self.instance = instance
         self.dedup_window_s = dedup_window_s
@@ -359,7 +365,7 @@ class EventRecorder:
             "kind": "Event",
             "metadata": {"name": name, "namespace": namespace},
             "involvedObject": {
-                "apiVersion": "apps/v1",
+                "apiVersion": _EVENT_API[kind],
                 "kind": kind,
                 "name": workload_name,
                 "namespace": namespace,

@@ -15,11 +15,13 @@ What is written to ``--out``:
 | ``report.json`` | the figures: ``simulate --json``, accuracy by horizon, settings, token budgets |
 | ``hpa.yaml`` | the HorizontalPodAutoscaler |
 | ``keda-scaledobject.yaml`` | the ScaledObject and its TriggerAuthentication |
+| ``pd-roles-*.yaml`` | with ``--disaggregation``: an HPA and a ScaledObject per role |
 | ``plots/*.png`` | curve, demand, accuracy (and replicas, for a request trace) |
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -30,6 +32,7 @@ from autoscaler.errors import InputError
 from autoscaler.offline.report import manifests
 from autoscaler.offline.report.accuracy import Accuracy, backtest
 from autoscaler.offline.report.contents import Report
+from autoscaler.offline.report.disaggregation import disaggregation
 from autoscaler.offline.report.engine_settings import EngineSettings, compare_budgets
 from autoscaler.offline.report.history import History
 from autoscaler.offline.report.recommend import (
@@ -69,8 +72,10 @@ def build_report(
     *,
     progress: Progress | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    disaggregated: bool = False,
 ) -> Report:
-    """Backtest, replay, recommend and render the manifests for ``history``.
+    """Backtest, replay, recommend and render the manifests for ``history``; with
+    ``disaggregated``, also compare it with a prefill/decode fleet (:mod:`.disaggregation`).
 
     ``request.policies`` are the policies to replay (``forecast@SETTING``s and baselines, see
     :func:`autoscaler.offline.report.replay.policy_labels`). A history too short to backtest still
@@ -133,6 +138,12 @@ def build_report(
     started = clock()
     engine, engine_note = engine_settings(history, request, progress)
     timings["engine_settings"] = clock() - started
+    pd, pd_note = None, None
+    if disaggregated:
+        started = clock()
+        pd, why = disaggregation(history, request)
+        pd_note = why or None
+        timings["disaggregation"] = clock() - started
     return Report(
         history=history,
         request=request,
@@ -147,6 +158,8 @@ def build_report(
         timings_s=timings,
         engine_settings=engine,
         engine_settings_note=engine_note,
+        disaggregation=pd,
+        disaggregation_note=pd_note,
     )
 
 
@@ -185,6 +198,8 @@ class ReportFiles:
     hpa: Path
     keda: Path
     plots: Mapping[str, Path]
+    roles: tuple[Path, ...] = ()
+    """``pd-roles-hpa.yaml`` and ``pd-roles-keda.yaml``, with ``--disaggregation``."""
 
 
 def draw_plots(report: Report, plots_dir: Path) -> dict[str, Path]:
@@ -260,6 +275,11 @@ def write_report(
     )
     files.hpa.write_text(report.hpa_yaml, encoding="utf-8")
     files.keda.write_text(report.keda_yaml, encoding="utf-8")
+    if report.disaggregation is not None:
+        roles = (out_dir / "pd-roles-hpa.yaml", out_dir / "pd-roles-keda.yaml")
+        roles[0].write_text(report.disaggregation.hpa_yaml, encoding="utf-8")
+        roles[1].write_text(report.disaggregation.keda_yaml, encoding="utf-8")
+        files = dataclasses.replace(files, roles=roles)
     files.json.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
     if progress is not None:
         progress(WRITING, 1.0)

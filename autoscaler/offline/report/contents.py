@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from autoscaler.offline.report.accuracy import Accuracy
+from autoscaler.offline.report.disaggregation import Disaggregation
 from autoscaler.offline.report.engine_settings import EngineSettings
 from autoscaler.offline.report.history import History
 from autoscaler.offline.report.recommend import CurvePoint, Settings
@@ -38,6 +39,10 @@ class Report:
     engine_settings: EngineSettings | None = None
     engine_settings_note: str | None = None
     """Why there is no engine-settings table (a rate history), when there is none."""
+    disaggregation: Disaggregation | None = None
+    """Aggregated vs disaggregated (``report --disaggregation``), when asked and possible."""
+    disaggregation_note: str | None = None
+    """Why it was asked for and is not there (a rate history)."""
 
     def to_json(self) -> dict[str, object]:
         h = self.history
@@ -57,6 +62,9 @@ class Report:
             "settings": self.settings.to_json(),
             "engine_settings": (
                 None if self.engine_settings is None else self.engine_settings.to_json()
+            ),
+            "disaggregation": (
+                None if self.disaggregation is None else self.disaggregation.to_json()
             ),
             "engine_settings_note": self.engine_settings_note,
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},

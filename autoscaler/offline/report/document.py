@@ -438,6 +438,56 @@ def _method_section(report: Report) -> Section:
     return Section("How this report was made", "method", (Bullets(tuple(items)),))
 
 
+def _disaggregation_section(report: Report) -> Section | None:
+    """Aggregated vs disaggregated, when ``--disaggregation`` asked for it."""
+    title, anchor = "Aggregated vs disaggregated", "disaggregation"
+    d = report.disaggregation
+    if d is None:
+        note = report.disaggregation_note
+        return None if note is None else Section(title, anchor, (Paragraph(note),))
+    c = d.comparison
+    verdict = (
+        f"A prefill/decode fleet saves {c.saving:.0%} of the GPU-hours"
+        if c.saving > 0
+        else f"A prefill/decode fleet costs {-c.saving:.0%} more GPU-hours"
+    )
+    caps = ", ".join(f"{t.role} {t.max_replicas}" for t in d.targets)
+    return Section(
+        title,
+        anchor,
+        (
+            Paragraph(
+                "The cheapest per-minute plan meeting the SLO over this history for each fleet "
+                "shape (clairvoyant, zero start time): the fleet's shape, not a policy."
+            ),
+            Table(
+                ("fleet", "GPU-hours at the SLO", "target met"),
+                (
+                    ("aggregated", f"{c.aggregated_gpu_hours:.1f}", _yes(c.aggregated_met)),
+                    (
+                        f"disaggregated (prefill {c.prefill_gpu_hours:.1f} + decode "
+                        f"{c.decode_gpu_hours:.1f})",
+                        f"{c.disaggregated_gpu_hours:.1f}",
+                        _yes(c.disaggregated_met),
+                    ),
+                ),
+                numeric=(False, True, False),
+            ),
+            Paragraph(
+                f"{verdict}; recommended prefill:decode ratio {c.ratio_low:.1f}-"
+                f"{c.ratio_high:.1f} (10th-90th percentile over the minutes). Per-role "
+                f"manifests (caps: {caps}, each plan's peak plus a quarter):"
+            ),
+            Code(d.hpa_yaml, "pd-roles-hpa.yaml"),
+            Code(d.keda_yaml, "pd-roles-keda.yaml"),
+        ),
+    )
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
 def build_document(report: Report, *, available: Sequence[str]) -> Document:
     """The report's sections; images whose plot is not in ``available`` are left out."""
     sections = [
@@ -462,6 +512,9 @@ def build_document(report: Report, *, available: Sequence[str]) -> Document:
                 ),
             )
         )
+    pd = _disaggregation_section(report)
+    if pd is not None:
+        sections.append(pd)
     sections += [_advice_section(report), _manifest_section(report), _method_section(report)]
     kept = tuple(
         Section(
