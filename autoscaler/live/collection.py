@@ -426,14 +426,20 @@ def _histogram(rows: list[tuple[float, float]]) -> tuple[tuple[float, float], ..
     it is a whole cumulative histogram: ``+Inf`` present, no ``le`` twice, never decreasing
     (a row rejected as impossible, or with an unreadable ``le``, leaves a hole, and a histogram with
     a hole is no histogram)."""
-    if any(math.isnan(le) for le, _ in rows):
+    if not rows:
         return ()
     ordered = sorted(rows)
     les = [le for le, _ in ordered]
-    if not ordered or not math.isinf(les[-1]) or len(set(les)) != len(les):
+    # bounds are >= 0, +Inf or NaN (:func:`_bound`), so the sum is NaN exactly when one is NaN
+    if math.isnan(sum(les)) or les[-1] != math.inf or len(set(les)) != len(les):
         return ()
     values = [v for _, v in ordered]
-    if any(b < a - 1e-9 * max(abs(a), 1.0) for a, b in zip(values, values[1:], strict=False)):
+    if (
+        values != sorted(values)
+        and any(  # sorted: plainly cumulative, the common case
+            b < a - 1e-9 * max(abs(a), 1.0) for a, b in zip(values, values[1:], strict=False)
+        )
+    ):
         return ()
     return tuple(ordered)
 
