@@ -133,6 +133,12 @@ class GlobalConfig(_Strict):
     prometheus_partial_response: bool | None = None
     """Thanos Querier's ``partial_response`` (None: its default). false: a store that does not
     answer fails the query and the tick holds; true: its series are left out (docs/scale.md)."""
+    prometheus_tenant: str | None = Field(
+        default=None, min_length=1, max_length=150, pattern=r"^[A-Za-z0-9!_.*'()|-]+$"
+    )
+    """Mimir's (and Cortex's) tenant, sent as the ``X-Scope-OrgID`` header with every query
+    (None: no header). ``a|b`` asks several tenants at once where Mimir's tenant federation is
+    on. Mimir's own rule for a tenant ID: at most 150 of these characters."""
     tick_s: float = Field(default=15.0, gt=0)
     rate_window: str = "1m"
     scrape_interval_s: float = Field(default=15.0, gt=0)
