@@ -18,9 +18,14 @@ from autoscaler.clients.prometheus import (
     PrometheusUnavailable,
     _parse_instant,
     json_loads,
-    query_rows,
 )
-from autoscaler.clients.prometheus_rows import RowLabels, VectorRow, decode_vector, rows_of
+from autoscaler.clients.prometheus_rows import (
+    RowLabels,
+    VectorRow,
+    decode_vector,
+    query_rows,
+    rows_of,
+)
 from tests.test_prometheus_client import CannedPrometheus, Reply, prom  # noqa: F401 (fixture)
 
 NAMES = RowLabels()

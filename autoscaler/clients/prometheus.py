@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Final, Literal, Protocol, TypedDict, overload, runtime_checkable
+from typing import Any, Final, Literal, Protocol, TypedDict, overload
 
 import msgspec
 import numpy as np
@@ -66,9 +66,7 @@ __all__ = [
     "RawMatrixSeries",
     "RawResponse",
     "RawVectorSample",
-    "RowSource",
     "Sample",
-    "query_rows",
 ]
 
 log = logging.getLogger(__name__)
@@ -222,38 +220,6 @@ class PrometheusAPI(Protocol):
     def query_range(self, promql: str, start: float, end: float, step: float) -> list[RangeSeries]:
         """Evaluate ``promql`` every ``step`` seconds from ``start`` to ``end`` (Unix seconds)."""
         ...
-
-
-@runtime_checkable
-class RowSource(Protocol):
-    """A :class:`PrometheusAPI` that can decode an instant vector straight into rows."""
-
-    def query_rows(
-        self,
-        promql: str,
-        names: RowLabels,
-        *,
-        at: float | None = None,
-        deadline: float | None = None,
-    ) -> list[VectorRow]:
-        """As :meth:`PrometheusAPI.query`, each sample as a row keyed by ``names``' labels."""
-        ...
-
-
-def query_rows(
-    api: PrometheusAPI,
-    promql: str,
-    names: RowLabels,
-    *,
-    at: float | None = None,
-    deadline: float | None = None,
-) -> list[VectorRow]:
-    """``promql``'s instant vector as rows: through the client's typed decoder where it has one
-    (:class:`PrometheusClient`), else built from :meth:`PrometheusAPI.query`'s samples (data
-    fakes). The rows are the same either way."""
-    if isinstance(api, RowSource):
-        return api.query_rows(promql, names, at=at, deadline=deadline)
-    return rows_of(api.query(promql, at=at, deadline=deadline), names)
 
 
 # -- the HTTP client -------------------------------------------------------------------------

@@ -18,16 +18,22 @@ compares them).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-if TYPE_CHECKING:
-    from autoscaler.clients.prometheus import Sample
-
-__all__ = ["RowKeys", "RowLabels", "VectorRow", "decode_vector", "rows_of"]
+__all__ = [
+    "RowKeys",
+    "RowLabels",
+    "RowSource",
+    "SampleLike",
+    "VectorRow",
+    "decode_vector",
+    "query_rows",
+    "rows_of",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +65,68 @@ class VectorRow(
     point: tuple[float, float]
 
 
+class SampleLike(Protocol):
+    """What :func:`rows_of` reads of a sample (:class:`~autoscaler.clients.prometheus.Sample`,
+    named by its shape so that this module does not import the client)."""
+
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+    @property
+    def timestamp(self) -> float: ...
+    @property
+    def value(self) -> float: ...
+
+
+class SampleSource(Protocol):
+    """What :func:`query_rows` needs of any Prometheus API: its instant ``query`` (the shape of
+    :class:`~autoscaler.clients.prometheus.PrometheusAPI`'s, named here so that this module
+    does not import the client)."""
+
+    def query(
+        self, promql: str, *, at: float | None = None, deadline: float | None = None
+    ) -> Iterable[SampleLike]: ...
+
+
+@runtime_checkable
+class RowSource(Protocol):
+    """A Prometheus API that can decode an instant vector straight into rows
+    (:class:`~autoscaler.clients.prometheus.PrometheusClient`)."""
+
+    def query_rows(
+        self,
+        promql: str,
+        names: RowLabels,
+        *,
+        at: float | None = None,
+        deadline: float | None = None,
+    ) -> list[VectorRow]:
+        """As ``query``, each sample as a row keyed by ``names``' labels."""
+        ...
+
+
+def query_rows(
+    api: SampleSource,
+    promql: str,
+    names: RowLabels,
+    *,
+    at: float | None = None,
+    deadline: float | None = None,
+) -> list[VectorRow]:
+    """``promql``'s instant vector as rows: through the client's typed decoder where it has one
+    (:class:`RowSource`), else built from ``query``'s samples (data fakes). The rows are the
+    same either way."""
+    if isinstance(api, RowSource):
+        return api.query_rows(promql, names, at=at, deadline=deadline)
+    return rows_of(api.query(promql, at=at, deadline=deadline), names)
+
+
 class _Body(msgspec.Struct):
     status: str
     data: Any
     warnings: list[str] = []
 
 
-def rows_of(samples: Iterable[Sample], names: RowLabels) -> list[VectorRow]:
+def rows_of(samples: Iterable[SampleLike], names: RowLabels) -> list[VectorRow]:
     """The rows of decoded samples (the general path, and data fakes)."""
     return [
         VectorRow(

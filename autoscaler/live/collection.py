@@ -47,9 +47,8 @@ from autoscaler.clients.prometheus import (
     PrometheusSlow,
     PrometheusUnreachable,
     Sample,
-    query_rows,
 )
-from autoscaler.clients.prometheus_rows import RowLabels, VectorRow, rows_of
+from autoscaler.clients.prometheus_rows import RowLabels, VectorRow, query_rows, rows_of
 from autoscaler.config import WorkloadConfig
 from autoscaler.core.sample_checks import FRACTION_FIELDS, SIGNED_FIELDS, sample_problem
 from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
