@@ -10,8 +10,8 @@ policy, the store and the loop's metrics are all counted; Prometheus' own query 
 (it depends on the cluster). Bodies are sent uncompressed (loopback).
 
 Each size runs in a fresh process, so its peak RSS is its own. Per-stage times are medians
-over the ticks: ``fetch`` (HTTP, the client waiting for bodies), ``decode`` (JSON to samples),
-``snapshot`` (samples to snapshots), ``policy``, ``store``, ``metrics`` (the loop's
+over the ticks: ``fetch`` (HTTP, the client waiting for bodies), ``decode`` (JSON to rows),
+``snapshot`` (rows filed and freed, snapshots built), ``policy``, ``store``, ``metrics`` (the loop's
 Prometheus metrics and the other per-workload edges).
 
     python benchmarks/loop_tick.py [--ticks 12] [--sizes 1000,10000,30000]

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from autoscaler.clients.fake_prometheus import FakePrometheus
 from autoscaler.clients.prometheus import (
@@ -305,3 +307,45 @@ def test_without_dcgm_rows_the_gpu_memory_fields_stay_empty_and_nothing_is_stale
     snap = snaps["llm/chat"]
     assert snap.gpu_memory_usage is None and snap.per_replica_gpu_memory_usage == ()
     assert not snap.stale
+
+
+def _histogram_as_it_was(rows: list[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
+    """``collection._histogram`` before its fast paths (the reference it must agree with)."""
+    if any(math.isnan(le) for le, _ in rows):
+        return ()
+    ordered = sorted(rows)
+    les = [le for le, _ in ordered]
+    if not ordered or not math.isinf(les[-1]) or len(set(les)) != len(les):
+        return ()
+    values = [v for _, v in ordered]
+    if any(b < a - 1e-9 * max(abs(a), 1.0) for a, b in zip(values, values[1:], strict=False)):
+        return ()
+    return tuple(ordered)
+
+
+_BOUND = st.one_of(
+    st.sampled_from([0.0, 0.1, 0.5, 1.0, 2.5, math.inf, math.nan]),
+    st.floats(min_value=0.0, max_value=1e6),
+)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(_BOUND, st.floats(min_value=0.0, max_value=100.0)),
+            st.just((math.nan, math.nan)),  # a rejected or unreadable row
+        ),
+        max_size=12,
+    ),
+    st.booleans(),
+)
+def test_histogram_assembly_agrees_with_the_plain_reading(rows, cumulative):
+    """The bucket rows' checks (fast paths for the common case) decide exactly as the plain
+    reading does, on cumulative and broken histograms alike."""
+    from autoscaler.live.collection import _histogram
+
+    if cumulative:  # make most of them whole cumulative histograms
+        les = sorted({le for le, _ in rows if not math.isnan(le)} | {math.inf})
+        # every other bucket a hair below the one before: decreasing, within the tolerance
+        rows = [(le, float(i // 2) - (1e-10 if i % 2 else 0.0)) for i, le in enumerate(les)]
+    assert _histogram(list(rows)) == _histogram_as_it_was(list(rows))

@@ -126,11 +126,11 @@ def test_extra_matchers_and_selector_matchers():
         for q in build_queries(get_engine("triton_trtllm"), extra_matchers={"namespace": "prod"})
     }
     assert queries["waiting"] == (
-        f'sum by ({W}) (nv_trt_llm_request_metrics{{request_type="waiting",namespace="prod"}})'
+        f'sum by ({W}) (nv_trt_llm_request_metrics{{request_type="waiting",namespace=~"prod"}})'
     )
     assert queries["kv_usage"] == (
         f"avg by ({W}) "
-        '(nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="fraction",namespace="prod"})'
+        '(nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="fraction",namespace=~"prod"})'
     )
     assert "ttft_p90_s" not in queries and "e2e_p95_s" not in queries
 
@@ -138,7 +138,7 @@ def test_extra_matchers_and_selector_matchers():
 def test_selector_escapes_quotes():
     series = get_engine("vllm").waiting[0]
     assert selector(series, extra={"namespace": 'a"b'}) == (
-        'vllm:num_requests_waiting{namespace="a\\"b"}'
+        'vllm:num_requests_waiting{namespace=~"a\\"b"}'
     )
 
 
@@ -221,7 +221,7 @@ def test_gpu_memory_queries_take_the_labels_and_matchers_given():
         )
     }
     q = queries["per_replica_gpu_memory_usage"]
-    assert 'DCGM_FI_DEV_FB_USED{ns="prod"}' in q and 'vllm:num_requests_running{ns="prod"}' in q
+    assert 'DCGM_FI_DEV_FB_USED{ns=~"prod"}' in q and 'vllm:num_requests_running{ns=~"prod"}' in q
     assert "on (ns, instance) group_left (app)" in q and q.startswith("max by (ns, app, instance)")
 
 

@@ -42,10 +42,13 @@ class CannedPrometheus:
     url: str = ""
     replies: dict[str, list[Reply]] = field(default_factory=dict)
     seen: list[dict[str, str]] = field(default_factory=list)
+    tenants: list[str | None] = field(default_factory=list)
+    """The ``X-Scope-OrgID`` header of every request (None: not sent)."""
 
     async def handle(self, request: web.Request) -> web.Response:
         form = {k: str(v) for k, v in (await request.post()).items()}
         self.seen.append({"path": request.path, **form})
+        self.tenants.append(request.headers.get("X-Scope-OrgID"))
         queue = self.replies.get(form.get("query", ""), [Reply(404, "no canned reply")])
         reply = queue.pop(0) if len(queue) > 1 else queue[0]
         if reply.delay_s:
@@ -283,3 +286,25 @@ def test_a_garbage_sample_value_is_a_malformed_answer_not_a_crash(prom, client):
     prom.replies["up"] = [Reply(body=vector(({"a": "b"}, 1000.0, "1"), ({"a": "c"}, 1000.0, "x")))]
     with pytest.raises(PrometheusUnavailable, match="non-numeric"):
         client.query("up", at=1000.0)
+
+
+@pytest.mark.parametrize("tenant", [None, "team-a", "team-a|team-b"])
+def test_the_configured_mimir_tenant_is_sent_with_every_query(prom, tenant):
+    from autoscaler.cli.serve_assembly import prometheus_client
+    from autoscaler.clients.prometheus_rows import RowLabels
+    from autoscaler.config import GlobalConfig
+
+    prom.replies["up"] = [Reply(body=vector())]
+    service = GlobalConfig(prometheus_url=prom.url, prometheus_tenant=tenant)
+    with prometheus_client(service) as c:
+        c.query("up", at=1000.0)
+        c.query_rows("up", RowLabels(), at=1000.0)
+    assert prom.tenants == [tenant, tenant]
+
+
+@pytest.mark.parametrize("bad", ["", "team a", "team\nX-Other: 1", "t" * 151, "team/a"])
+def test_a_tenant_mimir_would_refuse_is_a_config_error(bad):
+    from autoscaler.config import GlobalConfig
+
+    with pytest.raises(ValueError, match="prometheus_tenant"):
+        GlobalConfig(prometheus_tenant=bad)

@@ -35,7 +35,7 @@ from autoscaler.clients.kube.leases import LeaseClient
 from autoscaler.clients.kube.pods import PodWatcher, WatchedWorkload
 from autoscaler.clients.kube.workloads import CurrentAutoscalerReader, EventRecorder
 from autoscaler.clients.prometheus import PrometheusClient
-from autoscaler.config import ServiceConfig
+from autoscaler.config import GlobalConfig, ServiceConfig
 from autoscaler.core.wire_names import PUBLISHED_METRICS
 from autoscaler.engines.registry import ENGINES, GPU_MEMORY
 from autoscaler.errors import InputError
@@ -86,6 +86,22 @@ def _tls_files(config: ServiceConfig, tmp: Path) -> tuple[str, str]:
     (tmp / "tls.key").write_bytes(key)
     log.warning("no tls_cert_file in the config: serving HTTPS with a self-signed certificate")
     return str(tmp / "tls.crt"), str(tmp / "tls.key")
+
+
+TENANT_HEADER = "X-Scope-OrgID"
+"""The header Mimir and Cortex read the tenant from."""
+
+
+def prometheus_client(service: GlobalConfig) -> PrometheusClient:
+    """The Prometheus client the settings describe (URL, timeout, Thanos' partial response,
+    Mimir's tenant)."""
+    tenant = service.prometheus_tenant
+    return PrometheusClient(
+        service.prometheus_url,
+        timeout_s=service.prometheus_timeout_s,
+        partial_response=service.prometheus_partial_response,
+        headers={TENANT_HEADER: tenant} if tenant is not None else None,
+    )
 
 
 def serve(config: ServiceConfig, options: ServeOptions) -> int:
@@ -149,11 +165,7 @@ def serve(config: ServiceConfig, options: ServeOptions) -> int:
             )
 
     with (
-        PrometheusClient(
-            config.service.prometheus_url,
-            timeout_s=config.service.prometheus_timeout_s,
-            partial_response=config.service.prometheus_partial_response,
-        ) as prometheus,
+        prometheus_client(config.service) as prometheus,
         tempfile.TemporaryDirectory() as tmp,
     ):
         if config.service.replica_source == "kube-state-metrics":

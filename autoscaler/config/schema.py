@@ -134,6 +134,16 @@ class GlobalConfig(_Strict):
     prometheus_partial_response: bool | None = None
     """Thanos Querier's ``partial_response`` (None: its default). false: a store that does not
     answer fails the query and the tick holds; true: its series are left out (docs/scale.md)."""
+    prometheus_tenant: str | None = Field(
+        default=None, min_length=1, max_length=150, pattern=r"^[A-Za-z0-9!_.*'()|-]+$"
+    )
+    """Mimir's (and Cortex's) tenant, sent as the ``X-Scope-OrgID`` header with every query
+    (None: no header). ``a|b`` asks several tenants at once where Mimir's tenant federation is
+    on. Mimir's own rule for a tenant ID: at most 150 of these characters."""
+    query_matchers: dict[str, str] = {}
+    """A shard's part of the fleet: label to regular expression (RE2, fully anchored), added as
+    ``label=~"regex"`` to every engine series the tick and the backfill read, so Prometheus
+    sends this shard's rows only (``namespace: "team-a|team-b"``; docs/scale.md)."""
     tick_s: float = Field(default=15.0, gt=0)
     rate_window: str = "1m"
     scrape_interval_s: float = Field(default=15.0, gt=0)
@@ -170,6 +180,18 @@ class GlobalConfig(_Strict):
         if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s]*)?", value):
             raise ValueError(f"{value!r} is not an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("query_matchers")
+    @classmethod
+    def _matchers(cls, value: dict[str, str]) -> dict[str, str]:
+        for label, pattern in value.items():
+            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label) or label.startswith("__"):
+                raise ValueError(f"{label!r} is not a Prometheus label name")
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"{label}: {pattern!r} is not a regular expression ({e})") from e
+        return value
 
     @field_validator("rate_window")
     @classmethod

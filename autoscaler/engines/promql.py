@@ -95,9 +95,11 @@ COUNTER_FIELDS: dict[Signal, str] = {
 
 
 def selector(series: Series, suffix: str = "", extra: Mapping[str, str] | None = None) -> str:
-    """``name{a="b",...}``: the series' own matchers, then ``extra`` (e.g. a namespace filter)."""
-    matchers = [*series.matchers, *sorted((extra or {}).items())]
-    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in matchers)
+    """``name{a="b",...,c=~"d"}``: the series' own (equality) matchers, then ``extra``, which are
+    regular-expression matchers (label to RE2 pattern, fully anchored as Prometheus anchors
+    them): a shard's ``namespace=~"team-a|team-b"``; a literal pattern is plain equality."""
+    own = [f'{k}="{_escape(v)}"' for k, v in series.matchers]
+    inner = ",".join([*own, *(f'{k}=~"{_escape(v)}"' for k, v in sorted((extra or {}).items()))])
     name = series.name + suffix
     return f"{name}{{{inner}}}" if inner else name
 

@@ -48,6 +48,7 @@ from autoscaler.clients.prometheus import (
     PrometheusUnreachable,
     Sample,
 )
+from autoscaler.clients.prometheus_rows import RowLabels, VectorRow, query_rows, rows_of
 from autoscaler.config import WorkloadConfig
 from autoscaler.core.sample_checks import FRACTION_FIELDS, SIGNED_FIELDS, sample_problem
 from autoscaler.core.signals import ReplicaCounts, SignalSnapshot
@@ -138,13 +139,15 @@ def collect(
     profile_of = _profiles(workloads, engines)
     fleet = build_fleet_queries(profile_of, lb, window, extra_matchers, gpu_memory=gpu_memory)
     filed = _Filed(profile_of)
+    names = _row_labels(lb)
     stopped: str | None = None
     for engine_name, queries in fleet.items():
         for q in queries:
             if stopped is not None:
                 break  # no connection, or no time: every other query would wait in vain too
             try:
-                filed.file(engine_name, q, api.query(q.promql, at=now, deadline=deadline), lb)
+                rows = query_rows(api, q.promql, names, at=now, deadline=deadline)
+                filed.file(engine_name, q, rows, lb)
             except PrometheusUnreachable as exc:
                 stopped = f"Prometheus unreachable: {exc}"
             except PrometheusSlow as exc:
@@ -326,7 +329,7 @@ class _Filed:
         self.newest: dict[str, float] = {}
         self.rejected: dict[str, list[str]] = defaultdict(list)
 
-    def file(self, engine_name: str, q: Query, rows: list[Sample], lb: GroupingLabels) -> None:
+    def file(self, engine_name: str, q: Query, rows: list[VectorRow], lb: GroupingLabels) -> None:
         _assign(
             q,
             rows,
@@ -354,9 +357,9 @@ def _assemble(
     filed = _Filed(profile_of)
     for engine_name, queries in fleet.items():
         for q in queries:
-            rows = results.get((engine_name, q.field))
-            if rows is not None:
-                filed.file(engine_name, q, rows, lb)
+            samples = results.get((engine_name, q.field))
+            if samples is not None:
+                filed.file(engine_name, q, rows_of(samples, _row_labels(lb)), lb)
     return _snapshots(workloads, profile_of, fleet, filed, now, staleness_s, replicas)
 
 
@@ -422,21 +425,32 @@ def _histogram(rows: list[tuple[float, float]]) -> tuple[tuple[float, float], ..
     it is a whole cumulative histogram: ``+Inf`` present, no ``le`` twice, never decreasing
     (a row rejected as impossible, or with an unreadable ``le``, leaves a hole, and a histogram with
     a hole is no histogram)."""
-    if any(math.isnan(le) for le, _ in rows):
+    if not rows:
         return ()
     ordered = sorted(rows)
     les = [le for le, _ in ordered]
-    if not ordered or not math.isinf(les[-1]) or len(set(les)) != len(les):
+    # bounds are >= 0, +Inf or NaN (:func:`_bound`), so the sum is NaN exactly when one is NaN
+    if math.isnan(sum(les)) or les[-1] != math.inf or len(set(les)) != len(les):
         return ()
     values = [v for _, v in ordered]
-    if any(b < a - 1e-9 * max(abs(a), 1.0) for a, b in zip(values, values[1:], strict=False)):
+    if (
+        values != sorted(values)
+        and any(  # sorted: plainly cumulative, the common case
+            b < a - 1e-9 * max(abs(a), 1.0) for a, b in zip(values, values[1:], strict=False)
+        )
+    ):
         return ()
     return tuple(ordered)
 
 
+def _row_labels(lb: GroupingLabels) -> RowLabels:
+    """The labels rows are filed by: the grouping labels and ``le``."""
+    return RowLabels(lb.namespace, lb.workload, lb.pod)
+
+
 def _assign(
     q: Query,
-    rows: list[Sample],
+    rows: list[VectorRow],
     wanted: set[str],
     lb: GroupingLabels,
     scalars: dict[str, dict[str, float | None]],
@@ -463,34 +477,34 @@ def _assign(
     )
     lo = -_BELOW_INF if field in SIGNED_FIELDS else -_SLACK
     hi = 1.0 + _SLACK if field in FRACTION_FIELDS else _BELOW_INF
-    ns_label, name_label, pod_label = lb.namespace, lb.workload, lb.pod
+    pod_label = lb.pod
     for row in rows:
         labels = row.labels
-        ns = labels.get(ns_label)
-        name = labels.get(name_label)
+        ns = labels.namespace
+        name = labels.workload
         if ns is None or name is None:
             continue
         key = f"{ns}/{name}"
         if key not in wanted:
             continue
-        t = row.timestamp
+        t, raw = row.point
         if t > newest.get(key, -math.inf) and t != math.inf:
             newest[key] = t
-        value: float | None = row.value
-        if not lo <= row.value <= hi:  # NaN, infinite or out of bounds: the careful path
-            problem = sample_problem(field, row.value)
+        value: float | None = raw
+        if not lo <= raw <= hi:  # NaN, infinite or out of bounds: the careful path
+            problem = sample_problem(field, raw)
             if problem is not None:
-                pod = labels.get(pod_label)
+                pod = labels.pod
                 where = f"{field}{{{pod_label}={pod!r}}}" if pod else field
-                rejected[key].append(f"{where}={row.value:g}: {problem}")
+                rejected[key].append(f"{where}={raw:g}: {problem}")
             value = None
         if kind == "pod":
             if value is not None:
-                per_pod[key][field].append((labels.get(pod_label, ""), value))
+                per_pod[key][field].append((labels.pod or "", value))
         elif kind == "bucket":
             # a rejected or unreadable row still takes its place (NaN), so the histogram it
             # belongs to is known to have a hole
-            le = _bound(labels.get("le"))
+            le = _bound(labels.le)
             ok = value is not None and le is not None
             buckets[key][field].append((le, value) if ok else (math.nan, math.nan))  # type: ignore[arg-type]
         elif kind == "scalar":

@@ -288,6 +288,7 @@ class ControlLoop:
             engines=self.engines,
             replicas=counts,
             window=service.rate_window,
+            extra_matchers=service.query_matchers,
             deadline=deadline,
             problems=prometheus_problems,
             gpu_memory=self.gpu_memory,
@@ -478,6 +479,7 @@ class ControlLoop:
             step=service.tick_s,
             engines=self.engines,
             window=service.rate_window,
+            extra_matchers=service.query_matchers,
             gpu_memory=self.gpu_memory,
         )
         replayed = 0
