@@ -22,15 +22,25 @@ from collections.abc import Mapping, Sequence
 from typing import Final, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
+from autoscaler.config.fields import (
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    IMAGE_REF,
+    LABEL_NAME,
+    LABEL_VALUE,
+    Strict,
+    located,
+    one_of,
+    prom_duration_seconds,
+)
+from autoscaler.config.gateway import GatewayConfig
+from autoscaler.config.prefetch import PrefetchConfig
 from autoscaler.config.roles import RoleName, RolesConfig, TargetKind
 from autoscaler.core.replica_states import DEFAULT_PENDING_TIMEOUT_S
 from autoscaler.core.slo import SloSpec
@@ -47,64 +57,8 @@ KNOWN_TP: Final[tuple[int, ...]] = (2, 4, 8)
 ENGINES_CONTEXT_KEY: Final = "engines"
 _DEFAULT_SLO: Final = SloSpec()
 
-# Kubernetes names: a namespace is a DNS-1123 label, a workload (Deployment) a DNS-1123 subdomain.
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-# Label keys: optional DNS-subdomain prefix and a 1-63 character name; values may be empty.
-_LABEL_NAME = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)")
-_LABEL_VALUE = re.compile(r"(([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?)")
-# PromQL range durations as used in rate(...[1m]): one or more <number><unit> parts.
-_PROM_DURATION = re.compile(r"(?:(\d+)(ms|s|m|h|d|w|y))+")
-_PROM_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
-_PROM_UNIT_S: Final[dict[str, float]] = {
-    "ms": 0.001,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-    "d": 86400.0,
-    "w": 604800.0,
-    "y": 31536000.0,
-}
 
-# OCI image reference, after github.com/distribution/reference (regexp.go).
-_REF_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_REF_DOMAIN = (
-    rf"(?:{_REF_DOMAIN_COMPONENT}(?:\.{_REF_DOMAIN_COMPONENT})*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?"
-)
-_REF_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
-_REF_TAG = r"[\w][\w.-]{0,127}"
-_REF_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-_IMAGE_REF = re.compile(
-    rf"(?:(?P<domain>{_REF_DOMAIN})/)?"
-    rf"(?P<path>{_REF_PATH_COMPONENT}(?:/{_REF_PATH_COMPONENT})*)"
-    rf"(?::(?P<tag>{_REF_TAG}))?"
-    rf"(?:@(?P<digest>{_REF_DIGEST}))?"
-)
-
-
-def _located(field: str, message: str) -> PydanticCustomError:
-    """A validation error attributed to ``field`` (a path relative to the failing model)."""
-    return PydanticCustomError("config", "{problem}", {"problem": message, "field": field})
-
-
-def prom_duration_seconds(text: str) -> float:
-    """Seconds in a PromQL duration such as ``1m`` or ``1h30m``; ``ValueError`` if malformed."""
-    if not _PROM_DURATION.fullmatch(text):
-        raise ValueError(f"{text!r} is not a PromQL duration such as 30s, 1m or 1h30m")
-    return sum(int(n) * _PROM_UNIT_S[u] for n, u in _PROM_DURATION_PART.findall(text))
-
-
-def _one_of(kind: str, value: str, known: Sequence[str]) -> str:
-    if value not in known:
-        raise ValueError(f"unknown {kind} {value!r}; known: {', '.join(known)}")
-    return value
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-
-class PortsConfig(_Strict):
+class PortsConfig(Strict):
     """Listening ports of ``serve`` (DESIGN.md, "Contracts")."""
 
     https: int = Field(default=6443, ge=1, le=65535)
@@ -120,12 +74,12 @@ class PortsConfig(_Strict):
         for name in ("https", "metrics", "grpc"):
             port: int = getattr(self, name)
             if port in seen:
-                raise _located(name, f"port {port} is already used by ports.{seen[port]}")
+                raise located(name, f"port {port} is already used by ports.{seen[port]}")
             seen[port] = name
         return self
 
 
-class GlobalConfig(_Strict):
+class GlobalConfig(Strict):
     """Settings shared by every workload."""
 
     prometheus_url: str = "http://localhost:9090"
@@ -212,7 +166,7 @@ class GlobalConfig(_Strict):
     @model_validator(mode="after")
     def _budget_within_tick(self) -> GlobalConfig:
         if self.tick_budget_s is not None and self.tick_budget_s >= self.tick_s:
-            raise _located(
+            raise located(
                 "tick_budget_s",
                 f"must be shorter than tick_s ({self.tick_s:g}s), got {self.tick_budget_s:g}s",
             )
@@ -222,13 +176,13 @@ class GlobalConfig(_Strict):
     def _tls_pair(self) -> GlobalConfig:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             missing = "tls_key_file" if self.tls_key_file is None else "tls_cert_file"
-            raise _located(missing, "tls_cert_file and tls_key_file must be given together")
+            raise located(missing, "tls_cert_file and tls_key_file must be given together")
         return self
 
     @model_validator(mode="after")
     def _keda_mtls(self) -> GlobalConfig:
         if self.keda_require_client_cert and self.keda_client_ca_file is None:
-            raise _located(
+            raise located(
                 "keda_require_client_cert",
                 "is true but keda_client_ca_file is not set: give the PEM file of the CA that "
                 "signs KEDA's client certificate",
@@ -253,7 +207,7 @@ class GlobalConfig(_Strict):
         return 2.0 * self.tick_s + self.scrape_interval_s
 
 
-class ProfileConfig(_Strict):
+class ProfileConfig(Strict):
     """The measured performance profile that seeds the workload's capacity."""
 
     model: str = "llama2-70b"
@@ -263,12 +217,12 @@ class ProfileConfig(_Strict):
     @field_validator("model")
     @classmethod
     def _model(cls, value: str) -> str:
-        return _one_of("model", value, KNOWN_MODELS)
+        return one_of("model", value, KNOWN_MODELS)
 
     @field_validator("gpu")
     @classmethod
     def _gpu(cls, value: str) -> str:
-        return _one_of("gpu", value, KNOWN_GPUS)
+        return one_of("gpu", value, KNOWN_GPUS)
 
     @field_validator("tp")
     @classmethod
@@ -278,7 +232,7 @@ class ProfileConfig(_Strict):
         return value
 
 
-class SloConfig(_Strict):
+class SloConfig(Strict):
     """Per-request latency budgets and the attainment target (DESIGN.md, "SLO")."""
 
     ttft_s: float = Field(default=_DEFAULT_SLO.ttft_s, gt=0)
@@ -303,120 +257,7 @@ class SloConfig(_Strict):
         )
 
 
-class PrefetchConfig(_Strict):
-    """Pulling the modelcar image onto nodes before replicas land there (DESIGN.md, "Prefetch")."""
-
-    enabled: bool = False
-    max_concurrent_per_pool: int = Field(default=2, ge=1)
-    """Most prefetch pulls running at once in one node pool (they share its network and disks)."""
-    max_warm_nodes: int = Field(default=4, ge=0)
-    """Most warm spare nodes: holding or pulling the image while running none of its pods."""
-    fleet_fraction: float = Field(default=0.1, ge=0.0, le=1.0)
-    """Both caps above grow to this fraction of the nodes running the workload (0: fixed caps)."""
-    spare_replicas: int = Field(default=1, ge=0)
-    """Warm room kept beyond the forecast's need, in replicas (docs/prefetch.md)."""
-    gc_high_threshold_percent: float = Field(default=85.0, gt=0, le=100)
-    """The nodes' kubelet ``imageGCHighThresholdPercent``: a pull must leave disk use below it."""
-    on_disk_factor: float = Field(default=2.0, ge=1.0, le=4.0)
-    """Disk per byte of image: 2 with containerd's default, 1 with discard_unpacked_layers."""
-    node_pool_label: str | None = None
-    """Node label naming a node's pool (default: the GKE/EKS/Karpenter/AKS pool labels)."""
-    image_has_shell: bool = True
-    """False for a modelcar without ``sh``: the Job then copies in a static busybox to exit."""
-    helper_image: str = "busybox:1.36.1-musl"
-    """The static busybox image used when ``image_has_shell`` is false."""
-    pull_deadline_s: int = Field(default=3600, ge=60)
-    """``activeDeadlineSeconds`` of a prefetch Job: how long a pull may take."""
-
-    @field_validator("helper_image")
-    @classmethod
-    def _helper(cls, value: str) -> str:
-        if not _IMAGE_REF.fullmatch(value):
-            raise ValueError(f"{value!r} is not an OCI image reference")
-        return value
-
-    @field_validator("node_pool_label")
-    @classmethod
-    def _pool_label(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        prefix, _, name = value.rpartition("/")
-        if (
-            (prefix and not _DNS1123_SUBDOMAIN.fullmatch(prefix))
-            or len(name) > 63
-            or not _LABEL_NAME.fullmatch(name)
-        ):
-            raise ValueError(f"{value!r} is not a valid label key")
-        return value
-
-    @field_validator("gc_high_threshold_percent", "on_disk_factor")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
-
-
-class GatewayConfig(_Strict):
-    """The inference gateway's endpoint picker (EPP) that fronts the workload
-    (docs/gateway.md). Its series carry no ``workload`` label: they are joined to the workload
-    by the workload's namespace plus ``pool`` (the InferencePool's name, matched on
-    ``pool_label``) and/or ``selector`` (equality matchers on the EPP's series, e.g.
-    ``job: llama-epp`` or ``model_name: llama-3-8b``)."""
-
-    pool: str | None = None
-    """The InferencePool's name, matched on the ``pool_label`` label of the EPP's series."""
-    pool_label: str = "inference_pool"
-    """The label naming the pool on *every* EPP series: a scrape relabeling must add it (the
-    PodMonitor in deploy/examples/epp-podmonitor.yaml does), since the request counter and
-    token histograms carry only model labels."""
-    selector: dict[str, str] = Field(default_factory=dict)
-    """Further equality matchers; all must hold for a series to count for the workload."""
-
-    @field_validator("pool")
-    @classmethod
-    def _pool(cls, value: str | None) -> str | None:
-        if value is not None and (len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value)):
-            raise ValueError(f"{value!r} is not an InferencePool name (DNS-1123 subdomain)")
-        return value
-
-    @field_validator("pool_label")
-    @classmethod
-    def _pool_label(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", value):
-            raise ValueError(f"{value!r} is not a Prometheus label name")
-        return value
-
-    @field_validator("selector")
-    @classmethod
-    def _selector(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, label in value.items():
-            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", key):
-                raise ValueError(f"{key!r} is not a Prometheus label name")
-            if not label:
-                raise ValueError(f"label {key!r} needs a value")
-        return value
-
-    @model_validator(mode="after")
-    def _joined(self) -> GatewayConfig:
-        if self.pool is None and not self.selector:
-            raise _located("pool", "give the InferencePool's name (pool) or a selector")
-        if self.pool is not None and self.pool_label in self.selector:
-            raise _located(
-                f"selector.{self.pool_label}",
-                f"the pool is already matched on {self.pool_label}; give it once",
-            )
-        return self
-
-    def matchers(self) -> dict[str, str]:
-        """Every equality matcher of the join, the namespace aside."""
-        out = dict(self.selector)
-        if self.pool is not None:
-            out[self.pool_label] = self.pool
-        return out
-
-
-class WorkloadConfig(_Strict):
+class WorkloadConfig(Strict):
     """One scaled workload: a Deployment, StatefulSet or LeaderWorkerSet of model-server pods;
     or, with ``roles``, a disaggregated workload of two such targets (:meth:`targets`)."""
 
@@ -449,14 +290,14 @@ class WorkloadConfig(_Strict):
     @field_validator("namespace")
     @classmethod
     def _namespace(cls, value: str) -> str:
-        if len(value) > 63 or not _DNS1123_LABEL.fullmatch(value):
+        if len(value) > 63 or not DNS1123_LABEL.fullmatch(value):
             raise ValueError(f"{value!r} is not a Kubernetes namespace name (DNS-1123 label)")
         return value
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value):
+        if len(value) > 253 or not DNS1123_SUBDOMAIN.fullmatch(value):
             raise ValueError(f"{value!r} is not a Kubernetes object name (DNS-1123 subdomain)")
         return value
 
@@ -466,7 +307,7 @@ class WorkloadConfig(_Strict):
         known: Sequence[str] = KNOWN_ENGINES
         if isinstance(info.context, Mapping) and ENGINES_CONTEXT_KEY in info.context:
             known = tuple(info.context[ENGINES_CONTEXT_KEY])
-        return _one_of("engine", value, tuple(sorted(known)))
+        return one_of("engine", value, tuple(sorted(known)))
 
     @field_validator("selector")
     @classmethod
@@ -474,19 +315,19 @@ class WorkloadConfig(_Strict):
         for key, label in value.items():
             prefix, _, name = key.rpartition("/")
             if (
-                (prefix and not _DNS1123_SUBDOMAIN.fullmatch(prefix))
+                (prefix and not DNS1123_SUBDOMAIN.fullmatch(prefix))
                 or len(name) > 63
-                or not _LABEL_NAME.fullmatch(name)
+                or not LABEL_NAME.fullmatch(name)
             ):
                 raise ValueError(f"{key!r} is not a valid label key")
-            if len(label) > 63 or not _LABEL_VALUE.fullmatch(label):
+            if len(label) > 63 or not LABEL_VALUE.fullmatch(label):
                 raise ValueError(f"{label!r} (label {key!r}) is not a valid label value")
         return value
 
     @field_validator("image")
     @classmethod
     def _image(cls, value: str | None) -> str | None:
-        if value is not None and not _IMAGE_REF.fullmatch(value):
+        if value is not None and not IMAGE_REF.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not an OCI image reference "
                 "(e.g. registry.example.com/models/llama@sha256:<64 hex>)"
@@ -503,18 +344,18 @@ class WorkloadConfig(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> WorkloadConfig:
         if self.min_replicas > self.max_replicas:
-            raise _located(
+            raise located(
                 "min_replicas",
                 f"min_replicas ({self.min_replicas}) is greater than "
                 f"max_replicas ({self.max_replicas})",
             )
         if self.prefetch.enabled and self.image is None:
-            raise _located("prefetch.enabled", "prefetch needs the workload's modelcar image")
+            raise located("prefetch.enabled", "prefetch needs the workload's modelcar image")
         if (self.role is None) != (self.group is None):
-            raise _located("role", "role and group are set together (by roles:), or neither")
+            raise located("role", "role and group are set together (by roles:), or neither")
         if self.roles is None:
             if not self.selector:
-                raise _located("selector", "give the workload's pod selector (or roles:)")
+                raise located("selector", "give the workload's pod selector (or roles:)")
             return self
         per_role = ("selector", "kind", "min_replicas", "max_replicas")
         for name in (*per_role, "role", "gateway", "capacity_seed"):
@@ -524,7 +365,7 @@ class WorkloadConfig(_Strict):
                     if name in per_role
                     else "is not supported with roles: yet (docs/disaggregation.md)"
                 )
-                raise _located(name, why)
+                raise located(name, why)
         return self
 
     def targets(self) -> tuple[WorkloadConfig, ...]:
@@ -557,7 +398,7 @@ class WorkloadConfig(_Strict):
         """Why the image reference is not ideal for prefetch, or None."""
         if self.image is None:
             return None
-        match = _IMAGE_REF.fullmatch(self.image)
+        match = IMAGE_REF.fullmatch(self.image)
         if match is None or match.group("digest"):
             return None
         if match.group("tag") is None:
@@ -568,7 +409,7 @@ class WorkloadConfig(_Strict):
         )
 
 
-class ServiceConfig(_Strict):
+class ServiceConfig(Strict):
     """The whole file: global settings under ``service`` and the list of ``workloads``."""
 
     service: GlobalConfig = GlobalConfig()
@@ -577,7 +418,7 @@ class ServiceConfig(_Strict):
     @model_validator(mode="after")
     def _unique(self) -> ServiceConfig:
         if not self.workloads:
-            raise _located("workloads", "the config needs at least one workload")
+            raise located("workloads", "the config needs at least one workload")
         first: dict[tuple[str, str], str] = {}
         for i, workload in enumerate(self.workloads):
             where = f"workloads[{i}].name"
@@ -589,7 +430,7 @@ class ServiceConfig(_Strict):
                 ]
             for key, at in names:
                 if key in first:
-                    raise _located(
+                    raise located(
                         at, f"duplicate workload {key[0]}/{key[1]} (first at {first[key]})"
                     )
                 first[key] = at
