@@ -62,8 +62,9 @@ from forecasting.holt import normal_z
 COMBINES = ("inverse-loss", "best")
 
 
-class AdaptiveHolt(Forecaster):
-    """A bank of damped-Holt recursions over ``alphas x betas``, weighted by recent error."""
+class HoltBankSettings:
+    """The bank's settings, one constructor for the per-series model and the batch one
+    (:class:`~forecasting.adaptive_holt_batch.AdaptiveHoltBatch`), so they cannot drift apart."""
 
     def __init__(
         self,
@@ -86,6 +87,10 @@ class AdaptiveHolt(Forecaster):
         self.power = power
         self.error_alpha = error_alpha
         self.max_horizon = max_horizon
+
+
+class AdaptiveHolt(HoltBankSettings, Forecaster):
+    """A bank of damped-Holt recursions over ``alphas x betas``, weighted by recent error."""
 
     def _reset(self) -> None:
         if self.combine not in COMBINES:

@@ -22,6 +22,7 @@ so two numbers stand for its ``max_horizon``): about 3 KiB with the defaults.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any, Self
 
@@ -29,49 +30,18 @@ import numpy as np
 import numpy.typing as npt
 
 from forecasting._errors import MAE_TO_SIGMA
-from forecasting.adaptive_holt import COMBINES
+from forecasting.adaptive_holt import COMBINES, HoltBankSettings
 from forecasting.base import FloatArray, check_quantiles
 from forecasting.holt import normal_z
 
 
-class AdaptiveHoltBatch:
+class AdaptiveHoltBatch(HoltBankSettings):
     """The adaptive Holt bank (``forecasting.adaptive_holt``) over a fixed set of workloads."""
-
-    def __init__(
-        self,
-        alphas: Sequence[float] = (0.5, 0.3, 0.2, 0.1, 0.05, 0.8),
-        betas: Sequence[float] = (0.0, 0.1),
-        phi: float = 0.9,
-        horizon: int = 16,
-        window: int = 96,
-        combine: str = "inverse-loss",
-        power: float = 4.0,
-        error_alpha: float = 0.05,
-        max_horizon: int = 40,
-    ) -> None:
-        self.alphas = alphas
-        self.betas = betas
-        self.phi = phi
-        self.horizon = horizon
-        self.window = window
-        self.combine = combine
-        self.power = power
-        self.error_alpha = error_alpha
-        self.max_horizon = max_horizon
 
     def get_params(self) -> dict[str, Any]:
         """The constructor's keyword arguments (those of ``AdaptiveHolt``)."""
-        return {
-            "alphas": self.alphas,
-            "betas": self.betas,
-            "phi": self.phi,
-            "horizon": self.horizon,
-            "window": self.window,
-            "combine": self.combine,
-            "power": self.power,
-            "error_alpha": self.error_alpha,
-            "max_horizon": self.max_horizon,
-        }
+        names = inspect.signature(HoltBankSettings.__init__).parameters
+        return {name: getattr(self, name) for name in names if name != "self"}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
