@@ -112,36 +112,11 @@ class PrefillReplica(Replica):
     def plan(self, now: float) -> float | None:
         prof = self.profile
         waiting = self.waiting
-        reqs = self.reqs
         if not waiting:
             self.mode = IDLE
             return None
         budget = prof.max_batched_tokens
-        seqs_free = prof.max_num_seqs
-        cost = 0.0
-        offset = self.head_offset
-        while waiting and budget > 0:
-            rid = waiting[0]
-            prompt = reqs.prompt[rid]
-            if offset == 0:
-                if seqs_free <= 0 or self.kv_reserved + prompt > self.kv_capacity:
-                    break
-                self.kv_reserved += prompt
-                reqs.admitted[rid] = now
-                self.sink.admitted_rids.append(rid)
-            chunk = prompt - offset
-            if chunk > budget:
-                cost += prof.prefill_chunk_s(offset, budget)
-                offset += budget
-                budget = 0
-                break
-            cost += prof.prefill_chunk_s(offset, chunk)
-            budget -= chunk
-            offset = 0
-            waiting.popleft()
-            self.prefilling.append(rid)
-            seqs_free -= 1
-        self.head_offset = offset
+        cost = self.admit_prefill(budget, prof.max_num_seqs, now, reserve_output=False)
         if cost <= 0.0:
             self.mode = IDLE
             return None

@@ -188,43 +188,56 @@ class Replica:
         self.mode = IDLE
         return self.plan(now)
 
+    def admit_prefill(
+        self, budget: int, seqs_free: int, now: float, *, reserve_output: bool
+    ) -> float:
+        """Fill one step's token ``budget`` with prefill chunks from the head of the queue,
+        admitting a request when its KV fits (its prompt, plus its output where the replica also
+        decodes it: ``reserve_output``); the prefill seconds of the chunks taken.
+
+        A prompt longer than the budget is split across steps (``head_offset`` remembers where
+        it stopped), as vLLM's chunked prefill does. Shared by the aggregated replica and the
+        disaggregated prefill replica, which differ only in the KV they reserve.
+        """
+        prof, reqs, waiting, prefilling = self.profile, self.reqs, self.waiting, self.prefilling
+        cost = 0.0
+        offset = self.head_offset
+        while waiting and budget > 0:
+            rid = waiting[0]
+            prompt = reqs.prompt[rid]
+            if offset == 0:
+                size = prompt + reqs.output[rid] if reserve_output else prompt
+                if seqs_free <= 0 or self.kv_reserved + size > self.kv_capacity:
+                    break
+                self.kv_reserved += size
+                reqs.admitted[rid] = now
+                self.sink.admitted_rids.append(rid)
+            chunk = prompt - offset
+            if chunk > budget:
+                cost += prof.prefill_chunk_s(offset, budget)
+                offset += budget
+                budget = 0
+                break
+            cost += prof.prefill_chunk_s(offset, chunk)
+            budget -= chunk
+            offset = 0
+            waiting.popleft()
+            prefilling.append(rid)
+            seqs_free -= 1
+        self.head_offset = offset
+        return cost
+
     def plan(self, now: float) -> float | None:
         """Choose the next activity at a step boundary: a mixed (prefill) step if a waiting
         request can make progress, else a decode stretch up to the next completion, else idle."""
         prof = self.profile
         waiting = self.waiting
-        reqs = self.reqs
         b = self.n_running
         if waiting:
             budget = prof.max_batched_tokens - b
             seqs_free = prof.max_num_seqs - b
-            cost = 0.0
-            offset = self.head_offset
-            prefilling = self.prefilling
-            while waiting and budget > 0:
-                rid = waiting[0]
-                prompt = reqs.prompt[rid]
-                if offset == 0:
-                    size = prompt + reqs.output[rid]
-                    if seqs_free <= 0 or self.kv_reserved + size > self.kv_capacity:
-                        break
-                    self.kv_reserved += size
-                    reqs.admitted[rid] = now
-                    self.sink.admitted_rids.append(rid)
-                chunk = prompt - offset
-                if chunk > budget:
-                    cost += prof.prefill_chunk_s(offset, budget)
-                    offset += budget
-                    budget = 0
-                    break
-                cost += prof.prefill_chunk_s(offset, chunk)
-                budget -= chunk
-                offset = 0
-                waiting.popleft()
-                prefilling.append(rid)
-                seqs_free -= 1
+            cost = self.admit_prefill(budget, seqs_free, now, reserve_output=True)
             progressed = cost > 0.0
-            self.head_offset = offset
             if progressed:
                 step = self._dec_base + cost
                 if b:
