@@ -133,22 +133,47 @@ def read_lws(
     request_timeout: tuple[float, float] = DEFAULT_REQUEST_TIMEOUT,
 ) -> LwsScale | None:
     """GET the LeaderWorkerSet; None when it (or the LWS API) is not there (404)."""
-    api = client.CustomObjectsApi(api_client)
-    body = call_json(
+    body = _call_lws(
+        api_client,
         f"get leaderworkerset {namespace}/{name}",
-        lambda: api.get_namespaced_custom_object(
+        "get_namespaced_custom_object",
+        namespace,
+        name,
+        request_timeout=request_timeout,
+        absent=(404,),
+    )
+    return None if body is None else parse_lws(body)
+
+
+def _call_lws(
+    api_client: client.ApiClient,
+    operation: str,
+    method: str,
+    namespace: str,
+    name: str,
+    *body: object,
+    request_timeout: tuple[float, float],
+    absent: tuple[int, ...] = (),
+) -> dict[str, Any] | None:
+    """One ``CustomObjectsApi`` call on a LeaderWorkerSet (or its scale subresource), its JSON
+    answer read through :func:`call_json` (one error type, the operation named)."""
+    api = client.CustomObjectsApi(api_client)
+    call = getattr(api, method)
+    return call_json(
+        operation,
+        lambda: call(
             GROUP,
             VERSION,
             namespace,
             PLURAL,
             name,
+            *body,
             _preload_content=False,
             _request_timeout=request_timeout,
         ),  # fmt: skip
         host=api_host(api_client),
-        absent=(404,),
+        absent=absent,
     )
-    return None if body is None else parse_lws(body)
 
 
 def read_scale(
@@ -159,20 +184,14 @@ def read_scale(
     request_timeout: tuple[float, float] = DEFAULT_REQUEST_TIMEOUT,
 ) -> tuple[int, int, str] | None:
     """The scale subresource as an HPA reads it: (spec replicas, status replicas, selector)."""
-    api = client.CustomObjectsApi(api_client)
     operation = f"get leaderworkerset {namespace}/{name} scale"
-    body = call_json(
+    body = _call_lws(
+        api_client,
         operation,
-        lambda: api.get_namespaced_custom_object_scale(
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            name,
-            _preload_content=False,
-            _request_timeout=request_timeout,
-        ),  # fmt: skip
-        host=api_host(api_client),
+        "get_namespaced_custom_object_scale",
+        namespace,
+        name,
+        request_timeout=request_timeout,
         absent=(404,),
     )
     if body is None:
@@ -197,21 +216,15 @@ def patch_scale(
     the count the API answered."""
     if groups < 0:
         raise ValueError(f"groups must be >= 0, got {groups}")
-    api = client.CustomObjectsApi(api_client)
     operation = f"patch leaderworkerset {namespace}/{name} scale"
-    body = call_json(
+    body = _call_lws(
+        api_client,
         operation,
-        lambda: api.patch_namespaced_custom_object_scale(
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            name,
-            {"spec": {"replicas": groups}},
-            _preload_content=False,
-            _request_timeout=request_timeout,
-        ),  # fmt: skip
-        host=api_host(api_client),
+        "patch_namespaced_custom_object_scale",
+        namespace,
+        name,
+        {"spec": {"replicas": groups}},
+        request_timeout=request_timeout,
     )
     assert body is not None
     return _int((body.get("spec") or {}).get("replicas"), f"{operation} spec.replicas", 0)
