@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from heapq import heappop, heappush
+from heapq import heappush
 
 from autoscaler.core.replica_states import DEFAULT_PENDING_TIMEOUT_S
 from autoscaler.hpa.controller import HpaController
@@ -40,7 +40,7 @@ from autoscaler.simulation.pd_replicas import (
     transfer_s_per_token,
 )
 from autoscaler.simulation.replica import Replica
-from autoscaler.simulation.requests import RequestTable
+from autoscaler.simulation.requests import RequestTable, arrivals_and_events
 from autoscaler.traces.records import Trace
 
 STEP = 0
@@ -137,11 +137,7 @@ def simulate_pd(
     heappush(heap, (0.0, seq, TICK, 0, -1, 0))
     duration = trace.duration_s
     limit = min(profile.max_context, profile.kv_capacity_tokens)
-    arrivals = reqs.arrival
-    n = len(arrivals)
-    i = 0
     end_limit = duration + config.drain_grace_s
-    inf = float("inf")
 
     def push_step(role: int, server: Replica, end: float | None) -> None:
         nonlocal seq
@@ -176,21 +172,11 @@ def simulate_pd(
             heappush(heap, (when, seq, TRANSFER, 0, slot, rid))
         started.clear()
 
-    while True:
-        t_arr = arrivals[i] if i < n else inf
-        t_ev = heap[0][0] if heap else inf
-        if t_arr == inf and t_ev == inf:
-            break
-        if t_arr <= t_ev:
-            now = t_arr
-            rid = i
-            i += 1
-            if reqs.prompt[rid] + reqs.output[rid] > limit:
-                reqs.rejected[rid] = True
-                continue
+    for now, rid, event in arrivals_and_events(reqs, limit, heap):
+        if event is None:
             assign(prefill, rid, now)
             continue
-        now, _, kind, pool, slot, extra = heappop(heap)
+        _, _, kind, pool, slot, extra = event
         if now > end_limit:
             break
         if kind == STEP:

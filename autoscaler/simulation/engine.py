@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from heapq import heappop, heappush
+from heapq import heappush
 
 from autoscaler.core.recommendation import Recommendation
 from autoscaler.core.replica_states import DEFAULT_PENDING_TIMEOUT_S
@@ -27,7 +27,7 @@ from autoscaler.simulation.lifecycle import LifecycleConfig
 from autoscaler.simulation.observation import PrometheusView
 from autoscaler.simulation.prefetch import PrefetchSim, SimPrefetcher
 from autoscaler.simulation.replica import Replica
-from autoscaler.simulation.requests import RequestTable
+from autoscaler.simulation.requests import RequestTable, arrivals_and_events
 from autoscaler.traces.records import Trace
 
 STEP = 0
@@ -161,21 +161,15 @@ def simulate(
     heappush(heap, (0.0, seq, TICK, -1, 0))
     duration = trace.duration_s
     limit = min(profile.max_context, profile.kv_capacity_tokens)
-    arrivals = reqs.arrival
-    prompts = reqs.prompt
-    outputs = reqs.output
     work = reqs.work
     load = fleet.load
     records = fleet.records
-    n = len(arrivals)
-    i = 0
     timeline: list[TickRecord] = []
     changes = 0
     warmup = config.warmup_s if config.warmup_plan else 0.0
     max_live = spec if warmup <= 0 else 0
     end_limit = duration + config.drain_grace_s
     next_progress = 0.0
-    inf = float("inf")
 
     def assign(rid: int, now: float, server: Replica | None = None) -> None:
         nonlocal seq
@@ -209,18 +203,8 @@ def simulate(
                 return  # flow control: the pool is saturated, the rest keeps waiting
             assign(backlog.popleft(), now, server)
 
-    while True:
-        t_arr = arrivals[i] if i < n else inf
-        t_ev = heap[0][0] if heap else inf
-        if t_arr == inf and t_ev == inf:
-            break
-        if t_arr <= t_ev:
-            now = t_arr
-            rid = i
-            i += 1
-            if prompts[rid] + outputs[rid] > limit:
-                reqs.rejected[rid] = True
-                continue
+    for now, rid, event in arrivals_and_events(reqs, limit, heap):
+        if event is None:
             server = None
             if gw is not None:
                 server = None if fleet.backlog else gw.pick(fleet)
@@ -229,7 +213,7 @@ def simulate(
                     continue
             assign(rid, now, server)
             continue
-        now, _, kind, slot, version = heappop(heap)
+        _, _, kind, slot, version = event
         if now > end_limit:
             break
         if kind == STEP:

@@ -7,6 +7,10 @@ computed at the end from numpy views of them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from heapq import heappop
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -48,3 +52,35 @@ class RequestTable:
         """A numpy copy of one measured column (``admitted``, ``first_token``, ``finished``)."""
         values: list[float] = getattr(self, name)
         return np.asarray(values, dtype=np.float64)
+
+
+def arrivals_and_events(
+    reqs: RequestTable, limit: int, heap: list[tuple[Any, ...]]
+) -> Iterator[tuple[float, int, tuple[Any, ...] | None]]:
+    """The order of a run: its arrivals merged with the events the caller keeps pushing onto
+    ``heap``, earliest first (an arrival before an event at the same time).
+
+    Yields ``(time, request id, None)`` for an arrival that fits and ``(time, -1, event)`` for an
+    event, popped. A request whose prompt and output exceed ``limit`` tokens (the context or the
+    KV of one replica) is marked rejected and not yielded. Ends when both run out. One merge for
+    the aggregated and the disaggregated simulator; a generator step costs far less than the
+    event it hands over.
+    """
+    arrivals, prompts, outputs, rejected = reqs.arrival, reqs.prompt, reqs.output, reqs.rejected
+    inf = float("inf")
+    i, n = 0, len(arrivals)
+    while True:
+        t_arr = arrivals[i] if i < n else inf
+        t_ev = heap[0][0] if heap else inf
+        if t_arr == inf and t_ev == inf:
+            return
+        if t_arr <= t_ev:
+            rid = i
+            i += 1
+            if prompts[rid] + outputs[rid] > limit:
+                rejected[rid] = True
+                continue
+            yield t_arr, rid, None
+        else:
+            event = heappop(heap)
+            yield event[0], -1, event
