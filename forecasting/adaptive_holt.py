@@ -88,24 +88,28 @@ class HoltBankSettings:
         self.error_alpha = error_alpha
         self.max_horizon = max_horizon
 
-
-class AdaptiveHolt(HoltBankSettings, Forecaster):
-    """A bank of damped-Holt recursions over ``alphas x betas``, weighted by recent error."""
-
-    def _reset(self) -> None:
+    def _set_members(self) -> None:
+        """Check the settings and lay out the bank's members: every alpha with the first beta,
+        then every alpha with the next beta, and so on."""
         if self.combine not in COMBINES:
             raise ValueError(f"unknown combine {self.combine!r}; known: {', '.join(COMBINES)}")
         alphas = np.asarray(list(self.alphas), dtype=np.float64)
         betas = np.asarray(list(self.betas), dtype=np.float64)
         if alphas.size == 0 or betas.size == 0:
-            raise ValueError("AdaptiveHolt needs at least one alpha and one beta")
+            raise ValueError(f"{type(self).__name__} needs at least one alpha and one beta")
         for name, values in (("alphas", alphas), ("betas", betas)):
             if not np.all((values >= 0) & (values <= 1)):
                 raise ValueError(f"{name} must lie in [0, 1], got {values.tolist()}")
-        # members: every alpha with the first beta, then every alpha with the next beta, ...
         self.member_alpha_ = np.tile(alphas, betas.size)
         self.member_beta_ = np.repeat(betas, alphas.size)
         self.trend_carry_ = (1.0 - self.member_beta_) * float(self.phi)
+
+
+class AdaptiveHolt(HoltBankSettings, Forecaster):
+    """A bank of damped-Holt recursions over ``alphas x betas``, weighted by recent error."""
+
+    def _reset(self) -> None:
+        self._set_members()
         k = self.member_alpha_.size
         self.h_ = max(1, int(self.horizon))
         big_h = max(int(self.max_horizon), self.h_)

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from forecasting._errors import MAE_TO_SIGMA
-from forecasting.adaptive_holt import COMBINES, HoltBankSettings
+from forecasting.adaptive_holt import HoltBankSettings
 from forecasting.base import FloatArray, check_quantiles
 from forecasting.holt import normal_z
 
@@ -54,18 +54,7 @@ class AdaptiveHoltBatch(HoltBankSettings):
     # -- state ---------------------------------------------------------------------------
 
     def _reset(self, n_workloads: int) -> None:
-        if self.combine not in COMBINES:
-            raise ValueError(f"unknown combine {self.combine!r}; known: {', '.join(COMBINES)}")
-        alphas = np.asarray(list(self.alphas), dtype=np.float64)
-        betas = np.asarray(list(self.betas), dtype=np.float64)
-        if alphas.size == 0 or betas.size == 0:
-            raise ValueError("AdaptiveHoltBatch needs at least one alpha and one beta")
-        for name, values in (("alphas", alphas), ("betas", betas)):
-            if not np.all((values >= 0) & (values <= 1)):
-                raise ValueError(f"{name} must lie in [0, 1], got {values.tolist()}")
-        self.member_alpha_ = np.tile(alphas, betas.size)
-        self.member_beta_ = np.repeat(betas, alphas.size)
-        self.trend_carry_ = (1.0 - self.member_beta_) * float(self.phi)
+        self._set_members()
         k = self.member_alpha_.size
         w = n_workloads
         self.h_ = max(1, int(self.horizon))

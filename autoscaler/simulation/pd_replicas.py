@@ -31,7 +31,7 @@ from heapq import heappush
 from autoscaler.perf.model import PerfProfile
 from autoscaler.simulation.fleet import Fleet, ReplicaRecord
 from autoscaler.simulation.lifecycle import READY, LifecycleConfig
-from autoscaler.simulation.replica import DECODE, IDLE, MIXED, Replica, ReplicaSink
+from autoscaler.simulation.replica import IDLE, MIXED, Replica, ReplicaSink
 from autoscaler.simulation.requests import RequestTable
 
 PREFILL = "prefill"
@@ -148,18 +148,7 @@ class DecodeReplica(Replica):
             heappush(self.running, (self.gen + reqs.output[rid] - 1, rid))
             self.ctx += prompt + 1
             self.n_running += 1
-        b = self.n_running
-        if b:
-            steps = self.running[0][0] - self.gen
-            self.mode = DECODE
-            self.t0 = now
-            self.steps = steps
-            self.batch = b
-            self.ctx0 = self.ctx
-            self.version += 1
-            return now + prof.decode_steps_time(b, self.ctx, steps)
-        self.mode = IDLE
-        return None
+        return self.decode_or_idle(now)
 
 
 class PoolFleet(Fleet):

@@ -250,6 +250,12 @@ class Replica:
                 self.t0 = now
                 self.version += 1
                 return now + step
+        return self.decode_or_idle(now)
+
+    def decode_or_idle(self, now: float) -> float | None:
+        """A decode stretch up to the next completion when a batch is running, else idle; the
+        stretch's end (None when idle)."""
+        b = self.n_running
         if b:
             steps = self.running[0][0] - self.gen
             self.mode = DECODE
@@ -258,6 +264,6 @@ class Replica:
             self.batch = b
             self.ctx0 = self.ctx
             self.version += 1
-            return now + prof.decode_steps_time(b, self.ctx, steps)
+            return now + self.profile.decode_steps_time(b, self.ctx, steps)
         self.mode = IDLE
         return None
