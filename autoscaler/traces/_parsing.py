@@ -8,6 +8,7 @@ prints one line that points at the file (and, for a bad row, at the line) instea
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 from collections.abc import Iterator
@@ -127,3 +128,30 @@ def csv_rows(
                 name, line, f"expected {width} columns ({','.join(header)}), got {len(row)}"
             )
         yield line, row
+
+
+class CsvTable(NamedTuple):
+    """A CSV trace opened by :func:`csv_table`."""
+
+    name: str
+    """The file, as errors name it."""
+    header: list[str]
+    columns: dict[str, int]
+    """The wanted columns' positions."""
+    rows: Iterator[tuple[int, list[str]]]
+    """The data rows, as :func:`csv_rows` yields them."""
+
+
+@contextmanager
+def csv_table(path: PathLike, wanted: tuple[str, ...], kind: str) -> Iterator[CsvTable | None]:
+    """A CSV trace with its header read and the ``wanted`` columns found (a missing one is a
+    format error naming the file); None for an empty file. Every CSV reader opens its file so."""
+    name = os.fspath(path)
+    with open_text(path) as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            yield None
+            return
+        index = column_indices(header, wanted, name, kind)
+        yield CsvTable(name, header, index, csv_rows(reader, header, name))

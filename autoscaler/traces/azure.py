@@ -18,8 +18,6 @@ microsecond) rather than POSIX timestamps: naive timestamps carry no zone, and
 
 from __future__ import annotations
 
-import csv
-import os
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -27,9 +25,7 @@ from autoscaler.errors import TraceFormatError
 from autoscaler.traces._parsing import (
     PathLike,
     RequestRow,
-    column_indices,
-    csv_rows,
-    open_text,
+    csv_table,
     parse_count,
 )
 
@@ -54,17 +50,14 @@ def iter_requests(path: PathLike) -> Iterator[RequestRow]:
     that is not a non-negative integer; :class:`~autoscaler.errors.InputError` when the file is
     missing. Blank lines are skipped.
     """
-    name = os.fspath(path)
-    with open_text(path) as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
+    with csv_table(path, COLUMNS, "Azure trace") as table:
+        if table is None:
             return
-        index = column_indices(header, COLUMNS, name, "Azure trace")
+        name, index = table.name, table.columns
         i_time, i_prompt, i_output = index[TIMESTAMP], index[PROMPT], index[OUTPUT]
         first: datetime | None = None
         parse_time = datetime.fromisoformat
-        for line, row in csv_rows(reader, header, name):
+        for line, row in table.rows:
             text = row[i_time]
             try:
                 stamp = parse_time(text)

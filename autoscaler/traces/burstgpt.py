@@ -21,16 +21,12 @@ file in another repository is synthetic; tests use small hand-written files.
 
 from __future__ import annotations
 
-import csv
-import os
 from collections.abc import Iterator
 
 from autoscaler.traces._parsing import (
     PathLike,
     RequestRow,
-    column_indices,
-    csv_rows,
-    open_text,
+    csv_table,
     parse_count,
     parse_real,
 )
@@ -56,15 +52,12 @@ def iter_requests(path: PathLike) -> Iterator[RequestRow]:
     Raises :class:`~autoscaler.errors.TraceFormatError` for a wrong column count, a timestamp that
     is not a finite number, or a token count that is not a non-negative integer.
     """
-    name = os.fspath(path)
-    with open_text(path) as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
+    with csv_table(path, COLUMNS, "BurstGPT trace") as table:
+        if table is None:
             return
-        index = column_indices(header, COLUMNS, name, "BurstGPT trace")
+        name, index = table.name, table.columns
         i_time, i_prompt, i_output = index[TIMESTAMP], index[PROMPT], index[OUTPUT]
-        for line, row in csv_rows(reader, header, name):
+        for line, row in table.rows:
             output = parse_count(row[i_output], OUTPUT, name, line)
             yield RequestRow(
                 parse_real(row[i_time], TIMESTAMP, name, line),

@@ -24,7 +24,6 @@ Two readings from DESIGN.md ("Traces"):
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections.abc import Iterator
@@ -37,9 +36,7 @@ import numpy.typing as npt
 from autoscaler.errors import InputError, TraceFormatError, UnknownNameError
 from autoscaler.traces._parsing import (
     PathLike,
-    column_indices,
-    csv_rows,
-    open_text,
+    csv_table,
     parse_count,
     parse_real,
 )
@@ -144,18 +141,15 @@ def iter_rows(path: PathLike) -> Iterator[ServeGenRow]:
     Raises :class:`~autoscaler.errors.TraceFormatError` for a wrong column count, a non-numeric
     or negative rate, or an unparsable client count.
     """
-    name = os.fspath(path)
-    with open_text(path) as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
+    with csv_table(path, (MODEL, WINDOW_START, RATE), "ServeGen") as table:
+        if table is None:
             return
-        required = column_indices(header, (MODEL, WINDOW_START, RATE), name, "ServeGen")
-        lowered = [h.strip().lower() for h in header]
+        name, required = table.name, table.columns
+        lowered = [h.strip().lower() for h in table.header]
         optional = {
             c: lowered.index(c) for c in (CATEGORY, CLIENTS, TOP_CLIENT, CLIENT_CV) if c in lowered
         }
-        for line, row in csv_rows(reader, header, name):
+        for line, row in table.rows:
             rate = parse_real(row[required[RATE]], RATE, name, line)
             if rate < 0:
                 raise TraceFormatError(name, line, f"column {RATE}: {rate} is negative")
