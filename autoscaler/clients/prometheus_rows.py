@@ -18,11 +18,13 @@ compares them).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
+
+from autoscaler.core.sample_checks import SampleLike
 
 __all__ = [
     "RowKeys",
@@ -63,18 +65,6 @@ class VectorRow(
 
     labels: RowKeys
     point: tuple[float, float]
-
-
-class SampleLike(Protocol):
-    """What :func:`rows_of` reads of a sample (:class:`~autoscaler.clients.prometheus.Sample`,
-    named by its shape so that this module does not import the client)."""
-
-    @property
-    def labels(self) -> Mapping[str, str]: ...
-    @property
-    def timestamp(self) -> float: ...
-    @property
-    def value(self) -> float: ...
 
 
 class SampleSource(Protocol):

@@ -15,9 +15,24 @@ Pure functions, no I/O; the hypothesis tests feed them every kind of float.
 from __future__ import annotations
 
 import math
-from typing import Final
+from collections.abc import Mapping
+from typing import Final, Protocol
 
-__all__ = ["FRACTION_FIELDS", "SIGNED_FIELDS", "sample_problem"]
+__all__ = ["FRACTION_FIELDS", "SIGNED_FIELDS", "SampleLike", "sample_problem"]
+
+
+class SampleLike(Protocol):
+    """One PromQL result sample as the readers of results see it (the Prometheus client's
+    ``Sample`` has this shape): named here so that neither the engine layer nor the row decoder
+    has to import the client."""
+
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+    @property
+    def timestamp(self) -> float: ...
+    @property
+    def value(self) -> float: ...
+
 
 SIGNED_FIELDS: Final[frozenset[str]] = frozenset(
     {"waiting_growth_rate", "gateway_backlog_growth_rate"}

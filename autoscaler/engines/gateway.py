@@ -49,10 +49,10 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final
 
 from autoscaler.config import GatewayConfig
-from autoscaler.core.sample_checks import sample_problem
+from autoscaler.core.sample_checks import SampleLike, sample_problem
 from autoscaler.engines.base import Series
 from autoscaler.engines.promql import selector
 
@@ -132,17 +132,8 @@ class GatewayJoin:
         return all(labels.get(k) == v for k, v in self.matchers)
 
 
-class Row(Protocol):
-    """One result row, as :class:`autoscaler.clients.prometheus.Sample` has it (this layer
-    must not import the client)."""
-
-    @property
-    def labels(self) -> Mapping[str, str]: ...
-    @property
-    def timestamp(self) -> float: ...
-    @property
-    def value(self) -> float: ...
-
+Row = SampleLike
+"""One result row (the core's shape of a sample: this layer must not import the client)."""
 
 GatewayRows = Mapping[str, Sequence[Row]]
 """Result rows of the gateway queries that answered, by :attr:`GatewayQuery.field`."""
