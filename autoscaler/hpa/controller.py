@@ -311,19 +311,7 @@ def _scale_up_limit(
     now: float,
 ) -> int:
     """``calculateScaleUpLimitWithScalingRules``: the most replicas the policies allow now."""
-    if rules.select_policy == "Disabled":
-        return current
-    pick = min if rules.select_policy == "Min" else max
-    result: int | None = None
-    for policy in rules.policies:
-        start = _replicas_at_period_start(policy.period_s, current, up_events, down_events, now)
-        if policy.type == "Pods":
-            proposed = start + policy.value
-        else:
-            # Rounded up, or a small fleet could never grow.
-            proposed = math.ceil(float(start) * (1.0 + float(policy.value) / 100.0))
-        result = proposed if result is None else pick(result, proposed)
-    return current if result is None else result
+    return _policy_limit(current, up_events, down_events, rules, now, up=True)
 
 
 def _scale_down_limit(
@@ -334,15 +322,35 @@ def _scale_down_limit(
     now: float,
 ) -> int:
     """``calculateScaleDownLimitWithBehaviors``: the fewest replicas the policies allow now."""
+    return _policy_limit(current, up_events, down_events, rules, now, up=False)
+
+
+def _policy_limit(
+    current: int,
+    up_events: list[_ScaleEvent],
+    down_events: list[_ScaleEvent],
+    rules: HpaScalingRules,
+    now: float,
+    *,
+    up: bool,
+) -> int:
+    """The two upstream functions above share their walk over the policies; they differ in the
+    direction of each policy's change, its rounding and which policy "Max"/"Min" selects."""
     if rules.select_policy == "Disabled":
         return current
-    # For a scale-down the smallest change ("Min") is the highest floor.
-    pick = max if rules.select_policy == "Min" else min
+    if up:
+        pick = min if rules.select_policy == "Min" else max
+    else:
+        # For a scale-down the smallest change ("Min") is the highest floor.
+        pick = max if rules.select_policy == "Min" else min
     result: int | None = None
     for policy in rules.policies:
         start = _replicas_at_period_start(policy.period_s, current, up_events, down_events, now)
         if policy.type == "Pods":
-            proposed = start - policy.value
+            proposed = start + policy.value if up else start - policy.value
+        elif up:
+            # Rounded up, or a small fleet could never grow.
+            proposed = math.ceil(float(start) * (1.0 + float(policy.value) / 100.0))
         else:
             # Go's int32(float64) truncates toward zero.
             proposed = math.trunc(float(start) * (1.0 - float(policy.value) / 100.0))
