@@ -303,28 +303,6 @@ def _replicas_at_period_start(
     return current - added + removed
 
 
-def _scale_up_limit(
-    current: int,
-    up_events: list[_ScaleEvent],
-    down_events: list[_ScaleEvent],
-    rules: HpaScalingRules,
-    now: float,
-) -> int:
-    """``calculateScaleUpLimitWithScalingRules``: the most replicas the policies allow now."""
-    return _policy_limit(current, up_events, down_events, rules, now, up=True)
-
-
-def _scale_down_limit(
-    current: int,
-    up_events: list[_ScaleEvent],
-    down_events: list[_ScaleEvent],
-    rules: HpaScalingRules,
-    now: float,
-) -> int:
-    """``calculateScaleDownLimitWithBehaviors``: the fewest replicas the policies allow now."""
-    return _policy_limit(current, up_events, down_events, rules, now, up=False)
-
-
 def _policy_limit(
     current: int,
     up_events: list[_ScaleEvent],
@@ -334,8 +312,10 @@ def _policy_limit(
     *,
     up: bool,
 ) -> int:
-    """The two upstream functions above share their walk over the policies; they differ in the
-    direction of each policy's change, its rounding and which policy "Max"/"Min" selects."""
+    """``calculateScaleUpLimitWithScalingRules`` (``up``: the most replicas the policies allow
+    now) and ``calculateScaleDownLimitWithBehaviors`` (the fewest): one walk over the policies,
+    which differ in the direction of each policy's change, its rounding and which policy
+    "Max"/"Min" selects."""
     if rules.select_policy == "Disabled":
         return current
     if up:
@@ -547,12 +527,13 @@ class HpaController:
         allowed: int
         reason: HpaReason
         if desired > current:
-            limit = _scale_up_limit(
+            limit = _policy_limit(
                 current,
                 history.scale_up_events,
                 history.scale_down_events,
                 spec.behavior.scale_up,
                 now,
+                up=True,
             )
             limit = max(limit, current)  # never "scale up" below the current count
             if spec.max_replicas > limit:
@@ -562,12 +543,13 @@ class HpaController:
             if desired > allowed:
                 return allowed, reason
         elif desired < current:
-            floor = _scale_down_limit(
+            floor = _policy_limit(
                 current,
                 history.scale_up_events,
                 history.scale_down_events,
                 spec.behavior.scale_down,
                 now,
+                up=False,
             )
             floor = min(floor, current)
             if spec.min_replicas < floor:
