@@ -195,7 +195,8 @@ class ApiWorkers:
             await asyncio.to_thread(_end, worker)
             why = "did not start in time" if answer is None else str(answer[1])
             raise InputError(f"API process {index}: {why}")
-        await self._send(worker, *self.store.published())
+        version, entries = self.store.published()
+        await self._send(worker, version, await asyncio.to_thread(encode_copy, version, entries))
         return worker
 
     async def _publish(self) -> None:
@@ -206,18 +207,11 @@ class ApiWorkers:
             if stale:
                 messages = await asyncio.to_thread(encode_copy, version, entries)
                 for worker in stale:
-                    await self._send(worker, version, entries, messages)
+                    await self._send(worker, version, messages)
             await asyncio.sleep(POLL_S)
 
-    async def _send(
-        self,
-        worker: _Worker,
-        version: int,
-        entries: dict[str, Entry],
-        messages: list[bytes] | None = None,
-    ) -> None:
-        if messages is None:
-            messages = await asyncio.to_thread(encode_copy, version, entries)
+    async def _send(self, worker: _Worker, version: int, messages: list[bytes]) -> None:
+        """Send one encoded store copy; a process that is gone is left to :meth:`_watch`."""
         try:
             await asyncio.to_thread(_send_all, worker.conn, messages)
         except (BrokenPipeError, ConnectionResetError, OSError):

@@ -235,15 +235,8 @@ def _listeners(
     kube: client.ApiClient | None,
 ) -> Listeners:
     health = create_health_app(registry, alive=loop.alive, ready=loop.ready, degraded=loop.degraded)
-    auth: Authenticator | None = None
     if options.skip_auth:
         log.warning("the HTTPS API runs WITHOUT authentication (--insecure-skip-auth)")
-    else:
-        assert kube is not None  # serve() refuses --no-kubernetes without --insecure-skip-auth
-        auth = build_authenticator(kube, AuthConfig())
-    ssl_context: ssl.SSLContext = server_ssl_context(
-        cert_file, key_file, client_ca_pem=auth.client_ca_pem if auth is not None else None
-    )
     keda_ca = config.service.keda_client_ca_file
     if keda_ca:
         log.info("KEDA gRPC port: client certificates signed by %s are required", keda_ca)
@@ -275,6 +268,14 @@ def _listeners(
         )
         workers = ApiWorkers(store, spec, config.service.api_processes)
         return Listeners(health=health, grpc=grpc_server, api_servers=workers)
+    # In-process API only: the API processes build their own authenticator and TLS context.
+    auth: Authenticator | None = None
+    if not options.skip_auth:
+        assert kube is not None  # serve() refuses --no-kubernetes without --insecure-skip-auth
+        auth = build_authenticator(kube, AuthConfig())
+    ssl_context: ssl.SSLContext = server_ssl_context(
+        cert_file, key_file, client_ca_pem=auth.client_ca_pem if auth is not None else None
+    )
     https_files = CertificateFiles(cert_file, key_file)
     return Listeners(
         health=health,
