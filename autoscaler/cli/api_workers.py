@@ -41,6 +41,7 @@ from aiohttp import web
 
 from autoscaler.cli import event_loop
 from autoscaler.errors import InputError
+from autoscaler.live.loop import gc_paused
 from autoscaler.live.store import Entry, RecommendationStore, WorkloadInfo
 from external_metrics.app import create_api_app
 from external_metrics.auth import AuthConfig, Authenticator
@@ -386,11 +387,8 @@ def _follow(
         # all of it holding the GIL away from the requests. So: no collection while decoding,
         # and once loaded the copy is frozen out of the later ones (refcounts still free it;
         # see FrozenLoader for what the freeze could keep).
-        gc.disable()
-        try:
+        with gc_paused():
             whole = assembler.add(message)
-        finally:
-            gc.enable()
         if whole is not None:
             loop.call_soon_threadsafe(load, *whole)
 
